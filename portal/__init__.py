@@ -1,0 +1,43 @@
+"""Tollgate: a self-hostable AI model API gateway with a prepaid-credit portal."""
+from pathlib import Path
+from typing import Optional
+
+from flask import Flask
+
+from . import config as config_module
+from .database import configure_engine
+from .extensions import csrf, db, htmx, login_manager, migrate
+from .money import format_usd
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Optional[dict] = None) -> Flask:
+    """Build the WSGI app: configuration, extensions, blueprints and operator commands.
+
+    `config` overrides what the environment says; `INSTANCE_PATH` in it moves the instance folder.
+    """
+    overrides = dict(config or {})
+    app = Flask(__name__, instance_path=overrides.pop("INSTANCE_PATH", str(ROOT / "instance")),
+                template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.update(config_module.load(app.instance_path))
+    app.config.update(overrides)
+
+    db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            configure_engine(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    htmx.init_app(app)
+    login_manager.init_app(app)
+
+    from . import cli, security
+    from .views import auth, dashboard, pages
+
+    security.init_app(app)
+    app.add_template_filter(format_usd, "usd")
+    for blueprint in (pages.bp, auth.bp, dashboard.bp):
+        app.register_blueprint(blueprint)
+    cli.register(app)
+    return app

@@ -1,0 +1,107 @@
+"""Upstream providers, public models and their price history."""
+from typing import Optional
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from .errors import AlreadyExists, InvalidInput, UnknownModel, UnknownUpstream
+from .extensions import db
+from .models import Model, ModelPrice, Protocol, Upstream, utcnow
+from .pricing import Price
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/")
+
+
+def _name(value: str, what: str, limit: int) -> str:
+    value = (value or "").strip()
+    if not value or len(value) > limit or not set(value) <= _NAME_CHARS:
+        raise InvalidInput(f"{what} must be 1-{limit} characters of letters, digits and -_.:/, got {value!r}")
+    return value
+
+
+def clean_base_url(url: str) -> str:
+    """Validate an upstream base URL: http(s), a host, no credentials, query or fragment."""
+    parts = urlsplit((url or "").strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"base URL must be an http:// or https:// URL with a host, got {url!r}")
+    if parts.username or parts.password:
+        raise InvalidInput("base URL must not contain credentials; pass the key with --api-key")
+    if parts.query or parts.fragment:
+        raise InvalidInput("base URL must not have a query string or fragment")
+    return parts.geturl().rstrip("/")
+
+
+def add_upstream(name: str, protocol: str, base_url: Optional[str] = None,
+                 api_key: Optional[str] = None) -> Upstream:
+    """Register an upstream provider. OpenAI-style base URLs end in /v1; Anthropic-style are the host root."""
+    name = _name(name, "upstream name", 64)
+    try:
+        proto = Protocol(protocol)
+    except ValueError:
+        choices = ", ".join(p.value for p in Protocol)
+        raise InvalidInput(f"protocol must be one of {choices}, got {protocol!r}") from None
+    if proto is Protocol.ECHO:
+        if base_url or api_key:
+            raise InvalidInput("the echo upstream is built in: it takes no base URL or API key")
+    elif not base_url:
+        raise InvalidInput(f"a {proto.value} upstream needs --base-url")
+    else:
+        base_url = clean_base_url(base_url)
+    if db.session.scalar(select(Upstream.id).where(Upstream.name == name)) is not None:
+        raise AlreadyExists(f"upstream {name!r} already exists")
+    upstream = Upstream(name=name, protocol=proto.value, base_url=base_url, api_key=api_key or None)
+    db.session.add(upstream)
+    db.session.flush()
+    return upstream
+
+
+def find_upstream(name: str) -> Upstream:
+    upstream = db.session.scalar(select(Upstream).where(Upstream.name == name))
+    if upstream is None:
+        raise UnknownUpstream(f"no upstream named {name!r}")
+    return upstream
+
+
+def find_model(public_id: str) -> Model:
+    model = db.session.scalar(select(Model).where(Model.public_id == public_id))
+    if model is None:
+        raise UnknownModel(f"no model named {public_id!r}")
+    return model
+
+
+def current_price(model_id: int) -> Optional[ModelPrice]:
+    """The price in force now: the latest row whose effective time has come."""
+    return db.session.scalar(
+        select(ModelPrice).where(ModelPrice.model_id == model_id, ModelPrice.effective_at <= utcnow())
+        .order_by(ModelPrice.effective_at.desc(), ModelPrice.id.desc()).limit(1)
+    )
+
+
+def as_price(row: ModelPrice) -> Price:
+    return Price(input=row.input, output=row.output, cache_read=row.cache_read, cache_write=row.cache_write)
+
+
+def set_model(public_id: str, upstream_name: str, price: Price, *, upstream_model: Optional[str] = None,
+              max_output_tokens: Optional[int] = None) -> tuple[Model, bool]:
+    """Create or update a model; a changed price becomes a new history row. Returns (model, price_changed)."""
+    public_id = _name(public_id, "model id", 128)
+    upstream = find_upstream(upstream_name)
+    if max_output_tokens is not None and max_output_tokens <= 0:
+        raise InvalidInput(f"max output tokens must be positive, got {max_output_tokens}")
+    model = db.session.scalar(select(Model).where(Model.public_id == public_id))
+    if model is None:
+        model = Model(public_id=public_id, upstream_model=public_id)
+        db.session.add(model)
+    model.upstream = upstream
+    if upstream_model is not None:
+        model.upstream_model = _name(upstream_model, "upstream model name", 128)
+    if max_output_tokens is not None:
+        model.max_output_tokens = max_output_tokens
+    db.session.flush()
+    current = current_price(model.id)
+    changed = current is None or as_price(current) != price
+    if changed:
+        db.session.add(ModelPrice(model_id=model.id, input=price.input, output=price.output,
+                                  cache_read=price.cache_read, cache_write=price.cache_write))
+        db.session.flush()
+    return model, changed

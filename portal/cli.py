@@ -1,0 +1,180 @@
+"""Operator commands (`flask --app wsgi GROUP COMMAND`): thin wrappers over the domain modules.
+
+Every command runs in one transaction and turns domain errors into a one-line message with a
+non-zero exit status.
+"""
+import functools
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from . import accounts, apikeys, catalog, demo, ledger
+from .database import atomic
+from .errors import DomainError
+from .models import EntryKind
+from .money import format_usd, parse_usd
+from .pricing import Price
+
+users = AppGroup("users", help="Create, verify and suspend users.")
+credits = AppGroup("credits", help="Grant credit.")
+keys = AppGroup("keys", help="Issue API keys.")
+upstreams = AppGroup("upstreams", help="Configure upstream providers.")
+models = AppGroup("models", help="Configure public models and their prices.")
+ledger_cli = AppGroup("ledger", help="Check the books.")
+demo_cli = AppGroup("demo", help="Demo data for a local try-out.")
+
+
+def domain_command(group: AppGroup, *args, **kwargs):
+    """Register a command that runs atomically and reports DomainError as a clean failure."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            try:
+                with atomic():
+                    return fn(*a, **kw)
+            except DomainError as exc:
+                raise click.ClickException(str(exc)) from None
+        return group.command(*args, **kwargs)(wrapper)
+    return decorate
+
+
+@domain_command(users, "create")
+@click.argument("email")
+@click.option("--password", help="Login password (omit for an account that cannot log in yet).")
+@click.option("--admin", is_flag=True, help="Give operator rights in the portal.")
+@click.option("--verified", is_flag=True, help="Mark the email address as verified.")
+def users_create(email, password, admin, verified):
+    """Create a user with an empty credit account."""
+    user = accounts.create_user(email, password, admin=admin, verified=verified)
+    click.echo(f"created {user.email}{' (admin)' if admin else ''}{' (verified)' if verified else ''}")
+
+
+@domain_command(users, "verify")
+@click.argument("email")
+def users_verify(email):
+    """Mark a user's email address as verified."""
+    user = accounts.find_user(email)
+    user.is_verified = True
+    click.echo(f"verified {user.email}")
+
+
+@domain_command(users, "suspend")
+@click.argument("email")
+@click.option("--reason", help="Shown to the user and kept for the record.")
+def users_suspend(email, reason):
+    """Suspend a user: their keys stop working at once."""
+    user = accounts.find_user(email)
+    accounts.suspend(user, reason)
+    click.echo(f"suspended {user.email}: {user.status_reason}")
+
+
+@domain_command(users, "unsuspend")
+@click.argument("email")
+def users_unsuspend(email):
+    """Lift a suspension."""
+    user = accounts.find_user(email)
+    accounts.unsuspend(user)
+    click.echo(f"reactivated {user.email}")
+
+
+@domain_command(credits, "grant")
+@click.argument("email")
+@click.argument("usd")
+@click.option("--reason", required=True, help="Why the credit is given (kept in the ledger).")
+@click.option("--reference", help="Idempotency reference: granting twice with it credits once.")
+def credits_grant(email, usd, reason, reference):
+    """Grant USD (a decimal string such as 5 or 0.000050) to a user's balance."""
+    amount = parse_usd(usd)
+    if amount == 0:
+        raise click.ClickException("amount must be greater than zero")
+    if not reason.strip():
+        raise click.ClickException("--reason must not be empty")
+    user = accounts.find_user(email)
+    entry = ledger.credit(user.account.id, amount, EntryKind.GRANT, memo=reason.strip(), reference=reference)
+    click.echo(f"granted {format_usd(amount)} to {user.email}; balance {format_usd(entry.balance_after)}")
+
+
+@domain_command(keys, "create")
+@click.argument("email")
+@click.option("--name", default="", help="A label for the key.")
+def keys_create(email, name):
+    """Issue an API key; the key is printed alone on the last line and never shown again."""
+    user = accounts.find_user(email)
+    key, plaintext = apikeys.issue(user, name)
+    click.echo(f"created key {key.name!r} ({key.hint}) for {user.email}")
+    click.echo(plaintext)
+
+
+@domain_command(upstreams, "add")
+@click.argument("name")
+@click.option("--protocol", required=True, type=click.Choice(["openai", "anthropic", "echo"]))
+@click.option("--base-url", help="As the provider's SDK takes it: OpenAI-style ends in /v1, Anthropic-style is the host root.")
+@click.option("--api-key", help="The upstream credential; '-' reads it from standard input (keeps it out of shell history).")
+def upstreams_add(name, protocol, base_url, api_key):
+    """Register an upstream provider."""
+    if api_key == "-":
+        api_key = sys.stdin.readline().strip()
+    upstream = catalog.add_upstream(name, protocol, base_url, api_key)
+    click.echo(f"added upstream {upstream.name} ({upstream.protocol}{', ' + upstream.base_url if upstream.base_url else ''})")
+
+
+@domain_command(models, "set")
+@click.argument("model")
+@click.option("--upstream", "upstream_name", required=True, help="Name of a configured upstream.")
+@click.option("--upstream-model", help="The model name the upstream knows (default: MODEL).")
+@click.option("--input", "input_price", required=True, help="USD per million input tokens.")
+@click.option("--output", "output_price", required=True, help="USD per million output tokens.")
+@click.option("--cache-read", help="USD per million cache-read tokens (default: the input price).")
+@click.option("--cache-write", help="USD per million cache-write tokens (default: the input price).")
+@click.option("--max-output-tokens", type=int, help="Cap and default for a call's output tokens.")
+def models_set(model, upstream_name, upstream_model, input_price, output_price, cache_read,
+               cache_write, max_output_tokens):
+    """Create or update a model; a price change is recorded as a new price effective now."""
+    price = Price(
+        input=parse_usd(input_price, what="--input"),
+        output=parse_usd(output_price, what="--output"),
+        cache_read=None if cache_read is None else parse_usd(cache_read, what="--cache-read"),
+        cache_write=None if cache_write is None else parse_usd(cache_write, what="--cache-write"),
+    )
+    row, changed = catalog.set_model(model, upstream_name, price, upstream_model=upstream_model,
+                                     max_output_tokens=max_output_tokens)
+    click.echo(f"model {row.public_id} -> {row.upstream.name}/{row.upstream_model}; "
+               f"{'new price recorded' if changed else 'price unchanged'}")
+
+
+@ledger_cli.command("verify")
+def ledger_verify():
+    """Recompute balances and holds from the ledger; exit 1 on any discrepancy."""
+    problems = ledger.verify()
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        raise click.ClickException(f"{len(problems)} discrepancies found")
+    click.echo("ledger ok: every balance equals the sum of its entries, every held amount its open holds")
+
+
+@demo_cli.command("seed")
+def demo_seed():
+    """Create the demo admin, demo user, echo upstream and demo model once; print the credentials."""
+    with atomic():
+        created = demo.seed(current_app.instance_path)
+    click.echo(demo.credentials_text(current_app.instance_path) if created is None else created)
+
+
+@click.command("serve")
+def serve():
+    """Serve the portal and proxy with waitress on HOST:PORT."""
+    from waitress import serve as waitress_serve
+
+    app = current_app._get_current_object()
+    host, port = app.config["HOST"], app.config["PORT"]
+    click.echo(f"serving on http://{host}:{port}/ ({app.config['PORTAL_ENV']})")
+    waitress_serve(app, host=host, port=port, threads=app.config["SERVE_THREADS"], ident="tollgate")
+
+
+def register(app: Flask) -> None:
+    for group in (users, credits, keys, upstreams, models, ledger_cli, demo_cli):
+        app.cli.add_command(group)
+    app.cli.add_command(serve)

@@ -1,0 +1,80 @@
+"""Configuration read from the environment.
+
+`load(instance_path, environ)` returns a plain dict for `app.config`; tests pass overrides to
+`create_app` instead of touching the environment.
+"""
+import os
+import secrets
+from pathlib import Path
+
+ENVIRONMENTS = ("development", "production")
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable configuration."""
+
+
+def database_url(raw: str) -> str:
+    """Point Postgres URLs at psycopg 3, whatever spelling the operator used."""
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix):]
+    return raw
+
+
+def _int(environ, name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _secret_key(environ, env: str, instance: Path) -> str:
+    key = environ.get("SECRET_KEY", "")
+    if key:
+        return key
+    if env == "production":
+        raise ConfigError("SECRET_KEY must be set when PORTAL_ENV=production")
+    # Development keeps a generated key so sessions survive restarts without any setup.
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
+def load(instance_path: str, environ=os.environ) -> dict:
+    """Build the app configuration from environment variables."""
+    env = environ.get("PORTAL_ENV", "development")
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"PORTAL_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env!r}")
+    instance = Path(instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    production = env == "production"
+    return {
+        "PORTAL_ENV": env,
+        "SECRET_KEY": _secret_key(environ, env, instance),
+        "SQLALCHEMY_DATABASE_URI": database_url(
+            environ.get("DATABASE_URL") or f"sqlite:///{instance / 'portal.db'}"
+        ),
+        "SQLITE_BUSY_TIMEOUT_MS": _int(environ, "SQLITE_BUSY_TIMEOUT_MS", 30_000),
+        "REDIS_URL": environ.get("REDIS_URL", ""),
+        "HOST": environ.get("HOST", "127.0.0.1"),
+        "PORT": _int(environ, "PORT", 8000),
+        "SERVE_THREADS": _int(environ, "SERVE_THREADS", 32),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+    }

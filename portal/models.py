@@ -1,0 +1,266 @@
+"""Typed SQLAlchemy models.
+
+Money columns are BigInteger micro-dollars (1 USD = 1,000,000); prices are micro-dollars per
+million tokens. Rows that record history (ledger entries, prices, usage records) are only ever
+inserted; the ledger's append-only rule is also enforced by database triggers (see migrations).
+"""
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Optional
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import DateTime, TypeDecorator
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            value = value.astimezone(timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class UserStatus(str, enum.Enum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    TERMINATED = "terminated"
+
+
+class Protocol(str, enum.Enum):
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    ECHO = "echo"
+
+
+class EntryKind(str, enum.Enum):
+    GRANT = "grant"
+    TOPUP = "topup"
+    CHARGE = "charge"
+    REFUND = "refund"
+    EXPIRY = "expiry"
+    ADJUSTMENT = "adjustment"
+
+
+class HoldStatus(str, enum.Enum):
+    OPEN = "open"
+    SETTLED = "settled"
+    RELEASED = "released"
+
+
+def _enum_check(column: str, members: type[enum.Enum]) -> CheckConstraint:
+    values = ", ".join(f"'{m.value}'" for m in members)
+    return CheckConstraint(f"{column} IN ({values})", name=f"{column}_valid")
+
+
+class User(db.Model):
+    __tablename__ = "user_account"
+    __table_args__ = (_enum_check("status", UserStatus),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    email_normalized: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[Optional[str]] = mapped_column(String(255))
+    is_verified: Mapped[bool] = mapped_column(default=False)
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default=UserStatus.ACTIVE.value)
+    status_reason: Mapped[Optional[str]] = mapped_column(Text)
+    status_changed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    account: Mapped["Account"] = relationship(back_populates="user", uselist=False)
+
+    # Flask-Login protocol.
+    @property
+    def is_active(self) -> bool:
+        return self.status == UserStatus.ACTIVE.value
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class Account(db.Model):
+    """A user's credit: `balance` caches the sum of its ledger entries, `held` its open holds."""
+
+    __tablename__ = "account"
+    __table_args__ = (CheckConstraint("held >= 0", name="held_not_negative"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), unique=True)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_topup_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    credits_expire_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="account")
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+class ApiKey(db.Model):
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    last_used_ip: Mapped[Optional[str]] = mapped_column(String(45))
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class Upstream(db.Model):
+    __tablename__ = "upstream"
+    __table_args__ = (_enum_check("protocol", Protocol),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    protocol: Mapped[str] = mapped_column(String(16))
+    base_url: Mapped[Optional[str]] = mapped_column(String(500))
+    api_key: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:  # never show the credential
+        return f"<Upstream {self.name} {self.protocol}>"
+
+
+class Model(db.Model):
+    __tablename__ = "model"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(128), unique=True)
+    upstream_id: Mapped[int] = mapped_column(ForeignKey("upstream.id"))
+    upstream_model: Mapped[str] = mapped_column(String(128))
+    max_output_tokens: Mapped[int] = mapped_column(default=4096)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    upstream: Mapped[Upstream] = relationship()
+
+
+class ModelPrice(db.Model):
+    """One price of a model from `effective_at` on; a change inserts a new row."""
+
+    __tablename__ = "model_price"
+    __table_args__ = (
+        Index("ix_model_price_current", "model_id", "effective_at"),
+        CheckConstraint(
+            "input >= 0 AND output >= 0 AND (cache_read IS NULL OR cache_read >= 0)"
+            " AND (cache_write IS NULL OR cache_write >= 0)",
+            name="prices_not_negative",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id"))
+    input: Mapped[int] = mapped_column(BigInteger)
+    output: Mapped[int] = mapped_column(BigInteger)
+    cache_read: Mapped[Optional[int]] = mapped_column(BigInteger)
+    cache_write: Mapped[Optional[int]] = mapped_column(BigInteger)
+    effective_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerEntry(db.Model):
+    """An immutable change of an account's balance; the sum of an account's entries is its balance."""
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (
+        _enum_check("kind", EntryKind),
+        Index("ix_ledger_entry_account", "account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    reference: Mapped[Optional[str]] = mapped_column(String(255), unique=True)
+    memo: Mapped[str] = mapped_column(Text, default="")
+    hold_id: Mapped[Optional[int]] = mapped_column(ForeignKey("hold.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Hold(db.Model):
+    """Money reserved for an in-flight call; open until settled into a charge or released."""
+
+    __tablename__ = "hold"
+    __table_args__ = (
+        _enum_check("status", HoldStatus),
+        CheckConstraint("amount >= 0", name="hold_amount_not_negative"),
+        Index("ix_hold_open", "account_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=HoldStatus.OPEN.value)
+    memo: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+
+class UsageRecord(db.Model):
+    """One proxied call: who, what, how many tokens of each class, the price paid, the outcome."""
+
+    __tablename__ = "usage_record"
+    __table_args__ = (Index("ix_usage_account_time", "account_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(40), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_key.id"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id"))
+    upstream_id: Mapped[int] = mapped_column(ForeignKey("upstream.id"))
+    price_id: Mapped[int] = mapped_column(ForeignKey("model_price.id"))
+    hold_id: Mapped[Optional[int]] = mapped_column(ForeignKey("hold.id"))
+    ledger_entry_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ledger_entry.id"))
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(32))
+    usage_estimated: Mapped[bool] = mapped_column(default=False)
+    http_status: Mapped[Optional[int]] = mapped_column()
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    client_ip: Mapped[Optional[str]] = mapped_column(String(45))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    first_byte_ms: Mapped[Optional[int]] = mapped_column()
+    duration_ms: Mapped[Optional[int]] = mapped_column()

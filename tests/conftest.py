@@ -1,0 +1,121 @@
+"""Fixtures: an app built by the factory on a migrated database, per backend.
+
+Every test that touches the database runs on SQLite, and again on Postgres when
+TEST_DATABASE_URL names a server: the suite creates its own database there and drops it at
+the end. The schema always comes from the migrations, never from create_all.
+"""
+import os
+import shutil
+import sqlite3
+import uuid
+from pathlib import Path
+
+import flask_migrate
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from portal import create_app
+from portal.config import database_url
+from portal.extensions import db
+
+BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+def migrate(url: str, instance: Path) -> None:
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "INSTANCE_PATH": str(instance), "SECRET_KEY": "t"})
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+
+
+class SqliteDatabase:
+    """A migrated template file, copied for each test (cheaper than migrating every time)."""
+
+    name = "sqlite"
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.template = root / "template.db"
+        migrate(f"sqlite:///{self.template}", root)
+        with sqlite3.connect(self.template) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def fresh(self) -> str:
+        path = self.root / f"test-{uuid.uuid4().hex}.db"
+        shutil.copyfile(self.template, path)
+        return f"sqlite:///{path}"
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresDatabase:
+    """A database of our own on the given server, migrated once and truncated for each test."""
+
+    name = "postgres"
+
+    def __init__(self, server_url: str, root: Path):
+        self.admin_url = make_url(database_url(server_url))
+        self.dbname = f"tollgate_test_{uuid.uuid4().hex[:12]}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{self.dbname}"')
+        self.url = self.admin_url.set(database=self.dbname).render_as_string(hide_password=False)
+        migrate(self.url, root)
+        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        self.truncate = f"TRUNCATE {tables} RESTART IDENTITY CASCADE"
+
+    def _admin(self):
+        url = self.admin_url
+        return psycopg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                               password=url.password, dbname=url.database, autocommit=True)
+
+    def fresh(self) -> str:
+        url = make_url(self.url)
+        with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                             password=url.password, dbname=self.dbname, autocommit=True) as conn:
+            conn.execute(self.truncate)
+        return self.url
+
+    def close(self) -> None:
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(request.param)
+    backend = (SqliteDatabase(root) if request.param == "sqlite"
+               else PostgresDatabase(os.environ["TEST_DATABASE_URL"], root))
+    yield backend
+    backend.close()
+
+
+def make_app(database, tmp_path, **overrides):
+    config = {"TESTING": True, "SECRET_KEY": "test-secret", "WTF_CSRF_ENABLED": False,
+              "SQLALCHEMY_DATABASE_URI": database.fresh(), "INSTANCE_PATH": str(tmp_path / "instance")}
+    config.update(overrides)
+    return create_app(config)
+
+
+@pytest.fixture
+def app(database, tmp_path):
+    app = make_app(database, tmp_path)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def cli(app):
+    runner = app.test_cli_runner()
+
+    def invoke(*args, input=None):
+        return runner.invoke(args=list(args), input=input)
+    return invoke
