@@ -1,11 +1,15 @@
 """Engine setup and transaction boundaries.
 
 SQLite: WAL so readers never block the writer, a busy timeout so writers queue instead of
-failing, and every transaction opened with BEGIN IMMEDIATE. pysqlite's own deferred BEGIN is
+failing, and every write transaction opened with BEGIN IMMEDIATE. pysqlite's own BEGIN is
 switched off (isolation_level=None) and SQLAlchemy's "begin" event emits ours, the recipe from
 SQLAlchemy's SQLite dialect docs. A deferred transaction that reads and then writes can fail
 with SQLITE_BUSY_SNAPSHOT regardless of the timeout; taking the write lock up front means
 concurrent writers wait their turn and never lose an update.
+
+Only `atomic()` opens write transactions. Plain reads (loading the logged-in user, rendering a
+page) begin deferred, so they never hold the write lock while a request renders or streams.
+All writes therefore go through `atomic()`.
 """
 from contextlib import contextmanager
 
@@ -13,6 +17,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from .extensions import db
+
+WRITE = "tollgate_write"  # execution option that marks a connection's transaction as a writer
 
 
 def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
@@ -32,7 +38,8 @@ def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        write = connection.get_execution_options().get(WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 @contextmanager
@@ -45,6 +52,7 @@ def atomic():
     session = db.session()
     if session.in_transaction():
         session.commit()
+    session.connection(execution_options={WRITE: True})
     try:
         yield session
         session.commit()

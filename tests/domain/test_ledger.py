@@ -11,7 +11,7 @@ from tests.factories import make_user
 
 
 def account(user) -> Account:
-    db.session.expire_all()
+    db.session.rollback()  # end the read snapshot; see the rows as committed now
     return db.session.get(Account, user.account.id)
 
 
