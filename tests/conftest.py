@@ -4,15 +4,18 @@ Every test that touches the database runs on SQLite, and again on Postgres when
 TEST_DATABASE_URL names a server: the suite creates its own database there and drops it at
 the end. The schema always comes from the migrations, never from create_all.
 """
+import contextvars
 import os
 import shutil
 import sqlite3
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import flask_migrate
 import psycopg
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
 from portal import create_app
@@ -46,6 +49,11 @@ class SqliteDatabase:
         shutil.copyfile(self.template, path)
         return f"sqlite:///{path}"
 
+    @contextmanager
+    def empty(self):
+        """A new, empty database (no migrations run)."""
+        yield f"sqlite:///{self.root / f'empty-{uuid.uuid4().hex}.db'}"
+
     def close(self) -> None:
         pass
 
@@ -77,6 +85,18 @@ class PostgresDatabase:
             conn.execute(self.truncate)
         return self.url
 
+    @contextmanager
+    def empty(self):
+        """A new, empty database of our own, dropped afterwards."""
+        name = f"tollgate_empty_{uuid.uuid4().hex[:12]}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield self.admin_url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with self._admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def close(self) -> None:
         with self._admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
@@ -107,8 +127,20 @@ def app(database, tmp_path):
         db.engine.dispose()
 
 
+class IsolatedClient(FlaskClient):
+    """Each request runs as in production: in its own app context, with a fresh `g` and session.
+
+    The test itself holds an app context for its own database work; without this, requests
+    would share that context (and Flask-Login's cached user, and stale ORM objects) with it.
+    """
+
+    def open(self, *args, **kwargs):
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture
 def client(app):
+    app.test_client_class = IsolatedClient
     return app.test_client()
 
 

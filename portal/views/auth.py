@@ -18,7 +18,9 @@ login_manager.login_message = "Please log in to see that page."
 
 @login_manager.user_loader
 def load_user(user_id: str):
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    """The session's user, or None (logged out) once they are suspended or terminated."""
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    return user if user is not None and user.is_active else None
 
 
 class LoginForm(FlaskForm):

@@ -1,0 +1,125 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from portal import accounts
+from portal.database import atomic
+from tests.factories import PASSWORD, make_user
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def login(client, email="person@example.com", password=PASSWORD, next_url=None):
+    url = "/login" + (f"?next={next_url}" if next_url else "")
+    return client.post(url, data={"email": email, "password": password})
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok"}
+
+
+def test_home_and_security_headers(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert b"pay as you go" in response.data
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_dashboard_requires_login(client):
+    response = client.get("/dashboard/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_login_shows_balance(client):
+    make_user(credit=5_000_000)
+    response = login(client)
+    assert response.status_code == 302 and response.headers["Location"] == "/dashboard/"
+    page = client.get("/dashboard/")
+    assert b'data-testid="balance">$5.00<' in page.data
+
+
+@pytest.mark.parametrize("email, password", [
+    ("person@example.com", "wrong password!"),
+    ("nobody@example.com", PASSWORD),
+])
+def test_login_failure_does_not_say_which_part_was_wrong(client, email, password):
+    make_user()
+    response = login(client, email, password)
+    assert response.status_code == 400
+    assert b"Email or password is not correct." in response.data
+    assert client.get("/dashboard/").status_code == 302
+
+
+@pytest.mark.parametrize("next_url, location", [
+    ("/dashboard/?tab=keys", "/dashboard/?tab=keys"),
+    ("https://evil.example/", "/dashboard/"),
+    ("//evil.example/", "/dashboard/"),
+    ("/\\evil.example", "/dashboard/"),
+])
+def test_login_next_only_to_local_paths(client, next_url, location):
+    make_user()
+    response = login(client, next_url=next_url)
+    assert response.headers["Location"] == location
+
+
+def test_suspended_user_is_logged_out_on_next_request(client):
+    user = make_user()
+    login(client)
+    assert client.get("/dashboard/").status_code == 200
+    with atomic():
+        accounts.suspend(accounts.find_user(user.email), "abuse")
+    assert client.get("/dashboard/").status_code == 302
+    response = login(client)
+    assert b"This account is not active." in response.data
+
+
+def test_csrf_is_enforced_when_enabled(app, client):
+    make_user()
+    app.config["WTF_CSRF_ENABLED"] = True
+    response = login(client)
+    assert response.status_code == 400
+    assert b"The CSRF token is missing." in response.data
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_serve_command_answers_healthz(tmp_path):
+    """What `make run` ends with: waitress serving the app on HOST:PORT."""
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}", SECRET_KEY="x",
+               HOST="127.0.0.1", PORT=str(port))
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    server = subprocess.Popen([*flask, "serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.1)
+        assert response.status_code == 200 and response.json()["status"] == "ok"
+        assert response.headers["Server"] == "tollgate"
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
