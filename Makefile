@@ -36,3 +36,8 @@ test: dev-setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# Benchmarks live here, never in the test suite: timings on a shared 2-core machine are noisy.
+BENCH_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+bench: dev-setup
+	BENCH_POSTGRES_URL=$(BENCH_POSTGRES_URL) $(BIN)/python -m bench.ledger_bench

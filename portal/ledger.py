@@ -15,10 +15,11 @@ Design:
 - Functions here do not commit: callers wrap them in `database.atomic()` so that money rows
   and the records that explain them (usage, payments) land together or not at all.
 """
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from .errors import HoldNotOpen, InsufficientFunds, InvalidAmount, ReferenceConflict
@@ -28,6 +29,54 @@ from .models import Account, EntryKind, Hold, HoldStatus, LedgerEntry, utcnow
 CREDIT_KINDS = {EntryKind.GRANT, EntryKind.TOPUP, EntryKind.REFUND, EntryKind.ADJUSTMENT}
 DEBIT_KINDS = {EntryKind.CHARGE, EntryKind.EXPIRY, EntryKind.REFUND, EntryKind.ADJUSTMENT}
 
+# Statements are built once: on the proxy's hot path, building and caching a SQLAlchemy
+# statement per call costs several times what SQLite takes to run it (see docs/performance.md).
+_account, _hold, _entry = Account.__table__, Hold.__table__, LedgerEntry.__table__
+_covers = _account.c.balance - _account.c.held >= bindparam("amount")
+_RESERVE = (_account.update().where(_account.c.id == bindparam("account_id"), _covers)
+            .values(held=_account.c.held + bindparam("amount")))
+_INSERT_HOLD = _hold.insert().values(account_id=bindparam("account_id"), amount=bindparam("amount"),
+                                     memo=bindparam("memo")).returning(_hold.c.id)
+_CLOSE_HOLD = (_hold.update().where(_hold.c.id == bindparam("hold_id"), _hold.c.status == HoldStatus.OPEN.value)
+               .values(status=bindparam("status"), closed_at=bindparam("closed_at"))
+               .returning(_hold.c.account_id, _hold.c.amount))
+_UNHOLD = (_account.update().where(_account.c.id == bindparam("account_id"))
+           .values(held=_account.c.held - bindparam("released")))
+_SETTLE = (_account.update().where(_account.c.id == bindparam("account_id"))
+           .values(balance=_account.c.balance - bindparam("cost"), held=_account.c.held - bindparam("released"))
+           .returning(_account.c.balance))
+_ADD = (_account.update().where(_account.c.id == bindparam("account_id"))
+        .values(balance=_account.c.balance + bindparam("delta")).returning(_account.c.balance))
+_ADD_TOPUP = (_account.update().where(_account.c.id == bindparam("account_id"))
+              .values(balance=_account.c.balance + bindparam("delta"), last_topup_at=bindparam("topup_at"))
+              .returning(_account.c.balance))
+_TAKE = (_account.update().where(_account.c.id == bindparam("account_id"), _covers)
+         .values(balance=_account.c.balance - bindparam("amount")).returning(_account.c.balance))
+_INSERT_ENTRY = _entry.insert().values(
+    account_id=bindparam("account_id"), kind=bindparam("kind"), amount=bindparam("entry_amount"),
+    balance_after=bindparam("balance_after"), reference=bindparam("reference"), memo=bindparam("memo"),
+    hold_id=bindparam("hold_id")).returning(_entry.c.id)
+_AVAILABLE = select(_account.c.balance - _account.c.held).where(_account.c.id == bindparam("account_id"))
+_BY_REFERENCE = select(_entry).where(_entry.c.reference == bindparam("reference"))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A ledger entry as written (the row itself never changes)."""
+
+    id: int
+    account_id: int
+    kind: str
+    amount: int
+    balance_after: int
+    reference: Optional[str]
+    hold_id: Optional[int]
+
+
+def _run(statement, **params):
+    # The session's connection, so the statement joins the caller's transaction.
+    return db.session.connection().execute(statement, params)
+
 
 def _positive(amount: int) -> int:
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
@@ -35,45 +84,41 @@ def _positive(amount: int) -> int:
     return amount
 
 
+def _non_negative(amount: int, what: str) -> int:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        raise InvalidAmount(f"{what} must be a non-negative whole number of micro-USD, got {amount!r}")
+    return amount
+
+
 def _forget(account_id: int) -> None:
-    """Drop a stale in-session copy of the account after a Core UPDATE changed it."""
+    """Drop a stale in-session ORM copy of the account after a Core UPDATE changed it."""
     cached = db.session.identity_map.get(db.session.identity_key(Account, account_id))
     if cached is not None:
         db.session.expire(cached)
 
 
 def _available(account_id: int) -> Optional[int]:
-    return db.session.scalar(select(Account.balance - Account.held).where(Account.id == account_id))
+    return _run(_AVAILABLE, account_id=account_id).scalar()
 
 
-def _existing(reference: str, account_id: int, kind: EntryKind, amount: int) -> Optional[LedgerEntry]:
-    entry = db.session.scalar(select(LedgerEntry).where(LedgerEntry.reference == reference))
-    if entry is None:
-        return None
-    if (entry.account_id, entry.kind, entry.amount) != (account_id, kind.value, amount):
-        raise ReferenceConflict(f"reference {reference!r} was already used for another entry")
-    return entry
-
-
-def _write(account_id: int, kind: EntryKind, amount: int, change, *, memo: str,
-           reference: Optional[str], hold_id: Optional[int] = None,
-           condition=None) -> Optional[LedgerEntry]:
-    """Apply `change` to the account (guarded by `condition`) and record the entry; None if the guard failed."""
-    stmt = update(Account).where(Account.id == account_id).values(**change).returning(Account.balance)
-    if condition is not None:
-        stmt = stmt.where(condition)
-    balance = db.session.execute(stmt.execution_options(synchronize_session=False)).scalar()
-    if balance is None:
-        return None
+def _record(account_id: int, kind: EntryKind, amount: int, balance_after: int, *, memo: str,
+            reference: Optional[str] = None, hold_id: Optional[int] = None) -> Entry:
+    entry_id = _run(_INSERT_ENTRY, account_id=account_id, kind=kind.value, entry_amount=amount,
+                    balance_after=balance_after, reference=reference, memo=memo, hold_id=hold_id).first().id
     _forget(account_id)
-    entry = LedgerEntry(account_id=account_id, kind=kind.value, amount=amount, balance_after=balance,
-                        memo=memo, reference=reference, hold_id=hold_id)
-    db.session.add(entry)
-    db.session.flush()
-    return entry
+    return Entry(entry_id, account_id, kind.value, amount, balance_after, reference, hold_id)
 
 
-def _idempotent(reference: Optional[str], account_id: int, kind: EntryKind, amount: int, write):
+def _existing(reference: str, account_id: int, kind: EntryKind, amount: int) -> Optional[Entry]:
+    row = _run(_BY_REFERENCE, reference=reference).first()
+    if row is None:
+        return None
+    if (row.account_id, row.kind, row.amount) != (account_id, kind.value, amount):
+        raise ReferenceConflict(f"reference {reference!r} was already used for another entry")
+    return Entry(row.id, row.account_id, row.kind, row.amount, row.balance_after, row.reference, row.hold_id)
+
+
+def _idempotent(reference: Optional[str], account_id: int, kind: EntryKind, amount: int, write) -> Entry:
     """Run `write` once per reference: a repeat returns the first entry instead of moving money again."""
     if reference is None:
         return write()
@@ -92,63 +137,55 @@ def _idempotent(reference: Optional[str], account_id: int, kind: EntryKind, amou
 
 
 def credit(account_id: int, amount: int, kind: EntryKind, *, memo: str,
-           reference: Optional[str] = None, topup_at: Optional[datetime] = None) -> LedgerEntry:
+           reference: Optional[str] = None, topup_at: Optional[datetime] = None) -> Entry:
     """Add money to an account (grant, top-up, refund reversal, adjustment)."""
     _positive(amount)
     if kind not in CREDIT_KINDS:
         raise ValueError(f"{kind} is not a credit")
-    change = {"balance": Account.balance + amount}
-    if topup_at is not None:
-        change["last_topup_at"] = topup_at
-    return _idempotent(reference, account_id, kind, amount,
-                       lambda: _write(account_id, kind, amount, change, memo=memo, reference=reference))
+
+    def write():
+        if topup_at is None:
+            balance = _run(_ADD, account_id=account_id, delta=amount).scalar()
+        else:
+            balance = _run(_ADD_TOPUP, account_id=account_id, delta=amount, topup_at=topup_at).scalar()
+        if balance is None:
+            raise InvalidAmount(f"no account {account_id}")
+        return _record(account_id, kind, amount, balance, memo=memo, reference=reference)
+
+    return _idempotent(reference, account_id, kind, amount, write)
 
 
 def debit(account_id: int, amount: int, kind: EntryKind, *, memo: str,
-          reference: Optional[str] = None) -> LedgerEntry:
+          reference: Optional[str] = None) -> Entry:
     """Take money out of the available balance (expiry, refund payout, adjustment), or raise InsufficientFunds."""
     _positive(amount)
     if kind not in DEBIT_KINDS:
         raise ValueError(f"{kind} is not a debit")
 
     def write():
-        entry = _write(account_id, kind, -amount, {"balance": Account.balance - amount}, memo=memo,
-                       reference=reference, condition=Account.balance - Account.held >= amount)
-        if entry is None:
+        balance = _run(_TAKE, account_id=account_id, amount=amount).scalar()
+        if balance is None:
             raise InsufficientFunds(amount, _available(account_id))
-        return entry
+        return _record(account_id, kind, -amount, balance, memo=memo, reference=reference)
 
     return _idempotent(reference, account_id, kind, -amount, write)
 
 
-def hold(account_id: int, amount: int, *, memo: str = "") -> Hold:
-    """Reserve `amount` of the available balance for an in-flight call, or raise InsufficientFunds."""
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
-        raise InvalidAmount(f"hold amount must be a non-negative whole number, got {amount!r}")
-    reserved = db.session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.balance - Account.held >= amount)
-        .values(held=Account.held + amount)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if reserved != 1:
+def hold(account_id: int, amount: int, *, memo: str = "") -> int:
+    """Reserve `amount` of the available balance for an in-flight call and return the hold's id.
+
+    Raises InsufficientFunds, changing nothing, when the available balance does not cover it.
+    """
+    _non_negative(amount, "hold amount")
+    if _run(_RESERVE, account_id=account_id, amount=amount).rowcount != 1:
         raise InsufficientFunds(amount, _available(account_id))
     _forget(account_id)
-    placed = Hold(account_id=account_id, amount=amount, memo=memo)
-    db.session.add(placed)
-    db.session.flush()
-    return placed
+    return _run(_INSERT_HOLD, account_id=account_id, amount=amount, memo=memo).scalar()
 
 
 def _close(hold_id: int, status: HoldStatus) -> tuple[int, int]:
     """Move an open hold to `status` exactly once; returns (account_id, amount)."""
-    row = db.session.execute(
-        update(Hold)
-        .where(Hold.id == hold_id, Hold.status == HoldStatus.OPEN.value)
-        .values(status=status.value, closed_at=utcnow())
-        .returning(Hold.account_id, Hold.amount)
-        .execution_options(synchronize_session=False)
-    ).first()
+    row = _run(_CLOSE_HOLD, hold_id=hold_id, status=status.value, closed_at=utcnow()).first()
     if row is None:
         raise HoldNotOpen(f"hold {hold_id} is not open")
     cached = db.session.identity_map.get(db.session.identity_key(Hold, hold_id))
@@ -157,25 +194,21 @@ def _close(hold_id: int, status: HoldStatus) -> tuple[int, int]:
     return row.account_id, row.amount
 
 
-def settle(hold_id: int, cost: int, *, memo: str = "") -> LedgerEntry:
+def settle(hold_id: int, cost: int, *, memo: str = "") -> Entry:
     """Turn a hold into a charge of exactly `cost` and release the rest of it.
 
     A cost above the hold is still charged in full (see the module docstring).
     """
-    if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
-        raise InvalidAmount(f"cost must be a non-negative whole number, got {cost!r}")
+    _non_negative(cost, "cost")
     account_id, reserved = _close(hold_id, HoldStatus.SETTLED)
-    change = {"balance": Account.balance - cost, "held": Account.held - reserved}
-    return _write(account_id, EntryKind.CHARGE, -cost, change, memo=memo, reference=None, hold_id=hold_id)
+    balance = _run(_SETTLE, account_id=account_id, cost=cost, released=reserved).scalar()
+    return _record(account_id, EntryKind.CHARGE, -cost, balance, memo=memo, hold_id=hold_id)
 
 
 def release(hold_id: int) -> None:
     """Give a hold back whole: nothing is charged."""
     account_id, reserved = _close(hold_id, HoldStatus.RELEASED)
-    db.session.execute(
-        update(Account).where(Account.id == account_id).values(held=Account.held - reserved)
-        .execution_options(synchronize_session=False)
-    )
+    _run(_UNHOLD, account_id=account_id, released=reserved)
     _forget(account_id)
 
 

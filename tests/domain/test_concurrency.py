@@ -55,7 +55,7 @@ def test_fifty_threads_race_for_twenty_holds(app):
 
     def attempt():
         with atomic():
-            return ledger.hold(account_id, AMOUNT).id
+            return ledger.hold(account_id, AMOUNT)
 
     outcomes = race(app, 50, attempt)
     held = [o for o in outcomes if isinstance(o, int)]
@@ -72,7 +72,7 @@ def test_fifty_threads_hold_and_settle_never_overdraw(app):
 
     def attempt():
         with atomic():
-            hold_id = ledger.hold(account_id, AMOUNT).id
+            hold_id = ledger.hold(account_id, AMOUNT)
         with atomic():
             return ledger.settle(hold_id, AMOUNT).balance_after
 
@@ -89,7 +89,7 @@ def test_fifty_threads_hold_and_settle_never_overdraw(app):
 def test_a_hold_settled_by_many_threads_is_charged_once(app):
     user = make_user(credit=AMOUNT)
     with atomic():
-        hold_id = ledger.hold(user.account.id, AMOUNT).id
+        hold_id = ledger.hold(user.account.id, AMOUNT)
 
     def attempt():
         with atomic():
@@ -116,7 +116,7 @@ WORKER = textwrap.dedent("""
         for _ in range(attempts):
             try:
                 with atomic():
-                    hold_id = ledger.hold(account_id, %d).id
+                    hold_id = ledger.hold(account_id, %d)
                 with atomic():
                     ledger.settle(hold_id, %d)
                 won += 1

@@ -79,11 +79,11 @@ def test_hold_settle_charges_exact_cost_and_releases_rest(app):
     acct = account(user)
     assert (acct.balance, acct.held, acct.available) == (10_000, 4_000, 6_000)
     with atomic():
-        entry = ledger.settle(placed.id, 1_234, memo="call")
-    assert (entry.kind, entry.amount, entry.balance_after, entry.hold_id) == ("charge", -1_234, 8_766, placed.id)
+        entry = ledger.settle(placed, 1_234, memo="call")
+    assert (entry.kind, entry.amount, entry.balance_after, entry.hold_id) == ("charge", -1_234, 8_766, placed)
     acct = account(user)
     assert (acct.balance, acct.held) == (8_766, 0)
-    assert db.session.get(Hold, placed.id).status == HoldStatus.SETTLED.value
+    assert db.session.get(Hold, placed).status == HoldStatus.SETTLED.value
     assert ledger.verify() == []
 
 
@@ -92,7 +92,7 @@ def test_release_returns_hold_whole(app):
     with atomic():
         placed = ledger.hold(user.account.id, 4_000)
     with atomic():
-        ledger.release(placed.id)
+        ledger.release(placed)
     acct = account(user)
     assert (acct.balance, acct.held) == (10_000, 0)
     assert entries(user) == [("grant", 10_000, 10_000)]
@@ -116,9 +116,9 @@ def test_a_hold_closes_exactly_once(app, close):
     with atomic():
         placed = ledger.hold(user.account.id, 500)
     with atomic():
-        ledger.settle(placed.id, 100)
+        ledger.settle(placed, 100)
     with pytest.raises(HoldNotOpen), atomic():
-        ledger.settle(placed.id, 100) if close == "settle" else ledger.release(placed.id)
+        ledger.settle(placed, 100) if close == "settle" else ledger.release(placed)
     acct = account(user)
     assert (acct.balance, acct.held) == (900, 0)
     assert ledger.verify() == []
@@ -129,7 +129,7 @@ def test_settle_above_hold_charges_exact_cost_and_blocks_further_holds(app):
     with atomic():
         placed = ledger.hold(user.account.id, 900)
     with atomic():
-        ledger.settle(placed.id, 1_300, memo="input estimate was low")
+        ledger.settle(placed, 1_300, memo="input estimate was low")
     acct = account(user)
     assert (acct.balance, acct.held) == (-300, 0)
     with pytest.raises(InsufficientFunds), atomic():
@@ -141,7 +141,7 @@ def test_failed_block_rolls_back_every_money_row(app):
     user = make_user(credit=1_000)
     with pytest.raises(RuntimeError), atomic():
         placed = ledger.hold(user.account.id, 500)
-        ledger.settle(placed.id, 200)
+        ledger.settle(placed, 200)
         raise RuntimeError("the usage record could not be written")
     acct = account(user)
     assert (acct.balance, acct.held) == (1_000, 0)

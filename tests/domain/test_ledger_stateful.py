@@ -52,7 +52,7 @@ def ledger_machine(database, tmp_path):
             available = self.balance - sum(self.open_holds.values())
             try:
                 with atomic():
-                    hold_id = ledger.hold(self.account_id, amount).id
+                    hold_id = ledger.hold(self.account_id, amount)
             except InsufficientFunds:
                 assert available < amount, "refused a hold the available balance covered"
             else:
