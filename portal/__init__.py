@@ -3,6 +3,7 @@ from pathlib import Path
 from typing import Optional
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
 from .database import configure_engine
@@ -32,6 +33,8 @@ def create_app(config: Optional[dict] = None) -> Flask:
     htmx.init_app(app)
     login_manager.init_app(app)
 
+    import proxy
+
     from . import cli, security
     from .views import auth, dashboard, pages
 
@@ -39,5 +42,10 @@ def create_app(config: Optional[dict] = None) -> Flask:
     app.add_template_filter(format_usd, "usd")
     for blueprint in (pages.bp, auth.bp, dashboard.bp):
         app.register_blueprint(blueprint)
+    proxy.init_app(app)
+    csrf.exempt(proxy.bp)
+    if app.config["TRUSTED_PROXY_HOPS"]:
+        hops = app.config["TRUSTED_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     cli.register(app)
     return app

@@ -6,19 +6,22 @@ proxy's hot path to one indexed lookup; the `tg_` prefix makes leaked keys easy 
 import hashlib
 import secrets
 import string
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Optional
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, or_, select, update
 
 from .errors import (AccountNotVerified, AccountSuspended, InvalidInput, KeyExpired, KeyRevoked,
                      UnknownKey)
 from .extensions import db
-from .models import ApiKey, User, UserStatus, utcnow
+from .models import Account, ApiKey, User, UserStatus, utcnow
 
 PREFIX = "tg_"
 _ALPHABET = string.ascii_letters + string.digits
 _BODY_LENGTH = 40
 MAX_NAME_LENGTH = 100
+TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 def hash_key(plaintext: str) -> str:
@@ -42,23 +45,52 @@ def issue(user: User, name: str = "") -> tuple[ApiKey, str]:
     return key, plaintext
 
 
-def authenticate(plaintext: Optional[str]) -> ApiKey:
-    """Return the usable key for `plaintext`, or raise the KeyRejected subclass saying why not."""
+@dataclass(frozen=True)
+class Caller:
+    """Who a valid key speaks for: all the proxy needs, from one indexed query."""
+
+    key_id: int
+    key_name: str
+    hint: str
+    user_id: int
+    account_id: int
+
+
+_AUTHENTICATE = (
+    select(ApiKey.id, ApiKey.name, ApiKey.hint, ApiKey.revoked_at, ApiKey.expires_at,
+           User.id.label("user_id"), User.status, User.is_verified, Account.id.label("account_id"))
+    .join(User, User.id == ApiKey.user_id).join(Account, Account.user_id == User.id)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
+
+
+def authenticate(plaintext: Optional[str]) -> Caller:
+    """Return who `plaintext` speaks for, or raise the KeyRejected subclass saying why not."""
     if not plaintext or not plaintext.startswith(PREFIX):
         raise UnknownKey("missing or malformed API key")
-    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext)))
-    if key is None:
+    row = db.session.execute(_AUTHENTICATE, {"key_hash": hash_key(plaintext)}).first()
+    if row is None:
         raise UnknownKey("unknown API key")
-    if key.revoked_at is not None:
+    if row.revoked_at is not None:
         raise KeyRevoked("this API key has been revoked")
-    if key.expires_at is not None and key.expires_at <= utcnow():
+    if row.expires_at is not None and row.expires_at <= utcnow():
         raise KeyExpired("this API key has expired")
-    user = key.user
-    if user.status != UserStatus.ACTIVE.value:
-        raise AccountSuspended(f"this account is {user.status}")
-    if not user.is_verified:
+    if row.status != UserStatus.ACTIVE.value:
+        raise AccountSuspended(f"this account is {row.status}")
+    if not row.is_verified:
         raise AccountNotVerified("verify your email address before using API keys")
-    return key
+    return Caller(row.id, row.name, row.hint, row.user_id, row.account_id)
+
+
+def touch(key_id: int, ip: Optional[str]) -> None:
+    """Record that a key was used, writing at most once a minute per key unless the IP changed."""
+    now = utcnow()
+    db.session.execute(
+        update(ApiKey).where(ApiKey.id == key_id,
+                             or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - TOUCH_INTERVAL,
+                                 ApiKey.last_used_ip.is_distinct_from(ip)))
+        .values(last_used_at=now, last_used_ip=ip).execution_options(synchronize_session=False)
+    )
 
 
 def revoke(key: ApiKey) -> None:

@@ -1,4 +1,6 @@
 """Upstream providers, public models and their price history."""
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Optional
 from urllib.parse import urlsplit
 
@@ -105,3 +107,48 @@ def set_model(public_id: str, upstream_name: str, price: Price, *, upstream_mode
                                   cache_read=price.cache_read, cache_write=price.cache_write))
         db.session.flush()
     return model, changed
+
+
+@dataclass(frozen=True)
+class UpstreamInfo:
+    id: int
+    name: str
+    protocol: str
+    base_url: Optional[str]
+    api_key: Optional[str] = field(repr=False)  # never in logs or tracebacks
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A model as the proxy needs it: where to send it and what it costs now."""
+
+    id: int
+    public_id: str
+    upstream_model: str
+    max_output_tokens: int
+    upstream: UpstreamInfo
+    price_id: int
+    price: Price
+    price_since: datetime
+
+
+def serving_model(public_id: str) -> ServingModel:
+    """The enabled model `public_id` with its upstream and current price, or UnknownModel."""
+    model = db.session.scalar(select(Model).where(Model.public_id == public_id, Model.enabled.is_(True)))
+    if model is None:
+        raise UnknownModel(f"The model '{public_id}' does not exist or is not available; "
+                           "GET /v1/models lists the models you can use.")
+    price = current_price(model.id)
+    if price is None:
+        raise UnknownModel(f"The model '{public_id}' has no price yet and cannot be used.")
+    up = model.upstream
+    return ServingModel(
+        id=model.id, public_id=model.public_id, upstream_model=model.upstream_model,
+        max_output_tokens=model.max_output_tokens,
+        upstream=UpstreamInfo(up.id, up.name, up.protocol, up.base_url, up.api_key),
+        price_id=price.id, price=as_price(price), price_since=price.effective_at,
+    )
+
+
+def enabled_models() -> list[Model]:
+    return list(db.session.scalars(select(Model).where(Model.enabled.is_(True)).order_by(Model.public_id)))

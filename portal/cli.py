@@ -10,7 +10,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from . import accounts, apikeys, catalog, demo, ledger
+from . import accounts, apikeys, catalog, demo, ledger, serving
 from .database import atomic
 from .errors import DomainError
 from .models import EntryKind
@@ -166,12 +166,11 @@ def demo_seed():
 @click.command("serve")
 def serve():
     """Serve the portal and proxy with waitress on HOST:PORT."""
-    from waitress import serve as waitress_serve
-
     app = current_app._get_current_object()
-    host, port = app.config["HOST"], app.config["PORT"]
-    click.echo(f"serving on http://{host}:{port}/ ({app.config['PORTAL_ENV']})")
-    waitress_serve(app, host=host, port=port, threads=app.config["SERVE_THREADS"], ident="tollgate")
+    server = serving.create(app, app.config["HOST"], app.config["PORT"])
+    click.echo(f"serving on http://{app.config['HOST']}:{server.effective_port}/ ({app.config['PORTAL_ENV']}, "
+               f"{app.config['SERVE_THREADS']} threads)")
+    server.run()
 
 
 def register(app: Flask) -> None:

@@ -22,7 +22,7 @@ def database_url(raw: str) -> str:
     return raw
 
 
-def _int(environ, name: str, default: int) -> int:
+def _int(environ, name: str, default: int, minimum: int = 1) -> int:
     raw = environ.get(name)
     if raw in (None, ""):
         return default
@@ -30,8 +30,21 @@ def _int(environ, name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(environ, name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {raw}")
     return value
 
 
@@ -60,6 +73,8 @@ def load(instance_path: str, environ=os.environ) -> dict:
     instance = Path(instance_path)
     instance.mkdir(parents=True, exist_ok=True)
     production = env == "production"
+    threads = _int(environ, "SERVE_THREADS", 48)
+    max_request = _int(environ, "MAX_REQUEST_BYTES", 32 * 1024 * 1024)
     return {
         "PORTAL_ENV": env,
         "SECRET_KEY": _secret_key(environ, env, instance),
@@ -70,7 +85,17 @@ def load(instance_path: str, environ=os.environ) -> dict:
         "REDIS_URL": environ.get("REDIS_URL", ""),
         "HOST": environ.get("HOST", "127.0.0.1"),
         "PORT": _int(environ, "PORT", 8000),
-        "SERVE_THREADS": _int(environ, "SERVE_THREADS", 32),
+        "SERVE_THREADS": threads,
+        "SERVE_CONNECTION_LIMIT": _int(environ, "SERVE_CONNECTION_LIMIT", threads * 8),
+        # Streams beyond this are refused at once with 503, keeping threads free for the portal
+        # and for the refusals themselves, instead of queueing inside waitress.
+        "PROXY_MAX_INFLIGHT": _int(environ, "PROXY_MAX_INFLIGHT", max(1, threads - 8)),
+        "MAX_CONTENT_LENGTH": max_request,
+        "TRUSTED_PROXY_HOPS": _int(environ, "TRUSTED_PROXY_HOPS", 0, minimum=0),
+        "UPSTREAM_CONNECT_TIMEOUT": _seconds(environ, "UPSTREAM_CONNECT_TIMEOUT", 10.0),
+        "UPSTREAM_FIRST_BYTE_TIMEOUT": _seconds(environ, "UPSTREAM_FIRST_BYTE_TIMEOUT", 600.0),
+        "UPSTREAM_IDLE_TIMEOUT": _seconds(environ, "UPSTREAM_IDLE_TIMEOUT", 120.0),
+        "MODEL_CACHE_SECONDS": _seconds(environ, "MODEL_CACHE_SECONDS", 5.0),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -119,8 +119,14 @@ def make_app(database, tmp_path, **overrides):
 
 
 @pytest.fixture
-def app(database, tmp_path):
-    app = make_app(database, tmp_path)
+def app_config():
+    """Extra configuration for the `app` fixture; test packages override this."""
+    return {}
+
+
+@pytest.fixture
+def app(database, tmp_path, app_config):
+    app = make_app(database, tmp_path, **app_config)
     with app.app_context():
         yield app
         db.session.remove()

@@ -23,7 +23,7 @@ def test_production_refuses_to_start_without_secret_key(tmp_path):
 @pytest.mark.parametrize("environ, message", [
     ({"PORTAL_ENV": "staging"}, "PORTAL_ENV must be one of"),
     ({"PORT": "http"}, "PORT must be a whole number"),
-    ({"PORT": "0"}, "PORT must be positive"),
+    ({"PORT": "0"}, "PORT must be at least 1"),
 ])
 def test_bad_settings_are_named(tmp_path, environ, message):
     with pytest.raises(ConfigError, match=message):

@@ -99,8 +99,8 @@ def test_keys_create_prints_key_alone_on_last_line(app, cli):
     out = ok(cli("keys", "create", "k@example.com", "--name", "laptop"))
     plaintext = out.strip().splitlines()[-1]
     assert plaintext.startswith(apikeys.PREFIX) and " " not in plaintext
-    key = apikeys.authenticate(plaintext)
-    assert (key.name, key.hint) == ("laptop", f"tg_…{plaintext[-4:]}")
+    caller = apikeys.authenticate(plaintext)
+    assert (caller.key_name, caller.hint) == ("laptop", f"tg_…{plaintext[-4:]}")
     assert plaintext not in db.session.scalar(select(ApiKey.key_hash))
 
 

@@ -1,0 +1,63 @@
+"""The /v1 API: OpenAI- and Anthropic-compatible routes with their own JSON errors.
+
+It authenticates by API key only and never reads the portal's session cookie.
+"""
+import logging
+
+from flask import Blueprint, Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .errors import ANTHROPIC, OPENAI, ApiError
+from .gateway import Gateway
+
+log = logging.getLogger(__name__)
+bp = Blueprint("proxy", __name__, url_prefix="/v1")
+
+
+def shape_for(path: str) -> str:
+    return ANTHROPIC if path.startswith("/v1/messages") else OPENAI
+
+
+def error_response(error: ApiError):
+    response = jsonify(error.body(shape_for(request.path)))
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
+
+
+_HTTP_MESSAGES = {
+    404: "Unknown API route {path}. See the README for the routes this gateway serves.",
+    405: "{method} is not allowed on {path}.",
+    413: "The request body is larger than this gateway accepts ({limit} bytes).",
+}
+
+
+def _http_error(exc: HTTPException):
+    message = _HTTP_MESSAGES.get(exc.code, exc.description or exc.name).format(
+        path=request.path, method=request.method, limit=request.max_content_length)
+    return error_response(ApiError(exc.code or 500, message, code="unknown_route" if exc.code == 404 else None))
+
+
+def _unexpected(exc: Exception):
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    log.exception("unhandled error on %s", request.path)
+    return error_response(ApiError(500, "The gateway failed unexpectedly; any hold placed for this call "
+                                        "is settled or released, never charged twice."))
+
+
+bp.register_error_handler(ApiError, error_response)
+bp.register_error_handler(Exception, _unexpected)
+
+
+def init_app(app: Flask) -> None:
+    from . import routes  # noqa: F401  (registers the views on bp)
+
+    app.extensions["tollgate.gateway"] = Gateway(app)
+    app.register_blueprint(bp)
+
+    def api_or_default(exc: HTTPException):
+        # Unknown /v1 routes get JSON too; portal pages keep their HTML errors.
+        return _http_error(exc) if request.path == "/v1" or request.path.startswith("/v1/") else exc
+
+    app.register_error_handler(HTTPException, api_or_default)

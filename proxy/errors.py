@@ -1,0 +1,52 @@
+"""Errors in the shape each API's clients expect.
+
+OpenAI routes: {"error": {"message", "type", "param", "code"}}.
+Anthropic routes: {"type": "error", "error": {"type", "message"}}.
+"""
+import json
+from typing import Optional
+
+OPENAI = "openai"
+ANTHROPIC = "anthropic"
+
+# status -> (OpenAI type, OpenAI code, Anthropic type)
+_KINDS = {
+    400: ("invalid_request_error", None, "invalid_request_error"),
+    401: ("invalid_request_error", "invalid_api_key", "authentication_error"),
+    402: ("insufficient_quota", "insufficient_balance", "billing_error"),
+    403: ("permission_error", "permission_denied", "permission_error"),
+    404: ("invalid_request_error", "model_not_found", "not_found_error"),
+    405: ("invalid_request_error", "method_not_allowed", "invalid_request_error"),
+    413: ("invalid_request_error", "request_too_large", "request_too_large"),
+    429: ("rate_limit_error", "rate_limit_exceeded", "rate_limit_error"),
+    500: ("server_error", None, "api_error"),
+    502: ("upstream_error", "bad_gateway", "api_error"),
+    503: ("server_error", "overloaded", "overloaded_error"),
+    504: ("upstream_error", "upstream_timeout", "timeout_error"),
+}
+
+
+class ApiError(Exception):
+    """A refusal or failure to report to the client, with a message that says what to do."""
+
+    def __init__(self, status: int, message: str, *, code: Optional[str] = None,
+                 headers: Optional[dict] = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self, shape: str) -> dict:
+        openai_type, openai_code, anthropic_type = _KINDS.get(self.status, _KINDS[500 if self.status >= 500 else 400])
+        if shape == ANTHROPIC:
+            return {"type": "error", "error": {"type": anthropic_type, "message": self.message}}
+        return {"error": {"message": self.message, "type": openai_type, "param": None,
+                          "code": self.code or openai_code}}
+
+    def sse_event(self, shape: str) -> bytes:
+        """The same error as a final stream event, for failures after the stream has begun."""
+        data = json.dumps(self.body(shape), separators=(",", ":"))
+        if shape == ANTHROPIC:
+            return f"event: error\ndata: {data}\n\n".encode()
+        return f"data: {data}\n\n".encode()

@@ -1,0 +1,205 @@
+"""Token usage from upstream responses and stream events, and the estimates used without it. Pure.
+
+Token classes (see docs/billing.md):
+- OpenAI chat: input = prompt_tokens - prompt_tokens_details.cached_tokens, cache read = cached
+  tokens, output = completion_tokens.
+- OpenAI Responses: input = input_tokens - input_tokens_details.cached_tokens, cache read =
+  cached tokens, output = output_tokens.
+- OpenAI embeddings: input = prompt_tokens.
+- Anthropic messages: input = input_tokens, cache read = cache_read_input_tokens, cache write =
+  cache_creation_input_tokens, output = output_tokens.
+"""
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from portal.pricing import Usage
+
+from .sse import Event
+
+log = logging.getLogger(__name__)
+
+CHAT, RESPONSES, EMBEDDINGS, MESSAGES, COUNT_TOKENS = "chat", "responses", "embeddings", "messages", "count_tokens"
+# No real call reports more than this in one token class; a larger figure is a bug or an attack.
+MAX_TOKENS_PER_CLASS = 50_000_000
+# Holds assume at most one token per two bytes of request body: byte-level tokenizers average
+# three to four bytes per token on prose and code, and dense text (CJK, base64) stays above two.
+HOLD_BYTES_PER_TOKEN = 2
+# When usage is missing, input is charged at the typical four bytes per token, and output at
+# one token per four characters relayed, but never fewer than one per delta event.
+ESTIMATE_BYTES_PER_TOKEN = 4
+ESTIMATE_CHARS_PER_TOKEN = 4
+
+
+class UsageRejected(ValueError):
+    """The upstream reported usage that cannot be right (negative, non-integer, absurd)."""
+
+
+def _count(obj: Any, *path: str) -> int:
+    for key in path:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    if obj is None:
+        return 0
+    if not isinstance(obj, int) or isinstance(obj, bool) or not 0 <= obj <= MAX_TOKENS_PER_CLASS:
+        raise UsageRejected(f"{'.'.join(path)} = {obj!r}")
+    return obj
+
+
+def _usage(route: str, u: dict) -> Usage:
+    if route == CHAT:
+        cached = _count(u, "prompt_tokens_details", "cached_tokens")
+        prompt = _count(u, "prompt_tokens")
+        if cached > prompt:
+            raise UsageRejected(f"cached_tokens {cached} > prompt_tokens {prompt}")
+        return Usage(input=prompt - cached, cache_read=cached, output=_count(u, "completion_tokens"))
+    if route == RESPONSES:
+        cached = _count(u, "input_tokens_details", "cached_tokens")
+        given = _count(u, "input_tokens")
+        if cached > given:
+            raise UsageRejected(f"cached_tokens {cached} > input_tokens {given}")
+        return Usage(input=given - cached, cache_read=cached, output=_count(u, "output_tokens"))
+    if route == EMBEDDINGS:
+        return Usage(input=_count(u, "prompt_tokens"))
+    if route == MESSAGES:
+        return Usage(input=_count(u, "input_tokens"), output=_count(u, "output_tokens"),
+                     cache_read=_count(u, "cache_read_input_tokens"),
+                     cache_write=_count(u, "cache_creation_input_tokens"))
+    raise ValueError(f"no usage for route {route!r}")
+
+
+def usage_from_body(route: str, body: Any) -> Optional[Usage]:
+    """Usage reported in a complete (non-streamed) response, or None when it is missing."""
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    return _usage(route, usage)
+
+
+_OUTPUT_TEXT_KEYS = ("content", "text", "arguments", "refusal", "thinking", "partial_json")
+
+
+def _output_chars(node: Any, key: str = "") -> int:
+    if isinstance(node, str):
+        return len(node) if key in _OUTPUT_TEXT_KEYS else 0
+    if isinstance(node, list):
+        return sum(_output_chars(item, key) for item in node)
+    if isinstance(node, dict):
+        return sum(_output_chars(v, k) for k, v in node.items() if k != "usage")
+    return 0
+
+
+def estimated_output_tokens(document: Any) -> int:
+    """Output of a complete response without usage: its generated text at four characters a token."""
+    return -(-_output_chars(document) // ESTIMATE_CHARS_PER_TOKEN)
+
+
+def hold_input_tokens(body_bytes: int) -> int:
+    return -(-body_bytes // HOLD_BYTES_PER_TOKEN)
+
+
+def estimated_input_tokens(body_bytes: int) -> int:
+    return -(-body_bytes // ESTIMATE_BYTES_PER_TOKEN)
+
+
+@dataclass
+class StreamMeter:
+    """Follows a stream event by event: what usage was reported, and how much output was relayed."""
+
+    route: str
+    usage: Optional[Usage] = None        # final usage, when the stream reported it
+    input_seen: Optional[Usage] = None   # Anthropic's message_start: input classes known up front
+    delta_events: int = 0
+    delta_chars: int = 0
+    finished: bool = False
+
+    def feed(self, event: Event) -> bool:
+        """Account for one event; True when it is OpenAI's choice-less usage chunk."""
+        data = event.json()
+        if not isinstance(data, dict):
+            if event.data.strip() == "[DONE]":
+                self.finished = True
+            return False
+        if self.route == CHAT:
+            return self._chat(data)
+        if self.route == RESPONSES:
+            self._responses(event.name or data.get("type"), data)
+        elif self.route == MESSAGES:
+            self._messages(event.name or data.get("type"), data)
+        return False
+
+    def _chat(self, data: dict) -> bool:
+        for choice in data.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict):
+                self._delta(delta.get("content"), delta.get("reasoning_content"), delta.get("refusal"),
+                            _tool_text(delta.get("tool_calls")))
+        if isinstance(data.get("usage"), dict):
+            self.usage = _usage(CHAT, data["usage"])
+            return not data.get("choices")
+        return False
+
+    def _responses(self, kind: Optional[str], data: dict) -> None:
+        if kind and kind.endswith(".delta"):
+            self._delta(data.get("delta") if isinstance(data.get("delta"), str) else None)
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+            self.finished = True
+            response = data.get("response")
+            if isinstance(response, dict) and isinstance(response.get("usage"), dict):
+                self.usage = _usage(RESPONSES, response["usage"])
+
+    def _messages(self, kind: Optional[str], data: dict) -> None:
+        if kind == "message_start":
+            usage = (data.get("message") or {}).get("usage")
+            if isinstance(usage, dict):
+                self.input_seen = _usage(MESSAGES, usage)
+        elif kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            self._delta(delta.get("text"), delta.get("thinking"), delta.get("partial_json"))
+        elif kind == "message_delta" and isinstance(data.get("usage"), dict):
+            # message_delta carries cumulative counts; input classes may be absent there.
+            final = data["usage"]
+            seen = self.input_seen or Usage()
+            self.usage = Usage(
+                input=_count(final, "input_tokens") if "input_tokens" in final else seen.input,
+                cache_read=(_count(final, "cache_read_input_tokens")
+                            if "cache_read_input_tokens" in final else seen.cache_read),
+                cache_write=(_count(final, "cache_creation_input_tokens")
+                             if "cache_creation_input_tokens" in final else seen.cache_write),
+                output=_count(final, "output_tokens"),
+            )
+        elif kind == "message_stop":
+            self.finished = True
+
+    def _delta(self, *texts) -> None:
+        chars = sum(len(t) for t in texts if isinstance(t, str))
+        if chars:
+            self.delta_events += 1
+            self.delta_chars += chars
+
+    @property
+    def relayed_output(self) -> bool:
+        return self.delta_events > 0
+
+    def estimated_output_tokens(self) -> int:
+        return max(self.delta_events, -(-self.delta_chars // ESTIMATE_CHARS_PER_TOKEN))
+
+    def charge(self, body_bytes: int) -> tuple[Usage, bool]:
+        """What to charge for what happened: (usage, estimated)."""
+        if self.usage is not None:
+            return self.usage, False
+        known = self.input_seen
+        if known is None:
+            known = Usage(input=estimated_input_tokens(body_bytes))
+        return Usage(input=known.input, cache_read=known.cache_read, cache_write=known.cache_write,
+                     output=self.estimated_output_tokens()), True
+
+
+def _tool_text(tool_calls: Any) -> Optional[str]:
+    if not isinstance(tool_calls, list):
+        return None
+    parts = []
+    for call in tool_calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            parts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
+    return "".join(parts) or None

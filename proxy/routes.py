@@ -1,0 +1,85 @@
+"""Views: turn the HTTP request into a CallRequest, run it, turn the Reply into a response."""
+from flask import Response, current_app, jsonify, request
+from sqlalchemy import select
+
+from portal import apikeys, catalog
+from portal.extensions import db
+from portal.models import Account
+
+from . import bp, shape_for
+from .gateway import CallRequest, Reply, authenticate
+from .metering import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES
+from .upstreams.http import FORWARDED_HEADERS
+
+
+def _api_key() -> str | None:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _call(route: str) -> Response:
+    req = CallRequest(
+        route=route, body=request.get_data(cache=False), api_key=_api_key(), client_ip=request.remote_addr,
+        headers={name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers},
+        query=request.query_string.decode() or None, shape=shape_for(request.path),
+    )
+    reply: Reply = current_app.extensions["tollgate.gateway"].handle(req)
+    response = Response(reply.body, status=reply.status, content_type=reply.content_type,
+                        direct_passthrough=reply.streamed)
+    if reply.request_id:
+        response.headers["X-Request-Id"] = reply.request_id
+    if reply.streamed:
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"  # nginx: relay events as they come
+    return response
+
+
+@bp.post("/chat/completions")
+def chat_completions():
+    return _call(CHAT)
+
+
+@bp.post("/responses")
+def responses():
+    return _call(RESPONSES)
+
+
+@bp.post("/embeddings")
+def embeddings():
+    return _call(EMBEDDINGS)
+
+
+@bp.post("/messages")
+def messages():
+    return _call(MESSAGES)
+
+
+@bp.post("/messages/count_tokens")
+def count_tokens():
+    return _call(COUNT_TOKENS)
+
+
+@bp.get("/models")
+def models():
+    authenticate(_api_key())
+    rows = catalog.enabled_models()
+    if "anthropic-version" in request.headers:
+        data = [{"type": "model", "id": m.public_id, "display_name": m.public_id,
+                 "created_at": m.created_at.isoformat().replace("+00:00", "Z")} for m in rows]
+        return jsonify(data=data, has_more=False, first_id=data[0]["id"] if data else None,
+                       last_id=data[-1]["id"] if data else None)
+    return jsonify(object="list", data=[{"id": m.public_id, "object": "model",
+                                         "created": int(m.created_at.timestamp()), "owned_by": "tollgate"}
+                                        for m in rows])
+
+
+@bp.get("/balance")
+def balance():
+    caller = authenticate(_api_key())
+    account = db.session.scalar(select(Account).where(Account.id == caller.account_id))
+    return jsonify(balance_micro_usd=account.balance, held_micro_usd=account.held,
+                   available_micro_usd=account.balance - account.held, currency="USD",
+                   credits_expire_at=account.credits_expire_at.isoformat() if account.credits_expire_at else None)

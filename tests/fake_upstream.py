@@ -1,0 +1,240 @@
+"""A real HTTP upstream on loopback that speaks OpenAI's and Anthropic's wire formats.
+
+Tests script its next answers (`fake.next(...)`) and read what it received (`fake.received`):
+usage to report, delays between events, failures before and after the first byte, missing
+usage, chunked or close-delimited streams, and error bodies that echo the caller's key.
+"""
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
+
+OPENAI_KEY = "sk-fake-upstream-openai-0123456789abcdef"
+ANTHROPIC_KEY = "sk-ant-fake-upstream-0123456789abcdef"
+
+
+@dataclass
+class Behaviour:
+    input: int = 11
+    output: int = 7
+    cache_read: int = 0
+    cache_write: int = 0
+    text: str = "Hello from the fake upstream"
+    omit_usage: bool = False
+    delay: float = 0.0                 # seconds between stream events
+    status: int = 200
+    echo_key_in_error: bool = False
+    drop_before_headers: bool = False  # close the connection without answering
+    hang_before_headers: float = 0.0   # seconds of silence before the headers
+    drop_after_events: Optional[int] = None   # stream: close the connection after N events
+    hang_after_events: Optional[int] = None   # stream: go silent after N events
+    close_delimited: bool = False      # stream without chunked encoding, ended by closing
+    gate: Optional[threading.Event] = None    # stream: wait for this before the second event
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict
+    body: bytes
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeUpstream:
+    received: list = field(default_factory=list)
+    script: "queue.Queue[Behaviour]" = field(default_factory=queue.Queue)
+    default: Behaviour = field(default_factory=Behaviour)
+
+    def next(self, **knobs) -> Behaviour:
+        behaviour = Behaviour(**knobs)
+        self.script.put(behaviour)
+        return behaviour
+
+    def take(self) -> Behaviour:
+        try:
+            return self.script.get_nowait()
+        except queue.Empty:
+            return self.default
+
+    def start(self) -> "FakeUpstream":
+        fake = self
+
+        class Handler(_Handler):
+            upstream = fake
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.block_on_close = False
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _usage(route: str, b: Behaviour) -> dict:
+    if route == "chat":
+        return {"prompt_tokens": b.input + b.cache_read, "completion_tokens": b.output,
+                "total_tokens": b.input + b.cache_read + b.output,
+                "prompt_tokens_details": {"cached_tokens": b.cache_read}}
+    if route == "responses":
+        return {"input_tokens": b.input + b.cache_read, "input_tokens_details": {"cached_tokens": b.cache_read},
+                "output_tokens": b.output, "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": b.input + b.cache_read + b.output}
+    if route == "embeddings":
+        return {"prompt_tokens": b.input, "total_tokens": b.input}
+    return {"input_tokens": b.input, "output_tokens": b.output, "cache_read_input_tokens": b.cache_read,
+            "cache_creation_input_tokens": b.cache_write}
+
+
+def _sse(data, event=None) -> bytes:
+    return (f"event: {event}\n" if event else "").encode() + b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+def _complete(route: str, doc: dict, b: Behaviour) -> dict:
+    model = doc.get("model")
+    if route == "chat":
+        body = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": b.text},
+                             "finish_reason": "stop"}]}
+    elif route == "responses":
+        body = {"id": "resp_fake", "object": "response", "created_at": 1, "status": "completed", "model": model,
+                "output": [{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+                            "content": [{"type": "output_text", "text": b.text, "annotations": []}]}]}
+    elif route == "embeddings":
+        inputs = doc["input"] if isinstance(doc["input"], list) else [doc["input"]]
+        body = {"object": "list", "model": model,
+                "data": [{"object": "embedding", "index": i, "embedding": [0.5, -0.25, 0.125]}
+                         for i in range(len(inputs))]}
+    elif route == "count_tokens":
+        return {"input_tokens": b.input}
+    else:
+        body = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": b.text}], "stop_reason": "end_turn", "stop_sequence": None}
+    if not b.omit_usage:
+        body["usage"] = _usage(route, b)
+    return body
+
+
+def _events(route: str, doc: dict, b: Behaviour) -> list:
+    words = b.text.split()
+    deltas = [w if i == 0 else " " + w for i, w in enumerate(words)]
+    model = doc.get("model")
+    if route == "chat":
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model}
+        events = [_sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                             "finish_reason": None}]})]
+        events += [_sse({**base, "choices": [{"index": 0, "delta": {"content": d}, "finish_reason": None}]})
+                   for d in deltas]
+        events.append(_sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+        if not b.omit_usage and (doc.get("stream_options") or {}).get("include_usage"):
+            events.append(_sse({**base, "choices": [], "usage": _usage(route, b)}))
+        return events + [b"data: [DONE]\n\n"]
+    if route == "responses":
+        response = {"id": "resp_fake", "object": "response", "created_at": 1, "status": "in_progress",
+                    "model": model, "output": []}
+        events = [_sse({"type": "response.created", "sequence_number": 0, "response": response},
+                       "response.created")]
+        events += [_sse({"type": "response.output_text.delta", "sequence_number": i + 1, "item_id": "msg_fake",
+                         "output_index": 0, "content_index": 0, "delta": d}, "response.output_text.delta")
+                   for i, d in enumerate(deltas)]
+        done = {**response, "status": "completed",
+                "output": [{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+                            "content": [{"type": "output_text", "text": b.text, "annotations": []}]}]}
+        if not b.omit_usage:
+            done["usage"] = _usage(route, b)
+        events.append(_sse({"type": "response.completed", "sequence_number": len(deltas) + 1, "response": done},
+                           "response.completed"))
+        return events
+    start_usage = {"input_tokens": b.input, "output_tokens": 1, "cache_read_input_tokens": b.cache_read,
+                   "cache_creation_input_tokens": b.cache_write}
+    message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [],
+               "stop_reason": None, "stop_sequence": None}
+    if not b.omit_usage:
+        message["usage"] = start_usage
+    events = [_sse({"type": "message_start", "message": message}, "message_start"),
+              _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                   "content_block_start")]
+    events += [_sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": d}},
+                    "content_block_delta") for d in deltas]
+    events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+    if not b.omit_usage:
+        delta["usage"] = {"output_tokens": b.output}
+    events.append(_sse(delta, "message_delta"))
+    return events + [_sse({"type": "message_stop"}, "message_stop")]
+
+
+ROUTES = {"/v1/chat/completions": "chat", "/v1/responses": "responses", "/v1/embeddings": "embeddings",
+          "/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    upstream: FakeUpstream
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.upstream.received.append(Received(self.path, headers, body))
+        b = self.upstream.take()
+        if b.drop_before_headers:
+            self.close_connection = True
+            return
+        if b.hang_before_headers:
+            time.sleep(b.hang_before_headers)
+        route = ROUTES.get(self.path.split("?")[0])
+        if b.status != 200 or route is None:
+            key = headers.get("x-api-key") or headers.get("authorization", "")
+            message = f"upstream says no (key {key})" if b.echo_key_in_error else "upstream says no"
+            self._send_json(b.status if route else 404, {"error": {"type": "invalid_request_error",
+                                                                   "message": message}})
+            return
+        doc = json.loads(body)
+        if not doc.get("stream"):
+            self._send_json(200, _complete(route, doc, b))
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        if b.close_delimited:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i, event in enumerate(_events(route, doc, b)):
+            if b.drop_after_events is not None and i == b.drop_after_events:
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            if b.hang_after_events is not None and i == b.hang_after_events:
+                time.sleep(30)
+                return
+            if i == 1 and b.gate is not None:
+                b.gate.wait(10)
+            elif i and b.delay:
+                time.sleep(b.delay)
+            self.wfile.write(event if b.close_delimited else b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+        if not b.close_delimited:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _send_json(self, status: int, data: dict):
+        payload = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)

@@ -1,0 +1,95 @@
+"""The proxy under test: the app served by real waitress on loopback, a fake upstream behind it."""
+import threading
+import time
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from portal import apikeys, catalog, serving
+from portal.database import atomic
+from portal.extensions import db
+from portal.models import UsageRecord
+from portal.pricing import Price
+from tests.factories import make_user
+from tests.fake_upstream import ANTHROPIC_KEY, OPENAI_KEY, FakeUpstream
+
+GPT = Price(input=2_000_000, output=8_000_000, cache_read=500_000)
+CLAUDE = Price(input=3_000_000, output=15_000_000, cache_read=300_000, cache_write=3_750_000)
+ECHO = Price(input=2_500_000, output=10_000_000)
+CREDIT = 10_000_000  # $10
+
+
+@pytest.fixture(scope="session")
+def fake_server():
+    fake = FakeUpstream().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake(fake_server):
+    fake_server.received.clear()
+    while not fake_server.script.empty():
+        fake_server.script.get_nowait()
+    return fake_server
+
+
+@pytest.fixture
+def app_config():
+    return {"UPSTREAM_CONNECT_TIMEOUT": 2.0, "UPSTREAM_FIRST_BYTE_TIMEOUT": 2.0, "UPSTREAM_IDLE_TIMEOUT": 1.0,
+            "SERVE_THREADS": 24, "PROXY_MAX_INFLIGHT": 20, "MAX_CONTENT_LENGTH": 2 * 1024 * 1024}
+
+
+@pytest.fixture
+def catalog_ready(app, fake):
+    with atomic():
+        catalog.add_upstream("fake-openai", "openai", fake.url + "/v1", OPENAI_KEY)
+        catalog.add_upstream("fake-anthropic", "anthropic", fake.url, ANTHROPIC_KEY)
+        catalog.add_upstream("echo", "echo")
+        catalog.set_model("gpt-test", "fake-openai", GPT, upstream_model="gpt-upstream", max_output_tokens=4096)
+        catalog.set_model("claude-test", "fake-anthropic", CLAUDE, upstream_model="claude-upstream",
+                          max_output_tokens=8192)
+        catalog.set_model("echo-1", "echo", ECHO, max_output_tokens=1024)
+
+
+@pytest.fixture
+def key(app, catalog_ready):
+    user = make_user("caller@example.com", credit=CREDIT)
+    with atomic():
+        _, plaintext = apikeys.issue(user, "tests")
+    return plaintext
+
+
+@pytest.fixture
+def gateway(app):
+    """Base URL of the app served by waitress in a thread, as `make run` serves it."""
+    server = serving.create(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+    for channel in list(server._map.values()):  # keep-alive client connections end the run loop too
+        channel.close()
+    server.task_dispatcher.shutdown(timeout=5)
+    thread.join(timeout=5)
+    assert not thread.is_alive(), "waitress did not stop"
+
+
+def balance(gateway: str, key: str) -> dict:
+    return requests.get(f"{gateway}/v1/balance", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
+
+
+def records() -> list[UsageRecord]:
+    db.session.rollback()
+    return list(db.session.scalars(select(UsageRecord).order_by(UsageRecord.id)))
+
+
+def wait_for_records(count: int, timeout: float = 10.0) -> list[UsageRecord]:
+    """Usage records are written when a call ends, which for a dropped stream is after the client saw it end."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = records()
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
