@@ -13,12 +13,14 @@ def options(config) -> dict:
     return {
         "threads": config["SERVE_THREADS"],
         "connection_limit": config["SERVE_CONNECTION_LIMIT"],
-        "max_request_body_size": config["MAX_CONTENT_LENGTH"],
+        # A little above the app's own limit, so an oversized body gets the app's 413 in the API's
+        # JSON shape; waitress's plain-text 413 only stops bodies far beyond it.
+        "max_request_body_size": config["MAX_CONTENT_LENGTH"] + 1024 * 1024,
         "asyncore_use_poll": True,  # select() cannot watch more than 1024 sockets
         "ident": "tollgate",
     }
 
 
-def create(app: Flask, host: str, port: int):
+def create(app: Flask, host: str, port: int, **overrides):
     """A waitress server for `app` bound to host:port (port 0 picks a free one)."""
-    return create_server(app, host=host, port=port, **options(app.config))
+    return create_server(app, host=host, port=port, **{**options(app.config), **overrides})

@@ -140,11 +140,16 @@ class Gateway:
         config = app.config
         self.app = app
         self.models = ModelCache(config["MODEL_CACHE_SECONDS"])
-        self.http = HttpUpstream(make_session(config["SERVE_THREADS"]))
+        self.session = make_session(config["SERVE_THREADS"])
+        self.http = HttpUpstream(self.session)
         self.echo = EchoUpstream()
         self.timeouts = Timeouts(config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_FIRST_BYTE_TIMEOUT"],
                                  config["UPSTREAM_IDLE_TIMEOUT"])
         self.capacity = threading.BoundedSemaphore(config["PROXY_MAX_INFLIGHT"])
+
+    def close(self) -> None:
+        """Close pooled upstream connections (the app is going away)."""
+        self.session.close()
 
     # -- the call ---------------------------------------------------------------------------
 

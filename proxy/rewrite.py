@@ -4,11 +4,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .errors import ApiError
-from .metering import CHAT, EMBEDDINGS, MESSAGES, RESPONSES
+from .metering import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES
 
 # Output limit fields per route, in the order a client's value is looked for.
 MAX_OUTPUT_FIELDS = {CHAT: ("max_completion_tokens", "max_tokens"), RESPONSES: ("max_output_tokens",),
-                     MESSAGES: ("max_tokens",), EMBEDDINGS: ()}
+                     MESSAGES: ("max_tokens",), EMBEDDINGS: (), COUNT_TOKENS: ()}
 
 
 @dataclass(frozen=True)

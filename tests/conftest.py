@@ -129,6 +129,7 @@ def app(database, tmp_path, app_config):
     app = make_app(database, tmp_path, **app_config)
     with app.app_context():
         yield app
+        app.extensions["tollgate.gateway"].close()
         db.session.remove()
         db.engine.dispose()
 

@@ -37,7 +37,7 @@ def fake(fake_server):
 
 @pytest.fixture
 def app_config():
-    return {"UPSTREAM_CONNECT_TIMEOUT": 2.0, "UPSTREAM_FIRST_BYTE_TIMEOUT": 2.0, "UPSTREAM_IDLE_TIMEOUT": 1.0,
+    return {"UPSTREAM_CONNECT_TIMEOUT": 2.0, "UPSTREAM_FIRST_BYTE_TIMEOUT": 1.0, "UPSTREAM_IDLE_TIMEOUT": 0.5,
             "SERVE_THREADS": 24, "PROXY_MAX_INFLIGHT": 20, "MAX_CONTENT_LENGTH": 2 * 1024 * 1024}
 
 
@@ -64,7 +64,7 @@ def key(app, catalog_ready):
 @pytest.fixture
 def gateway(app):
     """Base URL of the app served by waitress in a thread, as `make run` serves it."""
-    server = serving.create(app, "127.0.0.1", 0)
+    server = serving.create(app, "127.0.0.1", 0, asyncore_loop_timeout=0.05)  # quick to stop
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}"

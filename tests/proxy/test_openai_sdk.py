@@ -10,7 +10,8 @@ from tests.proxy.conftest import CREDIT, ECHO, GPT, balance, records, wait_for_r
 
 @pytest.fixture
 def client(gateway, key):
-    return OpenAI(base_url=f"{gateway}/v1", api_key=key, max_retries=0, timeout=20)
+    with OpenAI(base_url=f"{gateway}/v1", api_key=key, max_retries=0, timeout=20) as client:
+        yield client
 
 
 def charged(gateway, key) -> int:
