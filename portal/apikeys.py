@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Optional
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select
 
 from .errors import (AccountNotVerified, AccountSuspended, InvalidInput, KeyExpired, KeyRevoked,
                      UnknownKey)
@@ -56,11 +56,20 @@ class Caller:
     account_id: int
 
 
+# Built once and run as Core on the session's connection: this is on every proxied call.
+_key, _user, _account = ApiKey.__table__, User.__table__, Account.__table__
 _AUTHENTICATE = (
-    select(ApiKey.id, ApiKey.name, ApiKey.hint, ApiKey.revoked_at, ApiKey.expires_at,
-           User.id.label("user_id"), User.status, User.is_verified, Account.id.label("account_id"))
-    .join(User, User.id == ApiKey.user_id).join(Account, Account.user_id == User.id)
-    .where(ApiKey.key_hash == bindparam("key_hash"))
+    select(_key.c.id, _key.c.name, _key.c.hint, _key.c.revoked_at, _key.c.expires_at,
+           _user.c.id.label("user_id"), _user.c.status, _user.c.is_verified, _account.c.id.label("account_id"))
+    .join(_user, _user.c.id == _key.c.user_id).join(_account, _account.c.user_id == _user.c.id)
+    .where(_key.c.key_hash == bindparam("key_hash"))
+)
+_TOUCH = (
+    _key.update()
+    .where(_key.c.id == bindparam("key_id"),
+           or_(_key.c.last_used_at.is_(None), _key.c.last_used_at < bindparam("stale_before"),
+               _key.c.last_used_ip.is_distinct_from(bindparam("ip"))))
+    .values(last_used_at=bindparam("now"), last_used_ip=bindparam("ip"))
 )
 
 
@@ -68,7 +77,7 @@ def authenticate(plaintext: Optional[str]) -> Caller:
     """Return who `plaintext` speaks for, or raise the KeyRejected subclass saying why not."""
     if not plaintext or not plaintext.startswith(PREFIX):
         raise UnknownKey("missing or malformed API key")
-    row = db.session.execute(_AUTHENTICATE, {"key_hash": hash_key(plaintext)}).first()
+    row = db.session.connection().execute(_AUTHENTICATE, {"key_hash": hash_key(plaintext)}).first()
     if row is None:
         raise UnknownKey("unknown API key")
     if row.revoked_at is not None:
@@ -85,12 +94,8 @@ def authenticate(plaintext: Optional[str]) -> Caller:
 def touch(key_id: int, ip: Optional[str]) -> None:
     """Record that a key was used, writing at most once a minute per key unless the IP changed."""
     now = utcnow()
-    db.session.execute(
-        update(ApiKey).where(ApiKey.id == key_id,
-                             or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - TOUCH_INTERVAL,
-                                 ApiKey.last_used_ip.is_distinct_from(ip)))
-        .values(last_used_at=now, last_used_ip=ip).execution_options(synchronize_session=False)
-    )
+    db.session.connection().execute(_TOUCH, {"key_id": key_id, "stale_before": now - TOUCH_INTERVAL, "ip": ip,
+                                             "now": now})
 
 
 def revoke(key: ApiKey) -> None:

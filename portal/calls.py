@@ -16,6 +16,9 @@ from .models import UsageRecord, utcnow
 from .pricing import Usage, quote
 
 
+_INSERT_RECORD = UsageRecord.__table__.insert()  # Core, built once: this runs for every call
+
+
 @dataclass(frozen=True)
 class OpenCall:
     request_id: str
@@ -69,7 +72,7 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
         else:
             entry_id = ledger.settle(call.hold_id, cost, memo=f"{call.model.public_id} {call.request_id}").id
         usage = usage or Usage()
-        db.session.add(UsageRecord(
+        db.session.connection().execute(_INSERT_RECORD, dict(
             request_id=call.request_id, account_id=call.account_id, api_key_id=call.api_key_id,
             model_id=call.model.id, upstream_id=call.model.upstream.id, price_id=call.model.price_id,
             hold_id=call.hold_id, hold_amount=call.hold_amount, ledger_entry_id=entry_id,

@@ -186,6 +186,13 @@ class Gateway:
         except BaseException:
             self.capacity.release()
             raise
+        try:
+            return self._forward(call, req, model, call_body, stream)
+        except ApiError as exc:
+            exc.headers["X-Request-Id"] = call.request_id  # the usage record says what happened
+            raise
+
+    def _forward(self, call, req: CallRequest, model, call_body, stream: bool) -> Reply:
         started = time.monotonic()
         try:
             response = self._send(req, model, call_body, stream)

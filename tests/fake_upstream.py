@@ -180,6 +180,7 @@ ROUTES = {"/v1/chat/completions": "chat", "/v1/responses": "responses", "/v1/emb
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else headers and body wait on each other's delayed ACK (~40 ms)
     upstream: FakeUpstream
 
     def log_message(self, *args):

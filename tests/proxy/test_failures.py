@@ -54,7 +54,8 @@ def test_upstream_server_error_charges_nothing(gateway, fake, key, stream):
     fake.next(status=500)
     response = call(gateway, key, stream=stream)
     assert_openai_error(response, 502, "failed (HTTP 500)", "nothing was charged")
-    assert assert_nothing_charged(gateway, key, "upstream_error").http_status == 500
+    record = assert_nothing_charged(gateway, key, "upstream_error")
+    assert (record.http_status, record.request_id) == (500, response.headers["X-Request-Id"])
 
 
 def test_upstream_error_body_that_echoes_the_key_is_not_passed_on(gateway, fake, key):
