@@ -45,19 +45,20 @@ def _count(obj: Any, *path: str) -> int:
     return obj
 
 
+def _openai_usage(u: dict, prefix: str, output_key: str) -> Usage:
+    """OpenAI counts cached tokens inside the input total; we bill them as their own class."""
+    total = _count(u, f"{prefix}_tokens")
+    cached = _count(u, f"{prefix}_tokens_details", "cached_tokens")
+    if cached > total:
+        raise UsageRejected(f"cached_tokens {cached} > {prefix}_tokens {total}")
+    return Usage(input=total - cached, cache_read=cached, output=_count(u, output_key))
+
+
 def _usage(route: str, u: dict) -> Usage:
     if route == CHAT:
-        cached = _count(u, "prompt_tokens_details", "cached_tokens")
-        prompt = _count(u, "prompt_tokens")
-        if cached > prompt:
-            raise UsageRejected(f"cached_tokens {cached} > prompt_tokens {prompt}")
-        return Usage(input=prompt - cached, cache_read=cached, output=_count(u, "completion_tokens"))
+        return _openai_usage(u, "prompt", "completion_tokens")
     if route == RESPONSES:
-        cached = _count(u, "input_tokens_details", "cached_tokens")
-        given = _count(u, "input_tokens")
-        if cached > given:
-            raise UsageRejected(f"cached_tokens {cached} > input_tokens {given}")
-        return Usage(input=given - cached, cache_read=cached, output=_count(u, "output_tokens"))
+        return _openai_usage(u, "input", "output_tokens")
     if route == EMBEDDINGS:
         return Usage(input=_count(u, "prompt_tokens"))
     if route == MESSAGES:
