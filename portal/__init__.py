@@ -8,6 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import config as config_module
 from .database import configure_engine
 from .extensions import csrf, db, htmx, login_manager, migrate
+from .models import utcnow
 from .money import format_usd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,13 +36,16 @@ def create_app(config: Optional[dict] = None) -> Flask:
 
     import proxy
 
-    from . import cli, security
-    from .views import auth, dashboard, pages
+    from . import cli, ratelimit, security
+    from .views import account, auth, dashboard, keys, pages, usage
 
     security.init_app(app)
     app.add_template_filter(format_usd, "usd")
-    for blueprint in (pages.bp, auth.bp, dashboard.bp):
+    app.context_processor(lambda: {"now": utcnow()})
+    ratelimit.init_app(app)
+    for blueprint in (pages.bp, auth.bp, dashboard.bp, keys.bp, usage.bp, account.bp):
         app.register_blueprint(blueprint)
+    app.before_request(auth.require_consent)
     proxy.init_app(app)
     csrf.exempt(proxy.bp)
     if app.config["TRUSTED_PROXY_HOPS"]:

@@ -1,5 +1,6 @@
 """People: creation, email normalisation, passwords, verification and suspension."""
 import re
+from dataclasses import dataclass
 from typing import Optional
 
 from argon2 import PasswordHasher
@@ -7,9 +8,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from . import apikeys, legal, tokens
 from .errors import AlreadyExists, InvalidInput, UnknownUser
 from .extensions import db
-from .models import Account, User, UserStatus, utcnow
+from .models import Account, LegalDocument, RefundRequest, TokenPurpose, User, UserStatus, utcnow
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 # Providers documented to ignore dots in the local part and to deliver "+tag" addresses to
@@ -26,7 +28,7 @@ def clean_email(email: str) -> str:
     """Trim and validate an email address as typed; raise InvalidInput when it cannot be one."""
     email = (email or "").strip()
     if len(email) > 254 or not _EMAIL.match(email):
-        raise InvalidInput(f"{email!r} is not a valid email address")
+        raise InvalidInput(f"{email!r} is not a valid email address", field="email")
     return email
 
 
@@ -43,7 +45,7 @@ def normalize_email(email: str) -> str:
 
 def hash_password(password: str) -> str:
     if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+        raise InvalidInput(f"password must be at least {MIN_PASSWORD_LENGTH} characters", field="password")
     return _hasher.hash(password)
 
 
@@ -99,3 +101,115 @@ def unsuspend(user: User) -> None:
     if user.status != UserStatus.SUSPENDED.value:
         raise InvalidInput(f"{user.email} is not suspended (status: {user.status})")
     set_status(user, UserStatus.ACTIVE)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a registration attempt did. The view answers the same either way (no enumeration)."""
+
+    user: Optional[User]            # the new account, with `verify_token` to mail
+    verify_token: Optional[str]
+    existing: Optional[User]        # someone already owns this address: tell them, not the caller
+
+
+def register(email: str, password: str, terms: LegalDocument, ip: Optional[str]) -> Registration:
+    """Create an unverified account that accepted `terms`, or report that the person already has one."""
+    address = clean_email(email)
+    hash_password(password)  # validate before anything else
+    existing = db.session.scalar(select(User).where(User.email_normalized == normalize_email(address)))
+    if existing is not None:
+        return Registration(None, None, existing)
+    try:
+        user = create_user(address, password)
+    except AlreadyExists:  # a concurrent registration of the same person won the race
+        return Registration(None, None, find_user(address))
+    legal.accept(user, terms, ip)
+    return Registration(user, tokens.issue(user, TokenPurpose.VERIFY), None)
+
+
+def verify_email(token: str) -> User:
+    row = tokens.consume(token, TokenPurpose.VERIFY)
+    user = db.session.get(User, row.user_id)
+    user.is_verified = True
+    return user
+
+
+def request_password_reset(email: str) -> Optional[tuple[User, str]]:
+    """A reset token for the account behind `email`, or None (the view answers the same)."""
+    try:
+        user = find_user(email)
+    except (UnknownUser, InvalidInput):
+        return None
+    if user.status == UserStatus.TERMINATED.value:
+        return None
+    return user, tokens.issue(user, TokenPurpose.RESET)
+
+
+def reset_password(token: str, password: str) -> User:
+    hashed = hash_password(password)
+    row = tokens.consume(token, TokenPurpose.RESET)
+    user = db.session.get(User, row.user_id)
+    user.password_hash = hashed
+    user.session_epoch += 1  # every other session ends
+    return user
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    if not check_password(user, current):
+        raise InvalidInput("Your current password is not correct.")
+    user.password_hash = hash_password(new)
+    user.session_epoch += 1
+
+
+def request_email_change(user: User, new_email: str, password: str) -> str:
+    if not check_password(user, password):
+        raise InvalidInput("Your password is not correct.", field="password")
+    address = clean_email(new_email)
+    taken = db.session.scalar(select(User.id).where(User.email_normalized == normalize_email(address),
+                                                    User.id != user.id))
+    if taken:
+        raise AlreadyExists("That address belongs to another account.")
+    return tokens.issue(user, TokenPurpose.CHANGE_EMAIL, new_email=address)
+
+
+def confirm_email_change(token: str) -> User:
+    row = tokens.consume(token, TokenPurpose.CHANGE_EMAIL)
+    user = db.session.get(User, row.user_id)
+    user.email, user.email_normalized = row.new_email, normalize_email(row.new_email)
+    user.is_verified = True
+    try:
+        db.session.flush()
+    except IntegrityError:
+        raise AlreadyExists("That address now belongs to another account.") from None
+    return user
+
+
+def request_refund(user: User, reason: str) -> RefundRequest:
+    """Record that the user wants their unused balance back (the payout itself is the operator's)."""
+    refund = RefundRequest(user_id=user.id, reason=reason.strip()[:2000], balance_at_request=user.account.balance)
+    db.session.add(refund)
+    db.session.flush()
+    return refund
+
+
+def close(user: User, password: str, with_refund: bool) -> None:
+    """Close an account: keys revoked, address freed, books kept (ledger entries are never deleted).
+
+    Money left on the account needs a refund request; it is never silently forfeited.
+    """
+    if not check_password(user, password):
+        raise InvalidInput("Your password is not correct.")
+    account = user.account
+    if account.held:
+        raise InvalidInput("A call is still in progress; try again in a minute.")
+    if account.balance > 0 and not with_refund:
+        raise InvalidInput("Your balance is not zero: tick 'refund my balance' to close the account and ask for "
+                           "a refund, or use up the balance first.")
+    if account.balance > 0:
+        request_refund(user, "account closed")
+    apikeys.revoke_all(user)
+    set_status(user, UserStatus.TERMINATED, "closed by the user")
+    user.email = user.email_normalized = f"closed-{user.id}@invalid"
+    user.password_hash = None
+    user.totp_secret = user.totp_enabled_at = None
+    user.session_epoch += 1

@@ -4,24 +4,26 @@ Keys carry ~238 bits of randomness, so a fast hash is safe and keeps authenticat
 proxy's hot path to one indexed lookup; the `tg_` prefix makes leaked keys easy to scan for.
 """
 import hashlib
+import ipaddress
+import json
 import secrets
 import string
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, case, or_, select
 
-from .errors import (AccountNotVerified, AccountSuspended, InvalidInput, KeyExpired, KeyRevoked,
-                     UnknownKey)
+from .errors import (AccountNotVerified, AccountSuspended, InvalidInput, KeyExpired, KeyRevoked, NotFound,
+                     SpendCapReached, UnknownKey)
 from .extensions import db
-from .models import Account, ApiKey, User, UserStatus, utcnow
+from .models import Account, ApiKey, Model, User, UserStatus, utcnow
+from .money import format_usd
 
 PREFIX = "tg_"
 _ALPHABET = string.ascii_letters + string.digits
 _BODY_LENGTH = 40
 MAX_NAME_LENGTH = 100
-TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 def hash_key(plaintext: str) -> str:
@@ -47,30 +49,65 @@ def issue(user: User, name: str = "") -> tuple[ApiKey, str]:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a valid key speaks for: all the proxy needs, from one indexed query."""
+    """Who a valid key speaks for, and the key's limits: all the proxy needs, from one query."""
 
     key_id: int
     key_name: str
     hint: str
     user_id: int
     account_id: int
+    allowed_models: Optional[frozenset] = None
+    networks: Optional[tuple] = None
+
+    def may_use(self, public_id: str) -> bool:
+        return self.allowed_models is None or public_id in self.allowed_models
+
+    def may_call_from(self, ip: Optional[str]) -> bool:
+        if self.networks is None:
+            return True
+        try:
+            address = ipaddress.ip_address(ip or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
 
 
-# Built once and run as Core on the session's connection: this is on every proxied call.
+# Built once and run as Core on the session's connection: these are on every proxied call.
 _key, _user, _account = ApiKey.__table__, User.__table__, Account.__table__
 _AUTHENTICATE = (
-    select(_key.c.id, _key.c.name, _key.c.hint, _key.c.revoked_at, _key.c.expires_at,
-           _user.c.id.label("user_id"), _user.c.status, _user.c.is_verified, _account.c.id.label("account_id"))
+    select(_key.c.id, _key.c.name, _key.c.hint, _key.c.revoked_at, _key.c.expires_at, _key.c.allowed_models,
+           _key.c.ip_allowlist, _user.c.id.label("user_id"), _user.c.status, _user.c.is_verified,
+           _account.c.id.label("account_id"))
     .join(_user, _user.c.id == _key.c.user_id).join(_account, _account.c.user_id == _user.c.id)
     .where(_key.c.key_hash == bindparam("key_hash"))
 )
-_TOUCH = (
+_this_month = case((_key.c.spent_month_key == bindparam("month"), _key.c.spent_month), else_=0)
+# Reserve a call's hold against the key's caps (in-flight holds count), and note the use.
+_RESERVE = (
     _key.update()
     .where(_key.c.id == bindparam("key_id"),
-           or_(_key.c.last_used_at.is_(None), _key.c.last_used_at < bindparam("stale_before"),
-               _key.c.last_used_ip.is_distinct_from(bindparam("ip"))))
-    .values(last_used_at=bindparam("now"), last_used_ip=bindparam("ip"))
+           or_(_key.c.spend_cap_total.is_(None),
+               _key.c.spent_total + _key.c.held + bindparam("amount") <= _key.c.spend_cap_total),
+           or_(_key.c.spend_cap_monthly.is_(None),
+               _this_month + _key.c.held + bindparam("amount") <= _key.c.spend_cap_monthly))
+    .values(held=_key.c.held + bindparam("amount"), spent_month=_this_month, spent_month_key=bindparam("month"),
+            last_used_at=bindparam("now"), last_used_ip=bindparam("ip"))
 )
+_SETTLE = (
+    _key.update().where(_key.c.id == bindparam("key_id"))
+    .values(held=_key.c.held - bindparam("released"), spent_total=_key.c.spent_total + bindparam("cost"),
+            spent_month=_this_month + bindparam("cost"), spent_month_key=bindparam("month"))
+)
+
+
+def _month() -> str:
+    return utcnow().strftime("%Y-%m")
+
+
+def _networks(text: Optional[str]) -> Optional[tuple]:
+    if not text:
+        return None
+    return tuple(ipaddress.ip_network(line.strip(), strict=False) for line in text.splitlines() if line.strip())
 
 
 def authenticate(plaintext: Optional[str]) -> Caller:
@@ -88,16 +125,99 @@ def authenticate(plaintext: Optional[str]) -> Caller:
         raise AccountSuspended(f"this account is {row.status}")
     if not row.is_verified:
         raise AccountNotVerified("verify your email address before using API keys")
-    return Caller(row.id, row.name, row.hint, row.user_id, row.account_id)
+    allowed = frozenset(json.loads(row.allowed_models)) if row.allowed_models else None
+    return Caller(row.id, row.name, row.hint, row.user_id, row.account_id, allowed, _networks(row.ip_allowlist))
 
 
-def touch(key_id: int, ip: Optional[str]) -> None:
-    """Record that a key was used, writing at most once a minute per key unless the IP changed."""
-    now = utcnow()
-    db.session.connection().execute(_TOUCH, {"key_id": key_id, "stale_before": now - TOUCH_INTERVAL, "ip": ip,
-                                             "now": now})
+def reserve(key_id: int, amount: int, ip: Optional[str]) -> None:
+    """Count a call's hold against the key's spend caps, or raise SpendCapReached naming the cap."""
+    reserved = db.session.connection().execute(
+        _RESERVE, {"key_id": key_id, "amount": amount, "month": _month(), "now": utcnow(), "ip": ip}).rowcount
+    if reserved != 1:
+        key = db.session.get(ApiKey, key_id)
+        month = _month()
+        this_month = key.spent_month if key.spent_month_key == month else 0
+        if key.spend_cap_total is not None and key.spent_total + key.held + amount > key.spend_cap_total:
+            raise SpendCapReached(f"this key has spent {format_usd(key.spent_total)} of its "
+                                  f"{format_usd(key.spend_cap_total)} total cap; the call could cost up to "
+                                  f"{format_usd(amount)}. Raise the cap in the portal or send a smaller max_tokens")
+        raise SpendCapReached(f"this key has spent {format_usd(this_month)} of its "
+                              f"{format_usd(key.spend_cap_monthly)} cap for {month}; the call could cost up to "
+                              f"{format_usd(amount)}. Raise the cap in the portal or send a smaller max_tokens")
+
+
+def settle_spend(key_id: int, reserved: int, cost: int) -> None:
+    """Replace a call's reservation with what it really cost (zero when it was released)."""
+    db.session.connection().execute(_SETTLE, {"key_id": key_id, "released": reserved, "cost": cost,
+                                              "month": _month()})
+
+
+def spent_this_month(key: ApiKey) -> int:
+    return key.spent_month if key.spent_month_key == _month() else 0
+
+
+@dataclass(frozen=True)
+class Limits:
+    allowed_models: Optional[list[str]] = None
+    ip_allowlist: Optional[str] = None
+    spend_cap_total: Optional[int] = None
+    spend_cap_monthly: Optional[int] = None
+    expires_at: Optional[datetime] = None
+
+
+def set_limits(key: ApiKey, limits: Limits) -> None:
+    """Validate and apply a key's limits; None lifts a limit."""
+    if limits.allowed_models is not None:
+        known = {m.public_id for m in db.session.scalars(select(Model).where(Model.enabled.is_(True)))}
+        unknown = sorted(set(limits.allowed_models) - known)
+        if unknown:
+            raise InvalidInput(f"unknown model(s): {', '.join(unknown)}", field="allowed_models")
+    networks = None
+    if limits.ip_allowlist:
+        lines = [line.strip() for line in limits.ip_allowlist.replace(",", "\n").splitlines() if line.strip()]
+        try:
+            networks = [str(ipaddress.ip_network(line, strict=False)) for line in lines]
+        except ValueError as exc:
+            raise InvalidInput(f"not an IP address or CIDR range: {exc}", field="ip_allowlist") from None
+    for name in ("spend_cap_total", "spend_cap_monthly"):
+        value = getattr(limits, name)
+        if value is not None and value <= 0:
+            raise InvalidInput("a spend cap must be more than zero (leave it empty for no cap)", field=name)
+    if limits.expires_at is not None and limits.expires_at <= utcnow():
+        raise InvalidInput("the expiry date must be in the future", field="expires_at")
+    key.allowed_models = json.dumps(sorted(set(limits.allowed_models))) if limits.allowed_models else None
+    key.ip_allowlist = "\n".join(networks) if networks else None
+    key.spend_cap_total, key.spend_cap_monthly = limits.spend_cap_total, limits.spend_cap_monthly
+    key.expires_at = limits.expires_at
+
+
+def rename(key: ApiKey, name: str) -> None:
+    name = (name or "").strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"a key name is 1-{MAX_NAME_LENGTH} characters", field="name")
+    key.name = name
+
+
+def list_for(user: User) -> list[ApiKey]:
+    return list(db.session.scalars(select(ApiKey).where(ApiKey.user_id == user.id)
+                                   .order_by(ApiKey.revoked_at.is_not(None), ApiKey.created_at.desc())))
+
+
+def find_for(user: User, key_id: int) -> ApiKey:
+    key = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user.id))
+    if key is None:
+        raise NotFound("no such key")
+    return key
 
 
 def revoke(key: ApiKey) -> None:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+
+
+def revoke_all(user: User) -> int:
+    """Revoke every live key of `user`; returns how many."""
+    keys = db.session.scalars(select(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))).all()
+    for key in keys:
+        revoke(key)
+    return len(keys)

@@ -52,10 +52,13 @@ def new_request_id() -> str:
 
 def open_call(request_id: str, caller: apikeys.Caller, model: ServingModel, hold_amount: int, *,
               client_ip: Optional[str], route: str, streamed: bool) -> OpenCall:
-    """Reserve `hold_amount` for the call (InsufficientFunds if it is not available)."""
+    """Reserve `hold_amount` for the call against the key's caps and the balance.
+
+    Raises SpendCapReached or InsufficientFunds, changing nothing.
+    """
     with atomic():
+        apikeys.reserve(caller.key_id, hold_amount, client_ip)
         hold_id = ledger.hold(caller.account_id, hold_amount, memo=request_id)
-        apikeys.touch(caller.key_id, client_ip)
     db.session.close()  # give the connection back to the pool while the upstream works
     return OpenCall(request_id, caller.account_id, caller.key_id, model, hold_id, hold_amount, client_ip,
                     route, streamed, utcnow())
@@ -71,6 +74,7 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
             entry_id = None
         else:
             entry_id = ledger.settle(call.hold_id, cost, memo=f"{call.model.public_id} {call.request_id}").id
+        apikeys.settle_spend(call.api_key_id, call.hold_amount, cost)
         usage = usage or Usage()
         db.session.connection().execute(_INSERT_RECORD, dict(
             request_id=call.request_id, account_id=call.account_id, api_key_id=call.api_key_id,

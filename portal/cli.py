@@ -5,15 +5,16 @@ non-zero exit status.
 """
 import functools
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from . import accounts, apikeys, catalog, demo, ledger, serving
+from . import accounts, apikeys, catalog, demo, ledger, legal, serving
 from .database import atomic
 from .errors import DomainError
-from .models import EntryKind
+from .models import EntryKind, LegalKind
 from .money import format_usd, parse_usd
 from .pricing import Price
 
@@ -24,6 +25,8 @@ upstreams = AppGroup("upstreams", help="Configure upstream providers.")
 models = AppGroup("models", help="Configure public models and their prices.")
 ledger_cli = AppGroup("ledger", help="Check the books.")
 demo_cli = AppGroup("demo", help="Demo data for a local try-out.")
+terms_cli = AppGroup("terms", help="Publish the terms of service.")
+privacy_cli = AppGroup("privacy", help="Publish the privacy policy.")
 
 
 def domain_command(group: AppGroup, *args, **kwargs):
@@ -144,6 +147,26 @@ def models_set(model, upstream_name, upstream_model, input_price, output_price, 
                f"{'new price recorded' if changed else 'price unchanged'}")
 
 
+def _publish(kind: LegalKind, path: str, version: str, significant: bool) -> None:
+    try:
+        body = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
+    document = legal.publish(kind, version, body, significant=significant)
+    note = " (significant: users must accept it at their next visit)" if significant else ""
+    click.echo(f"published {kind.value} version {document.version}{note}")
+
+
+for _group, _kind in ((terms_cli, LegalKind.TERMS), (privacy_cli, LegalKind.PRIVACY)):
+    @domain_command(_group, "publish")
+    @click.argument("file", type=click.Path(dir_okay=False))
+    @click.option("--version", required=True, help="Version label shown to users, e.g. 2026-11.")
+    @click.option("--significant", is_flag=True, help="Users must accept it again before using the portal.")
+    def _publish_command(file, version, significant, _kind=_kind):
+        """Publish a new version from a Markdown file."""
+        _publish(_kind, file, version, significant)
+
+
 @ledger_cli.command("verify")
 def ledger_verify():
     """Recompute balances and holds from the ledger; exit 1 on any discrepancy."""
@@ -174,6 +197,6 @@ def serve():
 
 
 def register(app: Flask) -> None:
-    for group in (users, credits, keys, upstreams, models, ledger_cli, demo_cli):
+    for group in (users, credits, keys, upstreams, models, ledger_cli, demo_cli, terms_cli, privacy_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve)

@@ -6,9 +6,9 @@ from typing import Optional
 
 from sqlalchemy import select
 
-from . import accounts, apikeys, catalog, ledger
+from . import accounts, apikeys, catalog, ledger, legal
 from .extensions import db
-from .models import EntryKind, User
+from .models import EntryKind, LegalKind, User
 from .pricing import Price
 
 ADMIN_EMAIL = "admin@example.com"
@@ -17,6 +17,21 @@ MODEL = "echo-1"
 PRICE = Price(input=2_500_000, output=10_000_000)  # $2.50 / $10 per million tokens
 GRANT = 5_000_000  # $5.00
 CREDENTIALS_FILE = "demo-credentials.txt"
+DEMO_TERMS = """# Terms of service (demo)
+
+This is a local demonstration. Replace these terms with your own:
+`flask --app wsgi terms publish TERMS.md --version 2026-01`.
+
+- Prepaid credit is used for API calls at the prices on the pricing page.
+- Credit expires 12 months after your last top-up.
+- Unused credit is refunded on request.
+"""
+DEMO_PRIVACY = """# Privacy policy (demo)
+
+We keep your email address, your API keys' hashes and a record of each call (time, model,
+tokens, cost, IP address) to bill you and to prevent abuse. Replace this text with your own:
+`flask --app wsgi privacy publish PRIVACY.md --version 2026-01`.
+"""
 
 
 def seed(instance_path: str) -> Optional[str]:
@@ -30,6 +45,8 @@ def seed(instance_path: str) -> Optional[str]:
     db.session.flush()
     ledger.credit(user.account.id, GRANT, EntryKind.GRANT, memo="demo credit", reference="demo-seed-grant")
     _, key = apikeys.issue(user, "demo")
+    legal.publish(LegalKind.TERMS, "demo-1", DEMO_TERMS)
+    legal.publish(LegalKind.PRIVACY, "demo-1", DEMO_PRIVACY)
     catalog.add_upstream("echo", "echo")
     catalog.set_model(MODEL, "echo", PRICE, max_output_tokens=1024)
     text = (

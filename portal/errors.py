@@ -6,7 +6,11 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
-    """A value given by a person or a client is malformed or out of range."""
+    """A value given by a person or a client is malformed or out of range; `field` names it if known."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class InvalidAmount(InvalidInput):
@@ -72,3 +76,7 @@ class AccountNotVerified(KeyRejected):
 
 class AccountSuspended(KeyRejected):
     pass
+
+
+class SpendCapReached(DomainError):
+    """The key's total or monthly spend cap does not leave room for this call."""

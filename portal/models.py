@@ -88,6 +88,11 @@ class User(db.Model):
     status_reason: Mapped[Optional[str]] = mapped_column(Text)
     status_changed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Bumped on password change, 2FA change or logout-everywhere: sessions carrying an older
+    # value are no longer valid.
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    totp_secret: Mapped[Optional[str]] = mapped_column(String(64))
+    totp_enabled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     account: Mapped["Account"] = relationship(back_populates="user", uselist=False)
 
@@ -105,7 +110,8 @@ class User(db.Model):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        # The epoch makes older sessions invalid after a password or 2FA change.
+        return f"{self.id}:{self.session_epoch}"
 
 
 class Account(db.Model):
@@ -142,6 +148,16 @@ class ApiKey(db.Model):
     last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     last_used_ip: Mapped[Optional[str]] = mapped_column(String(45))
     revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # Limits, each optional. Spend is tracked on the key so a cap is enforced by the same kind of
+    # conditional update as the balance: in-flight holds count against it.
+    allowed_models: Mapped[Optional[str]] = mapped_column(Text)  # JSON list of public model ids
+    ip_allowlist: Mapped[Optional[str]] = mapped_column(Text)    # CIDRs, one per line
+    spend_cap_total: Mapped[Optional[int]] = mapped_column(BigInteger)
+    spend_cap_monthly: Mapped[Optional[int]] = mapped_column(BigInteger)
+    spent_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    spent_month: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    spent_month_key: Mapped[str] = mapped_column(String(7), default="", server_default="")  # "2026-11"
+    held: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     user: Mapped[User] = relationship()
 
@@ -267,3 +283,91 @@ class UsageRecord(db.Model):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     first_byte_ms: Mapped[Optional[int]] = mapped_column()
     duration_ms: Mapped[Optional[int]] = mapped_column()
+
+
+class LegalKind(str, enum.Enum):
+    TERMS = "terms"
+    PRIVACY = "privacy"
+
+
+class LegalDocument(db.Model):
+    """A published version of the terms or the privacy policy; never edited, only superseded."""
+
+    __tablename__ = "legal_document"
+    __table_args__ = (
+        _enum_check("kind", LegalKind),
+        db.UniqueConstraint("kind", "version", name="uq_legal_document_version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    significant: Mapped[bool] = mapped_column(default=False)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TermsAcceptance(db.Model):
+    __tablename__ = "terms_acceptance"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("legal_document.id"))
+    accepted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[Optional[str]] = mapped_column(String(45))
+
+    document: Mapped[LegalDocument] = relationship()
+
+
+class TokenPurpose(str, enum.Enum):
+    VERIFY = "verify"
+    RESET = "reset"
+    CHANGE_EMAIL = "change_email"
+
+
+class EmailToken(db.Model):
+    """A single-use, expiring link token; only its SHA-256 is stored."""
+
+    __tablename__ = "email_token"
+    __table_args__ = (_enum_check("purpose", TokenPurpose),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    new_email: Mapped[Optional[str]] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+
+class RecoveryCode(db.Model):
+    __tablename__ = "recovery_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+
+class RefundRequest(db.Model):
+    __tablename__ = "refund_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    balance_at_request: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="requested")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ContactMessage(db.Model):
+    __tablename__ = "contact_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))
+    email: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text)
+    ip: Mapped[Optional[str]] = mapped_column(String(45))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -14,7 +14,7 @@ from flask import Flask
 
 from portal import apikeys, calls, catalog
 from portal.errors import (AccountNotVerified, AccountSuspended, InsufficientFunds, KeyRejected,
-                           UnknownModel)
+                           SpendCapReached, UnknownModel)
 from portal.money import format_usd
 from portal.pricing import Usage, quote
 
@@ -91,15 +91,19 @@ def _sentence(exc: Exception) -> str:
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
-def authenticate(api_key: Optional[str]) -> apikeys.Caller:
+def authenticate(api_key: Optional[str], client_ip: Optional[str]) -> apikeys.Caller:
     try:
-        return apikeys.authenticate(api_key)
+        caller = apikeys.authenticate(api_key)
     except (AccountSuspended, AccountNotVerified) as exc:
         raise ApiError(403, _sentence(exc)) from None
     except KeyRejected as exc:
         hint = ("Send your key as 'Authorization: Bearer KEY' or 'x-api-key: KEY'." if api_key is None
                 else "Check the key, or create a new one in the portal.")
         raise ApiError(401, f"{_sentence(exc)} {hint}") from None
+    if not caller.may_call_from(client_ip):
+        raise ApiError(403, f"This API key may not be used from {client_ip}; change the key's IP allow-list "
+                            "in the portal.")
+    return caller
 
 
 def _redact(message: str, secret: Optional[str]) -> Optional[str]:
@@ -154,11 +158,14 @@ class Gateway:
     # -- the call ---------------------------------------------------------------------------
 
     def handle(self, req: CallRequest) -> Reply:
-        caller = authenticate(req.api_key)
+        caller = authenticate(req.api_key, req.client_ip)
         document = parse_body(req.body)
         public_id = document.get("model")
         if not isinstance(public_id, str) or not public_id:
             raise ApiError(400, "model: Field required (a model id from GET /v1/models).")
+        if not caller.may_use(public_id):
+            raise ApiError(403, f"This API key may not use the model '{public_id}'; change the key's allowed "
+                                "models in the portal.")
         try:
             model = self.models.get(public_id)
         except UnknownModel as exc:
@@ -183,6 +190,9 @@ class Gateway:
         except InsufficientFunds as exc:
             self.capacity.release()
             raise ApiError(402, self._insufficient(exc, model, call_body.max_output, req.route)) from None
+        except SpendCapReached as exc:
+            self.capacity.release()
+            raise ApiError(403, _sentence(exc), code="spend_cap_reached") from None
         except BaseException:
             self.capacity.release()
             raise

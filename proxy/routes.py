@@ -64,8 +64,8 @@ def count_tokens():
 
 @bp.get("/models")
 def models():
-    authenticate(_api_key())
-    rows = catalog.enabled_models()
+    caller = authenticate(_api_key(), request.remote_addr)
+    rows = [m for m in catalog.enabled_models() if caller.may_use(m.public_id)]
     if "anthropic-version" in request.headers:
         data = [{"type": "model", "id": m.public_id, "display_name": m.public_id,
                  "created_at": m.created_at.isoformat().replace("+00:00", "Z")} for m in rows]
@@ -78,7 +78,7 @@ def models():
 
 @bp.get("/balance")
 def balance():
-    caller = authenticate(_api_key())
+    caller = authenticate(_api_key(), request.remote_addr)
     account = db.session.scalar(select(Account).where(Account.id == caller.account_id))
     return jsonify(balance_micro_usd=account.balance, held_micro_usd=account.held,
                    available_micro_usd=account.balance - account.held, currency="USD",

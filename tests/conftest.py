@@ -14,6 +14,7 @@ from pathlib import Path
 
 import flask_migrate
 import psycopg
+import redis
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
@@ -113,7 +114,9 @@ def database(request, tmp_path_factory):
 
 def make_app(database, tmp_path, **overrides):
     config = {"TESTING": True, "SECRET_KEY": "test-secret", "WTF_CSRF_ENABLED": False,
-              "SQLALCHEMY_DATABASE_URI": database.fresh(), "INSTANCE_PATH": str(tmp_path / "instance")}
+              "SQLALCHEMY_DATABASE_URI": database.fresh(), "INSTANCE_PATH": str(tmp_path / "instance"),
+              # Each test its own Redis keys (when REDIS_URL is set), removed afterwards.
+              "REDIS_PREFIX": f"tollgate-test:{uuid.uuid4().hex}:"}
     config.update(overrides)
     return create_app(config)
 
@@ -132,6 +135,16 @@ def app(database, tmp_path, app_config):
         app.extensions["tollgate.gateway"].close()
         db.session.remove()
         db.engine.dispose()
+        forget_redis_keys(app)
+
+
+def forget_redis_keys(app) -> None:
+    if app.config["REDIS_URL"]:
+        client = redis.Redis.from_url(app.config["REDIS_URL"])
+        keys = list(client.scan_iter(match=app.config["REDIS_PREFIX"] + "*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 class IsolatedClient(FlaskClient):

@@ -56,7 +56,7 @@ def test_login_shows_balance(client):
 def test_login_failure_does_not_say_which_part_was_wrong(client, email, password):
     make_user()
     response = login(client, email, password)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert b"Email or password is not correct." in response.data
     assert client.get("/dashboard/").status_code == 302
 
