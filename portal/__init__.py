@@ -42,6 +42,8 @@ def create_app(config: Optional[dict] = None) -> Flask:
     security.init_app(app)
     app.add_template_filter(format_usd, "usd")
     app.context_processor(lambda: {"now": utcnow()})
+    # Form macros as globals, so a block rendered alone for htmx has them too.
+    app.jinja_env.globals["field"] = app.jinja_env.get_template("_macros.html").module.field
     ratelimit.init_app(app)
     for blueprint in (pages.bp, auth.bp, dashboard.bp, keys.bp, usage.bp, account.bp):
         app.register_blueprint(blueprint)

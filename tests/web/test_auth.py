@@ -1,0 +1,160 @@
+"""Registration, verification, login throttling, password reset, 2FA at login, sessions."""
+import pyotp
+import pytest
+from sqlalchemy import select
+
+from portal import accounts, twofactor
+from portal.database import atomic
+from portal.extensions import db
+from portal.models import TermsAcceptance, User
+from tests.factories import PASSWORD, make_user
+from tests.web.helpers import last_link, outbox, path_of, publish_terms, register
+
+
+def login(client, email="person@example.com", password=PASSWORD):
+    return client.post("/login", data={"email": email, "password": password})
+
+
+def test_register_verify_and_log_in(app, client):
+    publish_terms()
+    page = client.get("/register")
+    assert page.status_code == 200 and b"version v1" in page.data
+    response = register(client, "Ada.Lovelace@Example.com")
+    assert response.status_code == 200 and b"Check your inbox" in response.data
+    user = db.session.scalar(select(User))
+    assert (user.email, user.is_verified) == ("Ada.Lovelace@Example.com", False)
+    consent = db.session.scalar(select(TermsAcceptance))
+    assert consent.user_id == user.id and consent.document.version == "v1"
+    link = last_link(app, "Ada.Lovelace@Example.com")
+    assert "/verify/" in link
+    assert client.get(path_of(link)).status_code == 302
+    db.session.rollback()
+    assert db.session.get(User, user.id).is_verified
+    again = client.get(path_of(link))  # single use
+    assert again.status_code == 400 and b"invalid, already used or expired" in again.data
+    assert login(client, "ada.lovelace@example.com", "a long passphrase").headers["Location"] == "/dashboard/"
+
+
+def test_registration_does_not_reveal_existing_accounts(app, client):
+    publish_terms()
+    make_user("taken@gmail.com")
+    fresh = register(client, "someone@example.com")
+    taken = register(client, "T.A.K.E.N+promo@googlemail.com")
+    assert fresh.status_code == taken.status_code == 200
+    strip = lambda html: html.replace(b"someone@example.com", b"X").replace(b"T.A.K.E.N+promo@googlemail.com", b"X")  # noqa: E731
+    assert strip(fresh.data) == strip(taken.data)
+    assert db.session.scalar(select(db.func.count()).select_from(User)) == 2
+    [warning] = [m for m in outbox(app) if m["To"] == "taken@gmail.com"]
+    assert warning["Subject"] == "Someone tried to register with your address"
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"email": "not-an-email", "password": "a long passphrase", "accept_terms": "y"}, b"is not a valid email address"),
+    ({"email": "a@example.com", "password": "short", "accept_terms": "y"}, b"Use at least 10 characters."),
+    ({"email": "a@example.com", "password": "a long passphrase"}, b"You need to accept the terms"),
+])
+def test_registration_form_errors(app, client, data, message):
+    publish_terms()
+    response = client.post("/register", data=data)
+    assert response.status_code == 422 and message in response.data
+    assert db.session.scalar(select(User)) is None
+
+
+def test_registration_waits_for_published_terms(client):
+    response = client.get("/register")
+    assert b"Registration opens once the operator has published the terms" in response.data
+
+
+def test_expired_verification_link(app, client):
+    from datetime import timedelta
+    from portal.models import EmailToken
+    publish_terms()
+    register(client)
+    with atomic():
+        for token in db.session.scalars(select(EmailToken)):
+            token.expires_at = token.expires_at - timedelta(days=3)
+    response = client.get(path_of(last_link(app, "new@example.com")))
+    assert response.status_code == 400
+
+
+def test_login_throttled_per_account(client):
+    make_user()
+    for _ in range(5):
+        assert login(client, password="wrong password!").status_code == 422
+    blocked = login(client)  # even the right password waits now
+    assert blocked.status_code == 429 and b"Too many failed attempts. Try again in 15 minutes." in blocked.data
+
+
+def test_login_throttled_per_ip(client):
+    for i in range(20):
+        login(client, f"nobody{i}@example.com", "wrong password!")
+    make_user()
+    assert login(client).status_code == 429
+
+
+def test_login_session_is_fresh(client):
+    make_user()
+    with client.session_transaction() as session:
+        session["planted"] = "by an attacker"
+    login(client)
+    with client.session_transaction() as session:
+        assert "planted" not in session and "_user_id" in session
+
+
+def test_password_reset(app, client):
+    make_user()
+    other = client.application.test_client()
+    login(other)
+    response = client.post("/forgot", data={"email": "PERSON@example.com"})
+    assert b"If an account uses that address" in response.data
+    unknown = client.post("/forgot", data={"email": "nobody@example.com"})
+    assert unknown.data == response.data
+    path = path_of(last_link(app, "person@example.com"))
+    assert client.post(path, data={"password": "short"}).status_code == 422
+    assert client.post(path, data={"password": "a brand new passphrase"}).status_code == 302
+    assert login(client, password="a brand new passphrase").status_code == 302
+    assert other.get("/dashboard/").status_code == 302  # the other session ended
+    assert client.post(path, data={"password": "another new passphrase"}).status_code == 400
+
+
+def test_two_factor_login(app, client):
+    user = make_user()
+    with atomic():
+        secret = twofactor.new_secret()
+        codes = twofactor.enable(db.session.get(User, user.id), secret, pyotp.TOTP(secret).now())
+    response = login(client)
+    assert response.headers["Location"] == "/login/2fa"
+    assert client.get("/dashboard/").status_code == 302  # not logged in yet
+    assert client.post("/login/2fa", data={"code": "000000"}).status_code == 422
+    assert client.post("/login/2fa", data={"code": codes[0]}).headers["Location"] == "/dashboard/"
+    assert client.get("/dashboard/").status_code == 200
+    client.post("/logout")
+    login(client)
+    assert client.post("/login/2fa", data={"code": codes[0]}).status_code == 422  # recovery codes work once
+    assert client.post("/login/2fa", data={"code": pyotp.TOTP(secret).now()}).status_code == 302
+
+
+def test_unverified_user_sees_banner_and_can_resend(app, client):
+    make_user(verified=False)
+    login(client)
+    page = client.get("/dashboard/")
+    assert b"Confirm your email address to create API keys" in page.data
+    client.post("/verify/resend")
+    assert "/verify/" in last_link(app, "person@example.com")
+
+
+def test_logout_requires_post_and_csrf(app, client):
+    make_user()
+    login(client)
+    assert client.get("/logout").status_code == 405
+    app.config["WTF_CSRF_ENABLED"] = True
+    assert client.post("/logout").status_code == 400
+    assert client.get("/dashboard/").status_code == 200
+
+
+def test_suspension_ends_an_open_session(client):
+    user = make_user()
+    login(client)
+    with atomic():
+        accounts.suspend(db.session.get(User, user.id), "card testing")
+    assert client.get("/keys/").status_code == 302
