@@ -69,12 +69,14 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
     usage = outcome.usage
     cost = 0 if usage is None else quote(call.model.price, usage)
     with atomic():
+        # Rows are locked in the same order as open_call (key, then account): concurrent calls on
+        # one key never wait for each other in a cycle (Postgres would abort one as a deadlock).
+        apikeys.settle_spend(call.api_key_id, call.hold_amount, cost)
         if usage is None:
             ledger.release(call.hold_id)
             entry_id = None
         else:
             entry_id = ledger.settle(call.hold_id, cost, memo=f"{call.model.public_id} {call.request_id}").id
-        apikeys.settle_spend(call.api_key_id, call.hold_amount, cost)
         usage = usage or Usage()
         db.session.connection().execute(_INSERT_RECORD, dict(
             request_id=call.request_id, account_id=call.account_id, api_key_id=call.api_key_id,

@@ -8,6 +8,7 @@ import contextvars
 import os
 import shutil
 import sqlite3
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
-from portal import create_app
+from portal import create_app, serving
 from portal.config import database_url
 from portal.extensions import db
 
@@ -155,6 +156,7 @@ class IsolatedClient(FlaskClient):
     """
 
     def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)  # a streamed body is read inside the request's own context
         return contextvars.Context().run(super().open, *args, **kwargs)
 
 
@@ -171,3 +173,18 @@ def cli(app):
     def invoke(*args, input=None):
         return runner.invoke(args=list(args), input=input)
     return invoke
+
+
+@pytest.fixture
+def gateway(app):
+    """Base URL of the app served by waitress in a thread, as `make run` serves it."""
+    server = serving.create(app, "127.0.0.1", 0, asyncore_loop_timeout=0.05)  # quick to stop
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+    for channel in list(server._map.values()):  # keep-alive client connections end the run loop too
+        channel.close()
+    server.task_dispatcher.shutdown(timeout=5)
+    thread.join(timeout=5)
+    assert not thread.is_alive(), "waitress did not stop"

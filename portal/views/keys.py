@@ -44,7 +44,7 @@ class LimitsForm(FlaskForm):
 
 def _keys_page(status=200, **extra):
     keys = apikeys.list_for(current_user)
-    return render(PAGE, "keys", status, keys=keys, form=extra.pop("form", NewKeyForm()), month_spend={
+    return render(PAGE, "keys", status, keys=keys, form=extra.pop("form", None) or NewKeyForm(formdata=None), month_spend={
         k.id: apikeys.spent_this_month(k) for k in keys}, **extra)
 
 

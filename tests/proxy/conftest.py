@@ -1,12 +1,11 @@
 """The proxy under test: the app served by real waitress on loopback, a fake upstream behind it."""
-import threading
 import time
 
 import pytest
 import requests
 from sqlalchemy import select
 
-from portal import apikeys, catalog, serving
+from portal import apikeys, catalog
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import UsageRecord
@@ -59,21 +58,6 @@ def key(app, catalog_ready):
     with atomic():
         _, plaintext = apikeys.issue(user, "tests")
     return plaintext
-
-
-@pytest.fixture
-def gateway(app):
-    """Base URL of the app served by waitress in a thread, as `make run` serves it."""
-    server = serving.create(app, "127.0.0.1", 0, asyncore_loop_timeout=0.05)  # quick to stop
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    for channel in list(server._map.values()):  # keep-alive client connections end the run loop too
-        channel.close()
-    server.task_dispatcher.shutdown(timeout=5)
-    thread.join(timeout=5)
-    assert not thread.is_alive(), "waitress did not stop"
 
 
 def balance(gateway: str, key: str) -> dict:

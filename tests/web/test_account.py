@@ -1,0 +1,96 @@
+"""Account settings: password, email change, two-factor setup, closing; and the contact form."""
+import pyotp
+from sqlalchemy import select
+
+from portal import apikeys
+from portal.database import atomic
+from portal.extensions import db
+from portal.models import ApiKey, ContactMessage, RefundRequest, User
+from tests.factories import PASSWORD, make_user
+from tests.web.helpers import last_link, path_of
+
+
+def login(client, email="person@example.com", password=PASSWORD):
+    return client.post("/login", data={"email": email, "password": password})
+
+
+def user_row() -> User:
+    db.session.rollback()
+    return db.session.scalar(select(User).order_by(User.id))
+
+
+def test_change_password_ends_other_sessions(client):
+    make_user()
+    other = client.application.test_client()
+    login(client), login(other)
+    bad = client.post("/account/password", data={"pw-current": "wrong one!!", "pw-new": "a new passphrase"})
+    assert bad.status_code == 422 and b"current password is not correct" in bad.data
+    ok = client.post("/account/password", data={"pw-current": PASSWORD, "pw-new": "a new passphrase"})
+    assert ok.status_code == 303
+    assert client.get("/account/").status_code == 200   # this session goes on
+    assert other.get("/account/").status_code == 302    # the other one ended
+    client.post("/logout")
+    assert login(client, password="a new passphrase").status_code == 302
+
+
+def test_change_email_needs_the_new_address_confirmed(app, client):
+    make_user()
+    make_user("taken@example.com")
+    login(client)
+    taken = client.post("/account/email", data={"em-email": "taken@example.com", "em-password": PASSWORD})
+    assert taken.status_code == 422 and b"belongs to another account" in taken.data
+    client.post("/account/email", data={"em-email": "new@example.com", "em-password": PASSWORD})
+    assert user_row().email == "person@example.com"
+    client.get(path_of(last_link(app, "new@example.com")))
+    assert user_row().email == "new@example.com"
+
+
+def test_two_factor_setup_and_disable(client):
+    make_user()
+    login(client)
+    page = client.get("/account/2fa").get_data(as_text=True)
+    assert "data:image/svg+xml" in page
+    secret = page.split('data-testid="totp-secret">')[1].split("<")[0]
+    assert client.post("/account/2fa", data={"code": "123456"}).status_code == 422
+    done = client.post("/account/2fa", data={"code": pyotp.TOTP(secret).now()})
+    codes = done.get_data(as_text=True).split('data-testid="recovery-codes">')[1].split("<")[0].split()
+    assert len(codes) == 10 and user_row().totp_enabled_at is not None
+    assert client.get("/account/").status_code == 200  # still logged in after the session reset
+    assert b"10 recovery codes left" in client.get("/account/").data
+    assert client.post("/account/2fa/disable", data={"off-code": codes[3]}).status_code == 303
+    assert user_row().totp_enabled_at is None
+
+
+def test_close_account_with_balance_needs_a_refund_request(client):
+    user = make_user(credit=1_000_000)
+    with atomic():
+        apikeys.issue(user, "k")
+    login(client)
+    refused = client.post("/account/close", data={"close-password": PASSWORD})
+    assert refused.status_code == 422 and b"tick" in refused.data
+    closed = client.post("/account/close", data={"close-password": PASSWORD, "refund": "yes"})
+    assert closed.status_code == 303
+    row = user_row()
+    assert (row.status, row.email, row.password_hash) == ("terminated", f"closed-{row.id}@invalid", None)
+    assert db.session.scalar(select(RefundRequest.balance_at_request)) == 1_000_000
+    assert db.session.scalar(select(ApiKey.revoked_at)) is not None
+    assert login(client).status_code == 422
+    # The address is free again for a new account.
+    make_user("person@example.com")
+
+
+def test_close_account_with_zero_balance(client):
+    make_user()
+    login(client)
+    assert client.post("/account/close", data={"close-password": PASSWORD}).status_code == 303
+    assert db.session.scalar(select(RefundRequest)) is None
+
+
+def test_contact_form_stores_and_throttles(client):
+    for i in range(5):
+        response = client.post("/contact", data={"email": "a@example.com", "subject": f"hi {i}", "message": "hello"})
+        assert response.status_code == 302
+    blocked = client.post("/contact", data={"email": "a@example.com", "subject": "again", "message": "hello"})
+    assert blocked.status_code == 429
+    assert db.session.scalar(select(db.func.count()).select_from(ContactMessage)) == 5
+    assert client.post("/contact", data={"email": "a@example.com"}).status_code == 422
