@@ -8,10 +8,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import apikeys, legal, tokens
+from . import apikeys, ledger, legal, tokens
 from .errors import AlreadyExists, InvalidInput, UnknownUser
 from .extensions import db
-from .models import Account, LegalDocument, RefundRequest, TokenPurpose, User, UserStatus, utcnow
+from .models import Account, EntryKind, LegalDocument, RefundRequest, TokenPurpose, User, UserStatus, utcnow
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 # Providers documented to ignore dots in the local part and to deliver "+tag" addresses to
@@ -127,10 +127,14 @@ def register(email: str, password: str, terms: LegalDocument, ip: Optional[str])
     return Registration(user, tokens.issue(user, TokenPurpose.VERIFY), None)
 
 
-def verify_email(token: str) -> User:
+def verify_email(token: str, signup_credit: int = 0) -> User:
+    """Mark the address verified; a first verification may come with welcome credit (granted once)."""
     row = tokens.consume(token, TokenPurpose.VERIFY)
     user = db.session.get(User, row.user_id)
     user.is_verified = True
+    if signup_credit:
+        ledger.credit(user.account.id, signup_credit, EntryKind.GRANT, memo="welcome credit",
+                      reference=f"signup-credit:{user.id}")
     return user
 
 

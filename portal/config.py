@@ -7,6 +7,9 @@ import os
 import secrets
 from pathlib import Path
 
+from .errors import InvalidAmount
+from .money import parse_usd
+
 ENVIRONMENTS = ("development", "production")
 
 
@@ -46,6 +49,13 @@ def _seconds(environ, name: str, default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name} must be positive, got {raw}")
     return value
+
+
+def _usd(environ, name: str, default: str) -> int:
+    try:
+        return parse_usd(environ.get(name) or default, what=name)
+    except InvalidAmount as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _secret_key(environ, env: str, instance: Path) -> str:
@@ -100,6 +110,9 @@ def load(instance_path: str, environ=os.environ) -> dict:
         "UPSTREAM_FIRST_BYTE_TIMEOUT": _seconds(environ, "UPSTREAM_FIRST_BYTE_TIMEOUT", 600.0),
         "UPSTREAM_IDLE_TIMEOUT": _seconds(environ, "UPSTREAM_IDLE_TIMEOUT", 120.0),
         "MODEL_CACHE_SECONDS": _seconds(environ, "MODEL_CACHE_SECONDS", 5.0),
+        # Credit granted once when a new account confirms its email: a newcomer to the local demo
+        # can make calls at once; production gives nothing unless the operator says so.
+        "SIGNUP_CREDIT": _usd(environ, "SIGNUP_CREDIT_USD", "0" if production else "1"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -7,6 +7,8 @@ import logging
 from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from portal.security import error_page
+
 from .errors import ANTHROPIC, OPENAI, ApiError
 from .gateway import Gateway
 
@@ -56,8 +58,10 @@ def init_app(app: Flask) -> None:
     app.extensions["tollgate.gateway"] = Gateway(app)
     app.register_blueprint(bp)
 
-    def api_or_default(exc: HTTPException):
-        # Unknown /v1 routes get JSON too; portal pages keep their HTML errors.
-        return _http_error(exc) if request.path == "/v1" or request.path.startswith("/v1/") else exc
+    def api_or_page(exc: HTTPException):
+        # Unknown /v1 routes get JSON too; the portal gets a readable page.
+        if request.path == "/v1" or request.path.startswith("/v1/"):
+            return _http_error(exc)
+        return error_page(exc)
 
-    app.register_error_handler(HTTPException, api_or_default)
+    app.register_error_handler(HTTPException, api_or_page)

@@ -38,3 +38,11 @@ def test_bad_settings_are_named(tmp_path, environ, message):
 ])
 def test_database_url_uses_psycopg3(raw, url):
     assert database_url(raw) == url
+
+
+def test_signup_credit_defaults_and_validation(tmp_path):
+    assert load(str(tmp_path), {})["SIGNUP_CREDIT"] == 1_000_000
+    assert load(str(tmp_path), {"PORTAL_ENV": "production", "SECRET_KEY": "s"})["SIGNUP_CREDIT"] == 0
+    assert load(str(tmp_path), {"SIGNUP_CREDIT_USD": "0.25"})["SIGNUP_CREDIT"] == 250_000
+    with pytest.raises(ConfigError, match="SIGNUP_CREDIT_USD"):
+        load(str(tmp_path), {"SIGNUP_CREDIT_USD": "lots"})

@@ -7,6 +7,7 @@ from .. import accounts, apikeys, legal, mail, ratelimit, twofactor
 from ..database import atomic
 from ..errors import DomainError, InvalidInput
 from ..extensions import db, login_manager
+from ..money import format_usd
 from ..models import LegalKind, RefundRequest, User
 from .forms import ConsentForm, EmailForm, LoginForm, NewPasswordForm, RegisterForm, TwoFactorForm
 
@@ -100,11 +101,13 @@ def register():
 def verify(token: str):
     try:
         with atomic():
-            user = accounts.verify_email(token)
+            user = accounts.verify_email(token, current_app.config["SIGNUP_CREDIT"])
+            credit = user.account.balance
     except DomainError as exc:
         return render_template("auth/message.html", title="Link not valid", message=str(exc),
                                action=(url_for("auth.login"), "Log in to get a new link")), 400
-    flash(f"Thank you: {user.email} is verified. You can create API keys now.")
+    gift = f" Your balance is {format_usd(credit)}." if credit else ""
+    flash(f"Thank you: {user.email} is verified. You can create API keys now.{gift}")
     return redirect(url_for("dashboard.index") if current_user.is_authenticated else url_for("auth.login"))
 
 

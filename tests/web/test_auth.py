@@ -37,7 +37,8 @@ def test_register_verify_and_log_in(app, client):
     assert "/verify/" in link
     assert client.get(path_of(link)).status_code == 302
     db.session.rollback()
-    assert db.session.get(User, user.id).is_verified
+    verified = db.session.get(User, user.id)
+    assert verified.is_verified and verified.account.balance == 1_000_000  # welcome credit, once
     again = client.get(path_of(link))  # single use
     assert again.status_code == 400 and b"invalid, already used or expired" in again.data
     assert login(client, "ada.lovelace@example.com", "a long passphrase").headers["Location"] == "/dashboard/"
@@ -166,3 +167,15 @@ def test_suspension_ends_an_open_session(client):
     with atomic():
         accounts.suspend(db.session.get(User, user.id), "card testing")
     assert client.get("/keys/").status_code == 302
+
+
+def test_htmx_posts_carry_the_csrf_token_in_a_header(app, client):
+    make_user()
+    login(client)
+    app.config["WTF_CSRF_ENABLED"] = True
+    page = client.get("/keys/").get_data(as_text=True)
+    token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+    refused = client.post("/keys/", data={"name": "x"}, headers={"HX-Request": "true"})
+    assert refused.status_code == 400
+    accepted = client.post("/keys/", data={"name": "x"}, headers={"HX-Request": "true", "X-CSRFToken": token})
+    assert accepted.status_code == 200 and 'data-testid="new-key"' in accepted.get_data(as_text=True)

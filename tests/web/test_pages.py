@@ -89,7 +89,8 @@ def test_csrf_is_enforced_when_enabled(app, client):
     app.config["WTF_CSRF_ENABLED"] = True
     response = login(client)
     assert response.status_code == 400
-    assert b"The CSRF token is missing." in response.data
+    assert b"This form expired or came from another site." in response.data
+    assert b"<h1>Please try again</h1>" in response.data
 
 
 def free_port() -> int:
@@ -123,3 +124,9 @@ def test_serve_command_answers_healthz(tmp_path):
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+def test_portal_errors_are_readable_pages(client):
+    response = client.get("/no-such-page")
+    assert response.status_code == 404 and b"There is nothing at this address." in response.data
+    assert response.mimetype == "text/html"
