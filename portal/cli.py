@@ -10,11 +10,13 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy import select
 
 from . import accounts, apikeys, catalog, demo, ledger, legal, serving
 from .database import atomic
 from .errors import DomainError
-from .models import EntryKind, LegalKind
+from .extensions import db
+from .models import ContactMessage, EntryKind, LegalKind, RefundRequest, User
 from .money import format_usd, parse_usd
 from .pricing import Price
 
@@ -26,6 +28,7 @@ models = AppGroup("models", help="Configure public models and their prices.")
 ledger_cli = AppGroup("ledger", help="Check the books.")
 demo_cli = AppGroup("demo", help="Demo data for a local try-out.")
 terms_cli = AppGroup("terms", help="Publish the terms of service.")
+inbox_cli = AppGroup("inbox", help="What users sent the operator: contact messages and refund requests.")
 privacy_cli = AppGroup("privacy", help="Publish the privacy policy.")
 
 
@@ -167,6 +170,30 @@ for _group, _kind in ((terms_cli, LegalKind.TERMS), (privacy_cli, LegalKind.PRIV
         _publish(_kind, file, version, significant)
 
 
+@inbox_cli.command("messages")
+@click.option("--limit", default=20, show_default=True, help="How many, newest first.")
+def inbox_messages(limit):
+    """Show contact-form messages."""
+    rows = db.session.scalars(select(ContactMessage).order_by(ContactMessage.id.desc()).limit(limit)).all()
+    for m in rows:
+        click.echo(f"#{m.id} {m.created_at:%Y-%m-%d %H:%M} {m.email} ({m.ip}) — {m.subject}\n  {m.message}")
+    if not rows:
+        click.echo("no messages")
+
+
+@inbox_cli.command("refunds")
+@click.option("--limit", default=20, show_default=True, help="How many, newest first.")
+def inbox_refunds(limit):
+    """Show refund requests (the payout itself is the operator's to make)."""
+    rows = db.session.execute(select(RefundRequest, User.email).join(User, User.id == RefundRequest.user_id)
+                              .order_by(RefundRequest.id.desc()).limit(limit)).all()
+    for refund, email in rows:
+        click.echo(f"#{refund.id} {refund.created_at:%Y-%m-%d %H:%M} {email} {format_usd(refund.balance_at_request)} "
+                   f"[{refund.status}] {refund.reason}")
+    if not rows:
+        click.echo("no refund requests")
+
+
 @ledger_cli.command("verify")
 def ledger_verify():
     """Recompute balances and holds from the ledger; exit 1 on any discrepancy."""
@@ -197,6 +224,6 @@ def serve():
 
 
 def register(app: Flask) -> None:
-    for group in (users, credits, keys, upstreams, models, ledger_cli, demo_cli, terms_cli, privacy_cli):
+    for group in (users, credits, keys, upstreams, models, ledger_cli, demo_cli, terms_cli, privacy_cli, inbox_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve)

@@ -171,6 +171,7 @@ def cli(app):
     runner = app.test_cli_runner()
 
     def invoke(*args, input=None):
+        db.session.rollback()  # like a new process: see what is committed now
         return runner.invoke(args=list(args), input=input)
     return invoke
 

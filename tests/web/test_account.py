@@ -94,3 +94,15 @@ def test_contact_form_stores_and_throttles(client):
     assert blocked.status_code == 429
     assert db.session.scalar(select(db.func.count()).select_from(ContactMessage)) == 5
     assert client.post("/contact", data={"email": "a@example.com"}).status_code == 422
+
+
+def test_operator_reads_messages_and_refunds(client, cli):
+    assert "no messages" in cli("inbox", "messages").output
+    client.post("/contact", data={"email": "a@example.com", "subject": "Invoice", "message": "Please send one"})
+    out = cli("inbox", "messages").output
+    assert "a@example.com" in out and "Invoice" in out and "Please send one" in out
+    user = make_user(credit=750_000)
+    login(client)
+    client.post("/account/close", data={"close-password": PASSWORD, "refund": "yes"})
+    refunds = cli("inbox", "refunds").output
+    assert f"closed-{user.id}@invalid $0.75 [requested] account closed" in refunds
