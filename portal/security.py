@@ -1,5 +1,5 @@
 """Response headers that every page carries, and readable error pages for the portal."""
-from flask import Flask, render_template
+from flask import Flask, render_template, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -20,7 +20,8 @@ def error_page(exc: HTTPException):
                                               "and send it again.")
     else:
         title, message = exc.name, MESSAGES.get(exc.code, exc.description)
-    return render_template("error.html", title=title, message=message), exc.code
+    return render_template("message.html", title=title, message=message,
+                           action=(url_for("pages.home"), "Go to the home page")), exc.code
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'")

@@ -104,7 +104,7 @@ def verify(token: str):
             user = accounts.verify_email(token, current_app.config["SIGNUP_CREDIT"])
             credit = user.account.balance
     except DomainError as exc:
-        return render_template("auth/message.html", title="Link not valid", message=str(exc),
+        return render_template("message.html", title="Link not valid", message=str(exc),
                                action=(url_for("auth.login"), "Log in to get a new link")), 400
     gift = f" Your balance is {format_usd(credit)}." if credit else ""
     flash(f"Thank you: {user.email} is verified. You can create API keys now.{gift}")
@@ -207,7 +207,7 @@ def forgot():
                 user, token = found
                 mail.send(user.email, "Reset your password",
                           render_template("mail/reset.txt", link=url_for("auth.reset", token=token, _external=True)))
-        return render_template("auth/message.html", title="Check your inbox",
+        return render_template("message.html", title="Check your inbox",
                                message="If an account uses that address, a link to reset its password is on its "
                                        "way. The link works for one hour.")
     return render_template("auth/forgot.html", form=form), INVALID if form.errors else 200
@@ -221,7 +221,7 @@ def reset(token: str):
             with atomic():
                 accounts.reset_password(token, form.password.data)
         except DomainError as exc:
-            return render_template("auth/message.html", title="Link not valid", message=str(exc),
+            return render_template("message.html", title="Link not valid", message=str(exc),
                                    action=(url_for("auth.forgot"), "Ask for a new link")), 400
         logout_user()
         session.clear()
