@@ -12,6 +12,7 @@ from . import apikeys, ledger
 from .catalog import ServingModel
 from .database import atomic
 from .extensions import db
+from .errors import HoldNotOpen
 from .models import UsageRecord, utcnow
 from .pricing import Usage, quote
 
@@ -58,7 +59,7 @@ def open_call(request_id: str, caller: apikeys.Caller, model: ServingModel, hold
     """
     with atomic():
         apikeys.reserve(caller.key_id, hold_amount, client_ip)
-        hold_id = ledger.hold(caller.account_id, hold_amount, memo=request_id)
+        hold_id = ledger.hold(caller.account_id, hold_amount, memo=request_id, api_key_id=caller.key_id)
     db.session.close()  # give the connection back to the pool while the upstream works
     return OpenCall(request_id, caller.account_id, caller.key_id, model, hold_id, hold_amount, client_ip,
                     route, streamed, utcnow())
@@ -90,3 +91,22 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
         ))
     db.session.close()
     return cost
+
+
+def release_stale(older_than: datetime) -> list[int]:
+    """Release holds left open by calls that never finished (a crashed or killed process).
+
+    Nothing is charged for them. A call still running when its hold is released is not charged
+    either (its settlement finds the hold closed), so `older_than` must exceed the longest call.
+    """
+    released = []
+    for hold_id, api_key_id, amount in ledger.stale_holds(older_than):
+        try:
+            with atomic():
+                if api_key_id is not None:
+                    apikeys.settle_spend(api_key_id, amount, 0)
+                ledger.release(hold_id)
+        except HoldNotOpen:
+            continue  # the call finished while we looked
+        released.append(hold_id)
+    return released

@@ -5,6 +5,7 @@ non-zero exit status.
 """
 import functools
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -12,11 +13,11 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from . import accounts, apikeys, catalog, demo, ledger, legal, serving
+from . import accounts, apikeys, calls, catalog, demo, ledger, legal, serving
 from .database import atomic
 from .errors import DomainError
 from .extensions import db
-from .models import ContactMessage, EntryKind, LegalKind, RefundRequest, User
+from .models import ContactMessage, EntryKind, LegalKind, RefundRequest, User, utcnow
 from .money import format_usd, parse_usd
 from .pricing import Price
 
@@ -203,6 +204,15 @@ def ledger_verify():
     if problems:
         raise click.ClickException(f"{len(problems)} discrepancies found")
     click.echo("ledger ok: every balance equals the sum of its entries, every held amount its open holds")
+
+
+@ledger_cli.command("release-stale")
+@click.option("--older-than-minutes", type=click.IntRange(min=1), default=180, show_default=True,
+              help="Release open holds placed longer ago than this; must exceed your longest call.")
+def ledger_release_stale(older_than_minutes):
+    """Release holds left open by calls that never finished (crashed processes); nothing is charged."""
+    released = calls.release_stale(utcnow() - timedelta(minutes=older_than_minutes))
+    click.echo(f"released {len(released)} stale hold(s){': ' + ', '.join(map(str, released)) if released else ''}")
 
 
 @demo_cli.command("seed")

@@ -36,7 +36,7 @@ _covers = _account.c.balance - _account.c.held >= bindparam("amount")
 _RESERVE = (_account.update().where(_account.c.id == bindparam("account_id"), _covers)
             .values(held=_account.c.held + bindparam("amount")))
 _INSERT_HOLD = _hold.insert().values(account_id=bindparam("account_id"), amount=bindparam("amount"),
-                                     memo=bindparam("memo")).returning(_hold.c.id)
+                                     memo=bindparam("memo"), api_key_id=bindparam("api_key_id")).returning(_hold.c.id)
 _CLOSE_HOLD = (_hold.update().where(_hold.c.id == bindparam("hold_id"), _hold.c.status == HoldStatus.OPEN.value)
                .values(status=bindparam("status"), closed_at=bindparam("closed_at"))
                .returning(_hold.c.account_id, _hold.c.amount))
@@ -171,7 +171,7 @@ def debit(account_id: int, amount: int, kind: EntryKind, *, memo: str,
     return _idempotent(reference, account_id, kind, -amount, write)
 
 
-def hold(account_id: int, amount: int, *, memo: str = "") -> int:
+def hold(account_id: int, amount: int, *, memo: str = "", api_key_id: Optional[int] = None) -> int:
     """Reserve `amount` of the available balance for an in-flight call and return the hold's id.
 
     Raises InsufficientFunds, changing nothing, when the available balance does not cover it.
@@ -180,7 +180,7 @@ def hold(account_id: int, amount: int, *, memo: str = "") -> int:
     if _run(_RESERVE, account_id=account_id, amount=amount).rowcount != 1:
         raise InsufficientFunds(amount, _available(account_id))
     _forget(account_id)
-    return _run(_INSERT_HOLD, account_id=account_id, amount=amount, memo=memo).scalar()
+    return _run(_INSERT_HOLD, account_id=account_id, amount=amount, memo=memo, api_key_id=api_key_id).scalar()
 
 
 def _close(hold_id: int, status: HoldStatus) -> tuple[int, int]:
@@ -210,6 +210,13 @@ def release(hold_id: int) -> None:
     account_id, reserved = _close(hold_id, HoldStatus.RELEASED)
     _run(_UNHOLD, account_id=account_id, released=reserved)
     _forget(account_id)
+
+
+def stale_holds(older_than: datetime) -> list[tuple[int, Optional[int], int]]:
+    """Open holds placed before `older_than`: (hold id, api key id, amount)."""
+    return [tuple(row) for row in db.session.execute(
+        select(Hold.id, Hold.api_key_id, Hold.amount)
+        .where(Hold.status == HoldStatus.OPEN.value, Hold.created_at < older_than).order_by(Hold.id))]
 
 
 def verify() -> list[str]:

@@ -248,6 +248,8 @@ class Hold(db.Model):
     amount: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default=HoldStatus.OPEN.value)
     memo: Mapped[str] = mapped_column(Text, default="")
+    # The key whose spend caps the hold also counts against, so a stale hold can be undone whole.
+    api_key_id: Mapped[Optional[int]] = mapped_column(ForeignKey("api_key.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 

@@ -170,3 +170,33 @@ def test_verify_reports_every_kind_of_discrepancy(app):
     assert f"account {user.account.id}: balance 1005 != sum of entries 1000" in problems
     assert f"account {user.account.id}: held 0 != sum of open holds 300" in problems
     assert len(problems) == 2
+
+
+def test_release_stale_undoes_holds_of_crashed_calls(app, cli):
+    from datetime import timedelta
+    from portal import apikeys, calls, catalog
+    from portal.models import ApiKey, utcnow
+    from portal.pricing import Price
+    user = make_user(credit=10_000)
+    account_id = user.account.id
+    with atomic():
+        catalog.add_upstream("echo", "echo")
+        catalog.set_model("m", "echo", Price(input=1, output=1))
+        key, plaintext = apikeys.issue(user, "k")
+        apikeys.set_limits(key, apikeys.Limits(spend_cap_total=1_000_000))
+    caller = apikeys.authenticate(plaintext)
+    model = catalog.serving_model("m")
+    crashed = calls.open_call("req_crashed", caller, model, 4_000, client_ip=None, route="chat", streamed=True)
+    assert db.session.get(Account, account_id).held == 4_000
+    assert "released 0 stale hold(s)" in cli("ledger", "release-stale").output  # too recent
+    assert calls.release_stale(utcnow() + timedelta(seconds=1)) == [crashed.hold_id]
+    db.session.rollback()
+    acct = db.session.get(Account, account_id)
+    assert (acct.balance, acct.held) == (10_000, 0)
+    assert db.session.scalar(select(ApiKey.held)) == 0
+    assert ledger.verify() == []
+    # The crashed call's late settlement finds its hold closed and charges nothing.
+    with pytest.raises(HoldNotOpen):
+        calls.close_call(crashed, calls.Outcome("ok", calls.Usage(input=5, output=5)))
+    db.session.rollback()
+    assert db.session.get(Account, account_id).balance == 10_000
