@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Optional, Union
 from flask import Flask
 
 from portal import apikeys, calls, catalog
-from portal.errors import (AccountNotVerified, AccountSuspended, InsufficientFunds, KeyRejected,
+from portal.errors import (AccountNotVerified, AccountSuspended, InsufficientFunds, KeyExpired, KeyRejected,
                            SpendCapReached, UnknownModel)
 from portal.money import format_usd
 from portal.pricing import Usage, quote
@@ -94,6 +94,8 @@ def _sentence(exc: Exception) -> str:
 def authenticate(api_key: Optional[str], client_ip: Optional[str]) -> apikeys.Caller:
     try:
         caller = apikeys.authenticate(api_key)
+    except KeyExpired as exc:  # an expiry date is a limit the key's owner set: 403 like the others
+        raise ApiError(403, f"{_sentence(exc)} Set a later expiry date in the portal, or use another key.") from None
     except (AccountSuspended, AccountNotVerified) as exc:
         raise ApiError(403, _sentence(exc)) from None
     except KeyRejected as exc:

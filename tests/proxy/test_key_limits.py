@@ -52,7 +52,7 @@ def test_expired_key(gateway, key):
     with atomic():
         db.session.scalar(select(ApiKey)).expires_at = utcnow() - timedelta(seconds=1)
     refused = call(gateway, key)
-    assert refused.status_code == 401 and "expired" in refused.json()["error"]["message"]
+    assert refused.status_code == 403 and "expired" in refused.json()["error"]["message"]
 
 
 def test_total_spend_cap_counts_in_flight_holds(app, gateway, fake, key):
