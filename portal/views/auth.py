@@ -19,6 +19,7 @@ login_manager.session_protection = "basic"
 LOGIN_WINDOW = 15 * 60
 LOGIN_LIMIT_ACCOUNT = 5
 LOGIN_LIMIT_IP = 20
+REGISTER_LIMIT_IP = 10  # sign-ups per IP per hour
 INVALID = 422  # form errors: htmx is configured to swap these
 
 
@@ -78,6 +79,9 @@ def register():
     if terms is None:
         return render_template("auth/register.html", form=None, terms=None)
     if form.validate_on_submit():
+        if ratelimit.hit(f"register:{_client_ip()}", 3600) > REGISTER_LIMIT_IP:
+            form.email.errors.append("Too many sign-ups from your network; try again in an hour.")
+            return render_template("auth/register.html", form=form, terms=terms), 429
         try:
             with atomic():
                 result = accounts.register(form.email.data, form.password.data, terms, _client_ip())
@@ -88,7 +92,7 @@ def register():
                 mail.send(result.user.email, "Confirm your email address",
                           render_template("mail/verify.txt", link=url_for("auth.verify", token=result.verify_token,
                                                                            _external=True)))
-            else:
+            elif ratelimit.hit(f"register-notice:{result.existing.id}", 86400) <= 3:  # no mail bombing
                 mail.send(result.existing.email, "Someone tried to register with your address",
                           render_template("mail/already_registered.txt", login=url_for("auth.login", _external=True),
                                           reset=url_for("auth.forgot", _external=True)))

@@ -179,3 +179,13 @@ def test_htmx_posts_carry_the_csrf_token_in_a_header(app, client):
     assert refused.status_code == 400
     accepted = client.post("/keys/", data={"name": "x"}, headers={"HX-Request": "true", "X-CSRFToken": token})
     assert accepted.status_code == 200 and 'data-testid="new-key"' in accepted.get_data(as_text=True)
+
+
+def test_registration_is_throttled_and_cannot_mail_bomb_an_owner(app, client):
+    publish_terms()
+    make_user("owner@example.com")
+    for i in range(10):
+        assert register(client, "owner@example.com").status_code == 200
+    assert len([m for m in outbox(app) if m["To"] == "owner@example.com"]) == 3
+    blocked = register(client, "fresh@example.com")
+    assert blocked.status_code == 429 and b"Too many sign-ups from your network" in blocked.data
