@@ -57,6 +57,34 @@ def add_upstream(name: str, protocol: str, base_url: Optional[str] = None,
     return upstream
 
 
+def update_upstream(name: str, base_url: Optional[str] = None, api_key: Optional[str] = None) -> Upstream:
+    """Change an upstream's base URL and/or credential (e.g. rotating a leaked provider key)."""
+    upstream = find_upstream(name)
+    if upstream.protocol == Protocol.ECHO.value:
+        raise InvalidInput("the echo upstream is built in: it has no base URL or API key")
+    if base_url is None and api_key is None:
+        raise InvalidInput("nothing to change: give --base-url and/or --api-key")
+    if base_url is not None:
+        upstream.base_url = clean_base_url(base_url)
+    if api_key is not None:
+        upstream.api_key = api_key or None
+    return upstream
+
+
+def list_upstreams() -> list[Upstream]:
+    return list(db.session.scalars(select(Upstream).order_by(Upstream.name)))
+
+
+def set_enabled(public_id: str, enabled: bool) -> Model:
+    model = find_model(public_id)
+    model.enabled = enabled
+    return model
+
+
+def all_models() -> list[Model]:
+    return list(db.session.scalars(select(Model).order_by(Model.public_id)))
+
+
 def find_upstream(name: str) -> Upstream:
     upstream = db.session.scalar(select(Upstream).where(Upstream.name == name))
     if upstream is None:

@@ -127,6 +127,51 @@ def upstreams_add(name, protocol, base_url, api_key):
     click.echo(f"added upstream {upstream.name} ({upstream.protocol}{', ' + upstream.base_url if upstream.base_url else ''})")
 
 
+@domain_command(upstreams, "update")
+@click.argument("name")
+@click.option("--base-url", help="A new base URL.")
+@click.option("--api-key", help="A new credential; '-' reads it from standard input; '' removes it.")
+def upstreams_update(name, base_url, api_key):
+    """Change an upstream's base URL or credential (takes effect within MODEL_CACHE_SECONDS)."""
+    if api_key == "-":
+        api_key = sys.stdin.readline().strip()
+    upstream = catalog.update_upstream(name, base_url, api_key)
+    click.echo(f"updated upstream {upstream.name} ({upstream.base_url}, "
+               f"{'credential set' if upstream.api_key else 'no credential'})")
+
+
+@domain_command(upstreams, "list")
+def upstreams_list():
+    """List upstreams (credentials are never shown)."""
+    for u in catalog.list_upstreams():
+        click.echo(f"{u.name}\t{u.protocol}\t{u.base_url or '-'}\t{'credential set' if u.api_key else 'no credential'}")
+
+
+@domain_command(models, "list")
+def models_list():
+    """List models with their upstream and current prices (USD per million tokens)."""
+    for m in catalog.all_models():
+        row = catalog.current_price(m.id)
+        prices = "no price" if row is None else " ".join(
+            f"{name}={format_usd(value)}" for name, value in catalog.as_price(row).per_class().items())
+        click.echo(f"{m.public_id}\t{'enabled' if m.enabled else 'disabled'}\t{m.upstream.name}/{m.upstream_model}"
+                   f"\tmax_out={m.max_output_tokens}\t{prices}")
+
+
+@domain_command(models, "disable")
+@click.argument("model")
+def models_disable(model):
+    """Stop serving a model (calls get 404; its history stays)."""
+    click.echo(f"disabled {catalog.set_enabled(model, False).public_id}")
+
+
+@domain_command(models, "enable")
+@click.argument("model")
+def models_enable(model):
+    """Serve a disabled model again."""
+    click.echo(f"enabled {catalog.set_enabled(model, True).public_id}")
+
+
 @domain_command(models, "set")
 @click.argument("model")
 @click.option("--upstream", "upstream_name", required=True, help="Name of a configured upstream.")

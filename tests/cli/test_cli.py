@@ -218,3 +218,32 @@ def test_real_flask_entry_point(tmp_path):
     assert bad.returncode == 1 and bad.stderr.strip() == "Error: amount must be a non-negative decimal number of USD, got 'lots'"
     verified = flask("ledger", "verify")
     assert verified.returncode == 0 and "ledger ok" in verified.stdout
+
+
+def test_upstreams_update_and_list_never_show_the_credential(app, cli):
+    ok(cli("upstreams", "add", "oai", "--protocol", "openai", "--base-url", "https://a.example/v1",
+           "--api-key", "sk-old-secret"))
+    ok(cli("upstreams", "add", "echo", "--protocol", "echo"))
+    ok(cli("upstreams", "update", "oai", "--api-key", "-", input="sk-new-secret\n"))
+    ok(cli("upstreams", "update", "oai", "--base-url", "https://b.example/v1/"))
+    listing = ok(cli("upstreams", "list"))
+    assert "oai\topenai\thttps://b.example/v1\tcredential set" in listing and "echo\techo\t-" in listing
+    assert "sk-" not in listing
+    db.session.rollback()
+    assert db.session.scalar(select(Upstream.api_key).where(Upstream.name == "oai")) == "sk-new-secret"
+    refused(cli("upstreams", "update", "oai"), "nothing to change")
+    refused(cli("upstreams", "update", "echo", "--api-key", "x"), "built in")
+    refused(cli("upstreams", "update", "nope", "--api-key", "x"), "no upstream named 'nope'")
+    refused(cli("upstreams", "update", "oai", "--base-url", "ftp://x"), "must be an http")
+
+
+def test_models_list_disable_enable(app, cli):
+    ok(cli("upstreams", "add", "echo", "--protocol", "echo"))
+    ok(cli("models", "set", "m1", "--upstream", "echo", "--input", "3", "--output", "15", "--cache-read", "0.3"))
+    listing = ok(cli("models", "list"))
+    assert "m1\tenabled\techo/m1\tmax_out=4096\tinput=$3.00 output=$15.00 cache_read=$0.30 cache_write=$3.00" in listing
+    ok(cli("models", "disable", "m1"))
+    assert "m1\tdisabled" in ok(cli("models", "list"))
+    assert catalog.enabled_models() == []
+    ok(cli("models", "enable", "m1"))
+    refused(cli("models", "disable", "ghost"), "no model named 'ghost'")
