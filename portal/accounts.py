@@ -43,10 +43,42 @@ def normalize_email(email: str) -> str:
     return f"{local}@{domain}"
 
 
-def hash_password(password: str) -> str:
+def require_strong_password(password: str) -> None:
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"password must be at least {MIN_PASSWORD_LENGTH} characters", field="password")
+
+
+def hash_password(password: str) -> str:
+    require_strong_password(password)
     return _hasher.hash(password)
+
+
+# Verified against when no account matches, so a wrong address costs as long as a wrong password
+# and response times do not tell which addresses have accounts.
+_DUMMY_HASH = _hasher.hash("no account has this password")
+
+
+def login_key(email: str) -> str:
+    """The throttling key for an address as typed, valid or not."""
+    try:
+        return normalize_email(email)
+    except InvalidInput:
+        return (email or "").strip().lower()
+
+
+def authenticate_password(email: str, password: str) -> Optional[User]:
+    """The user whose address and password these are, or None, in the same time either way."""
+    try:
+        user = find_user(email)
+    except (UnknownUser, InvalidInput):
+        user = None
+    if user is None or not user.password_hash:
+        try:
+            _hasher.verify(_DUMMY_HASH, password or "")
+        except VerificationError:
+            pass
+        return None
+    return user if check_password(user, password) else None
 
 
 def check_password(user: User, password: str) -> bool:
@@ -115,7 +147,7 @@ class Registration:
 def register(email: str, password: str, terms: LegalDocument, ip: Optional[str]) -> Registration:
     """Create an unverified account that accepted `terms`, or report that the person already has one."""
     address = clean_email(email)
-    hash_password(password)  # validate before anything else
+    require_strong_password(password)
     existing = db.session.scalar(select(User).where(User.email_normalized == normalize_email(address)))
     if existing is not None:
         return Registration(None, None, existing)

@@ -54,14 +54,12 @@ def _client_ip() -> str:
 
 
 def _throttled(email: str) -> int | None:
-    key = accounts.normalize_email(email) if "@" in email else email
-    return (ratelimit.blocked(f"login:acct:{key}", LOGIN_LIMIT_ACCOUNT)
+    return (ratelimit.blocked(f"login:acct:{accounts.login_key(email)}", LOGIN_LIMIT_ACCOUNT)
             or ratelimit.blocked(f"login:ip:{_client_ip()}", LOGIN_LIMIT_IP))
 
 
 def _count_failure(email: str) -> None:
-    key = accounts.normalize_email(email) if "@" in email else email
-    ratelimit.hit(f"login:acct:{key}", LOGIN_WINDOW)
+    ratelimit.hit(f"login:acct:{accounts.login_key(email)}", LOGIN_WINDOW)
     ratelimit.hit(f"login:ip:{_client_ip()}", LOGIN_WINDOW)
 
 
@@ -144,12 +142,8 @@ def login():
             form.password.errors.append(f"Too many failed attempts. Try again in {_minutes(wait)}.")
             return render_template("auth/login.html", form=form), 429
         with atomic():  # a successful check may rehash the password with newer parameters
-            try:
-                user = accounts.find_user(email)
-            except DomainError:
-                user = None
-            valid = user is not None and accounts.check_password(user, form.password.data)
-        if not valid:
+            user = accounts.authenticate_password(email, form.password.data)
+        if user is None:
             _count_failure(email)
             form.password.errors.append("Email or password is not correct.")
         elif not user.is_active:
@@ -159,7 +153,7 @@ def login():
             session["2fa"] = {"user": user.id, "epoch": user.session_epoch, "next": request.args.get("next")}
             return redirect(url_for("auth.two_factor"))
         else:
-            ratelimit.reset(f"login:acct:{accounts.normalize_email(email)}")
+            ratelimit.reset(f"login:acct:{accounts.login_key(email)}")
             start_session(user)
             return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form), INVALID if form.errors else 200

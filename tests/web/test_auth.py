@@ -189,3 +189,27 @@ def test_registration_is_throttled_and_cannot_mail_bomb_an_owner(app, client):
     assert len([m for m in outbox(app) if m["To"] == "owner@example.com"]) == 3
     blocked = register(client, "fresh@example.com")
     assert blocked.status_code == 429 and b"Too many sign-ups from your network" in blocked.data
+
+
+@pytest.mark.parametrize("email", ["a@b", "no-at-sign", "x" * 300 + "@example.com"])
+def test_login_with_a_malformed_address_is_a_plain_failure(client, email):
+    response = client.post("/login", data={"email": email, "password": "whatever12"})
+    assert response.status_code == 422 and b"Email or password is not correct." in response.data
+
+
+def test_unknown_address_costs_a_password_check_too(app, monkeypatch):
+    from portal import accounts as domain
+    checked = []
+
+    class Recording:
+        def __init__(self, real):
+            self.real = real
+
+        def verify(self, hashed, password):
+            checked.append(hashed)
+            return self.real.verify(hashed, password)
+
+    monkeypatch.setattr(domain, "_hasher", Recording(domain._hasher))
+    assert domain.authenticate_password("nobody@example.com", "guess guess") is None
+    assert domain.authenticate_password("a@b", "guess guess") is None
+    assert checked == [domain._DUMMY_HASH, domain._DUMMY_HASH]
