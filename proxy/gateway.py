@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Optional, Union
 
 from flask import Flask
@@ -19,11 +19,11 @@ from portal.money import format_usd
 from portal.pricing import Usage, quote
 
 from . import metering
-from .errors import ANTHROPIC, ApiError
+from .errors import ApiError
 from .metering import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES, StreamMeter, UsageRejected
 from .rewrite import parse_body, rewrite
 from .sse import Splitter, parse
-from .upstreams import UpstreamUnavailable
+from .upstreams import Timeouts, UpstreamUnavailable
 from .upstreams.echo import EchoUpstream
 from .upstreams.http import HttpUpstream, make_session
 
@@ -59,13 +59,6 @@ class Reply:
     streamed: bool = False
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    connect: float
-    first_byte: float
-    idle: float
-
-
 class ModelCache:
     """Serving models for a few seconds, so a call costs no catalog query; price changes show within the TTL."""
 
@@ -81,9 +74,6 @@ class ModelCache:
         model = catalog.serving_model(public_id)
         self._entries[public_id] = (now + self._ttl, model)
         return model
-
-    def clear(self) -> None:
-        self._entries.clear()
 
 
 def _sentence(exc: Exception) -> str:
@@ -189,14 +179,12 @@ class Gateway:
         try:
             call = calls.open_call(calls.new_request_id(), caller, model, hold_amount, client_ip=req.client_ip,
                                    route=req.route, streamed=stream)
-        except InsufficientFunds as exc:
+        except BaseException as exc:
             self.capacity.release()
-            raise ApiError(402, self._insufficient(exc, model, call_body.max_output, req.route)) from None
-        except SpendCapReached as exc:
-            self.capacity.release()
-            raise ApiError(403, _sentence(exc), code="spend_cap_reached") from None
-        except BaseException:
-            self.capacity.release()
+            if isinstance(exc, InsufficientFunds):
+                raise ApiError(402, self._insufficient(exc, model, call_body.max_output, req.route)) from None
+            if isinstance(exc, SpendCapReached):
+                raise ApiError(403, _sentence(exc), code="spend_cap_reached") from None
             raise
         try:
             return self._forward(call, req, model, call_body, stream)
@@ -209,19 +197,17 @@ class Gateway:
         try:
             response = self._send(req, model, call_body, stream)
         except UpstreamUnavailable as exc:
-            self._finish(call, started, calls.Outcome(
-                status="upstream_timeout" if exc.timeout else "upstream_unreachable",
-                http_status=504 if exc.timeout else 502, error=str(exc)))
-            raise ApiError(504 if exc.timeout else 502, f"{exc}; nothing was charged.") from None
+            raise self._gone(call, started, exc, "upstream_unreachable") from None
         except BaseException as exc:
             self._finish(call, started, calls.Outcome(status="gateway_error", error=type(exc).__name__))
             raise
+        answered = time.monotonic()  # the upstream's status and headers are in
         if response.status >= 300:
             raise self._fail(call, started, response, model)
         if stream:
             return Reply(response.status, response.content_type, self._relay(call, started, response, req, call_body),
                          call.request_id, streamed=True)
-        return self._complete(call, started, response, req)
+        return self._complete(call, started, answered, response, req)
 
     def _send(self, req: CallRequest, model: catalog.ServingModel, call_body, stream: bool):
         if model.upstream.protocol == "echo":
@@ -244,10 +230,8 @@ class Gateway:
 
     def _finish(self, call: calls.OpenCall, started: float, outcome: calls.Outcome, first_byte: Optional[float] = None):
         """Settle or release the hold and write the usage record, in a context of our own."""
-        outcome = calls.Outcome(
-            outcome.status, outcome.usage, outcome.estimated, outcome.http_status, outcome.error,
-            None if first_byte is None else int((first_byte - started) * 1000),
-            int((time.monotonic() - started) * 1000))
+        outcome = replace(outcome, first_byte_ms=None if first_byte is None else int((first_byte - started) * 1000),
+                          duration_ms=int((time.monotonic() - started) * 1000))
         try:
             with self.app.app_context():
                 return calls.close_call(call, outcome)
@@ -256,6 +240,12 @@ class Gateway:
             raise
         finally:
             self.capacity.release()
+
+    def _gone(self, call, started, exc: UpstreamUnavailable, broken_status: str) -> ApiError:
+        """Record a call whose upstream vanished before any output (nothing charged); the client's error."""
+        self._finish(call, started, calls.Outcome(status="upstream_timeout" if exc.timeout else broken_status,
+                                                  http_status=504 if exc.timeout else 502, error=str(exc)))
+        return ApiError(504 if exc.timeout else 502, f"{exc}; nothing was charged.")
 
     def _fail(self, call, started, response, model) -> ApiError:
         try:
@@ -270,17 +260,13 @@ class Gateway:
                                                   error=error.message))
         return error
 
-    def _complete(self, call, started, response, req: CallRequest) -> Reply:
+    def _complete(self, call, started, answered: float, response, req: CallRequest) -> Reply:
         try:
             raw = response.read(MAX_RESPONSE_BYTES)
         except UpstreamUnavailable as exc:
-            self._finish(call, started, calls.Outcome(
-                status="upstream_timeout" if exc.timeout else "upstream_failed",
-                http_status=504 if exc.timeout else 502, error=str(exc)))
-            raise ApiError(504 if exc.timeout else 502, f"{exc}; nothing was charged.") from None
+            raise self._gone(call, started, exc, "upstream_failed") from None
         finally:
             response.close()
-        first_byte = time.monotonic()
         try:
             document = json.loads(raw)
         except ValueError:
@@ -294,7 +280,7 @@ class Gateway:
         if usage is None:
             usage = Usage(input=metering.estimated_input_tokens(len(req.body)),
                           output=metering.estimated_output_tokens(document))
-        self._finish(call, started, calls.Outcome("ok", usage, estimated, response.status), first_byte)
+        self._finish(call, started, calls.Outcome("ok", usage, estimated, response.status), answered)
         return Reply(response.status, response.content_type, raw, call.request_id)
 
     def _relay(self, call, started, response, req: CallRequest, call_body) -> Iterator[bytes]:

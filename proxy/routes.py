@@ -1,14 +1,15 @@
 """Views: turn the HTTP request into a CallRequest, run it, turn the Reply into a response."""
+from functools import partial
+
 from flask import Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from portal import apikeys, catalog
+from portal import catalog
 from portal.extensions import db
 from portal.models import Account
 
 from . import bp, shape_for
-from .gateway import CallRequest, Reply, authenticate
-from .metering import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES
+from .gateway import ROUTE_PATH, CallRequest, Reply, authenticate
 from .upstreams.http import FORWARDED_HEADERS
 
 
@@ -37,29 +38,9 @@ def _call(route: str) -> Response:
     return response
 
 
-@bp.post("/chat/completions")
-def chat_completions():
-    return _call(CHAT)
-
-
-@bp.post("/responses")
-def responses():
-    return _call(RESPONSES)
-
-
-@bp.post("/embeddings")
-def embeddings():
-    return _call(EMBEDDINGS)
-
-
-@bp.post("/messages")
-def messages():
-    return _call(MESSAGES)
-
-
-@bp.post("/messages/count_tokens")
-def count_tokens():
-    return _call(COUNT_TOKENS)
+# The billed routes: our path under /v1 is the upstream's path, so one table serves both.
+for _route, _path in ROUTE_PATH.items():
+    bp.add_url_rule(_path, endpoint=_route, view_func=partial(_call, _route), methods=["POST"])
 
 
 @bp.get("/models")

@@ -8,7 +8,7 @@ from ..database import atomic
 from ..errors import DomainError, InvalidInput
 from ..extensions import db, login_manager
 from ..money import format_usd
-from ..models import LegalKind, RefundRequest, User
+from ..models import LegalKind, User
 from .forms import ConsentForm, EmailForm, LoginForm, NewPasswordForm, RegisterForm, TwoFactorForm
 
 bp = Blueprint("auth", __name__)

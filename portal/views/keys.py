@@ -1,7 +1,8 @@
 """API keys: list, create (shown once), rename, revoke, limits. htmx-enhanced, plain forms underneath."""
+import json
 from datetime import datetime, time, timezone
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, abort, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectMultipleField, StringField, TextAreaField
@@ -87,7 +88,7 @@ def rename(key_id: int):
     if form.validate_on_submit():
         try:
             with atomic():
-                apikeys.rename(_own(key_id), form.name.data)
+                apikeys.rename(key, form.name.data)
         except InvalidInput as exc:
             form.name.errors.append(str(exc))
         else:
@@ -101,7 +102,7 @@ def revoke(key_id: int):
     key = _own(key_id)
     if request.method == "POST" and FlaskForm().validate_on_submit():
         with atomic():
-            apikeys.revoke(_own(key_id))
+            apikeys.revoke(key)
         return redirect_to(url_for("keys.index"))
     return render("keys/revoke.html", "confirm", key=key, form=FlaskForm())
 
@@ -123,7 +124,7 @@ def limits(key_id: int):
     form = LimitsForm()
     form.allowed_models.choices = [(m.public_id, m.public_id) for m in catalog.enabled_models()]
     if request.method == "GET":
-        form.allowed_models.data = sorted(apikeys.json.loads(key.allowed_models)) if key.allowed_models else []
+        form.allowed_models.data = sorted(json.loads(key.allowed_models)) if key.allowed_models else []
         form.spend_cap_total.data = format_usd(key.spend_cap_total)[1:] if key.spend_cap_total else ""
         form.spend_cap_monthly.data = format_usd(key.spend_cap_monthly)[1:] if key.spend_cap_monthly else ""
         form.expires_on.data = key.expires_at.date() if key.expires_at else None
@@ -136,7 +137,7 @@ def limits(key_id: int):
         if not form.errors:
             try:
                 with atomic():
-                    apikeys.set_limits(_own(key_id), apikeys.Limits(
+                    apikeys.set_limits(key, apikeys.Limits(
                         allowed_models=form.allowed_models.data or None, ip_allowlist=form.ip_allowlist.data,
                         spend_cap_total=total, spend_cap_monthly=monthly, expires_at=expires))
             except InvalidInput as exc:

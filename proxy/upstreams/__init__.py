@@ -1,4 +1,5 @@
 """Upstream adapters, one per wire protocol, all returning an `UpstreamResponse`."""
+from dataclasses import dataclass
 from typing import Iterator, Optional, Protocol
 
 
@@ -24,7 +25,10 @@ class UpstreamResponse(Protocol):
         """Stop reading and give the connection up."""
 
 
-class Timeouts(Protocol):
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds: to connect, to the response headers, and of silence between two reads."""
+
     connect: float
     first_byte: float
     idle: float

@@ -12,7 +12,7 @@ import struct
 import time
 from typing import Any, Iterator
 
-from ..metering import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES
+from ..metering import CHAT, COUNT_TOKENS, EMBEDDINGS, RESPONSES
 
 _TEXT_KEYS = ("text", "content", "input", "system", "instructions")
 

@@ -1,6 +1,5 @@
 """Failures and refusals: a clear error in the client's API shape, and money exactly right."""
 import json
-import time
 
 import pytest
 import requests

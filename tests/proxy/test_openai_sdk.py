@@ -1,5 +1,4 @@
 """Every OpenAI-compatible route through the official openai SDK, each charge checked to the micro-dollar."""
-import base64
 
 import pytest
 from openai import OpenAI

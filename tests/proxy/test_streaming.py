@@ -32,12 +32,15 @@ def test_first_event_arrives_before_the_upstream_sends_the_second(gateway, fake,
 
 
 def test_calls_beyond_capacity_are_refused_at_once(app, gateway, fake, key):
-    app.config  # capacity comes from PROXY_MAX_INFLIGHT (20 in these tests)
+    assert app.config["PROXY_MAX_INFLIGHT"] == 20
     gates = [threading.Event() for _ in range(20)]
     for gate in gates:
         fake.next(gate=gate)
-    streams = [requests.post(f"{gateway}/v1/messages", json=BODY, headers={"x-api-key": key}, stream=True,
-                             timeout=10) for _ in range(20)]
+    # One session kept open, so no stream's connection is closed with a throwaway session.
+    client = requests.Session()
+    client.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=25))
+    streams = [client.post(f"{gateway}/v1/messages", json=BODY, headers={"x-api-key": key}, stream=True,
+                           timeout=10) for _ in range(20)]
     try:
         assert all(s.status_code == 200 for s in streams)
         refused = requests.post(f"{gateway}/v1/messages", json=BODY, headers={"x-api-key": key}, timeout=5)
@@ -49,6 +52,7 @@ def test_calls_beyond_capacity_are_refused_at_once(app, gateway, fake, key):
             gate.set()
         for s in streams:
             s.content
+        client.close()
     assert len(wait_for_records(20)) == 20
     assert requests.post(f"{gateway}/v1/messages", json={**BODY, "stream": False}, headers={"x-api-key": key},
                          timeout=5).status_code == 200

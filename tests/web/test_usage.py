@@ -6,7 +6,6 @@ from datetime import timedelta
 from portal import accounts, apikeys, calls, catalog
 from portal.database import atomic
 from portal.errors import UnknownUpstream
-from portal.extensions import db
 from portal.models import utcnow
 from portal.pricing import Price, Usage
 from tests.factories import PASSWORD, make_user
