@@ -39,6 +39,7 @@ browser:
 		echo "chromium is not installed: the browser tests will be skipped"
 
 test: dev-setup browser
+	$(BIN)/ruff check --quiet --select F,E9 portal proxy tests bench migrations wsgi.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
