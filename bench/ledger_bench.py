@@ -15,7 +15,7 @@ import flask_migrate
 import psycopg
 from sqlalchemy.engine import make_url
 
-from portal import accounts, create_app, ledger
+from portal import create_app, ledger, users
 from portal.config import database_url
 from portal.database import atomic
 from portal.extensions import db
@@ -28,7 +28,7 @@ def run(url: str, threads: int, cycles: int, instance: str) -> float:
     with app.app_context():
         flask_migrate.upgrade()
         with atomic():
-            account_id = accounts.create_user(f"bench-{uuid.uuid4().hex[:6]}@example.com").account.id
+            account_id = users.create_user(f"bench-{uuid.uuid4().hex[:6]}@example.com").account.id
             ledger.credit(account_id, 10**12, EntryKind.GRANT, memo="bench")
     per_thread = cycles // threads
 

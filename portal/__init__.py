@@ -2,7 +2,8 @@
 from pathlib import Path
 from typing import Optional
 
-from flask import Flask
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
@@ -37,7 +38,7 @@ def create_app(config: Optional[dict] = None) -> Flask:
     import proxy
 
     from . import cli, ratelimit, security
-    from .views import account, auth, dashboard, keys, pages, usage
+    from .views import account, auth, dashboard, errors, keys, pages, usage
 
     security.init_app(app)
     app.add_template_filter(format_usd, "usd")
@@ -50,6 +51,13 @@ def create_app(config: Optional[dict] = None) -> Flask:
     app.before_request(auth.require_consent)
     proxy.init_app(app)
     csrf.exempt(proxy.bp)
+
+    def http_error(exc: HTTPException):
+        # Errors outside any blueprint's handlers (unknown routes, 405, 413): JSON under /v1,
+        # where clients are SDKs; a readable page everywhere else.
+        return proxy.http_error(exc) if proxy.is_api_path(request.path) else errors.error_page(exc)
+
+    app.register_error_handler(HTTPException, http_error)
     if app.config["TRUSTED_PROXY_HOPS"]:
         hops = app.config["TRUSTED_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, case, or_, select
 from .errors import (AccountNotVerified, AccountSuspended, InvalidInput, KeyExpired, KeyRevoked, NotFound,
                      SpendCapReached, UnknownKey)
 from .extensions import db
-from .models import Account, ApiKey, Model, User, UserStatus, utcnow
+from .models import Account, ApiKey, CatalogModel, User, UserStatus, utcnow
 from .money import format_usd
 
 PREFIX = "tg_"
@@ -168,7 +168,7 @@ class Limits:
 def set_limits(key: ApiKey, limits: Limits) -> None:
     """Validate and apply a key's limits; None lifts a limit."""
     if limits.allowed_models is not None:
-        known = {m.public_id for m in db.session.scalars(select(Model).where(Model.enabled.is_(True)))}
+        known = {m.public_id for m in db.session.scalars(select(CatalogModel).where(CatalogModel.enabled.is_(True)))}
         unknown = sorted(set(limits.allowed_models) - known)
         if unknown:
             raise InvalidInput(f"unknown model(s): {', '.join(unknown)}", field="allowed_models")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from .errors import AlreadyExists, InvalidInput, UnknownModel, UnknownUpstream
 from .extensions import db
-from .models import Model, ModelPrice, Protocol, Upstream, utcnow
+from .models import CatalogModel, ModelPrice, Protocol, Upstream, utcnow
 from .pricing import Price
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/")
@@ -75,14 +75,14 @@ def list_upstreams() -> list[Upstream]:
     return list(db.session.scalars(select(Upstream).order_by(Upstream.name)))
 
 
-def set_enabled(public_id: str, enabled: bool) -> Model:
+def set_enabled(public_id: str, enabled: bool) -> CatalogModel:
     model = find_model(public_id)
     model.enabled = enabled
     return model
 
 
-def all_models() -> list[Model]:
-    return list(db.session.scalars(select(Model).order_by(Model.public_id)))
+def all_models() -> list[CatalogModel]:
+    return list(db.session.scalars(select(CatalogModel).order_by(CatalogModel.public_id)))
 
 
 def find_upstream(name: str) -> Upstream:
@@ -92,8 +92,8 @@ def find_upstream(name: str) -> Upstream:
     return upstream
 
 
-def find_model(public_id: str) -> Model:
-    model = db.session.scalar(select(Model).where(Model.public_id == public_id))
+def find_model(public_id: str) -> CatalogModel:
+    model = db.session.scalar(select(CatalogModel).where(CatalogModel.public_id == public_id))
     if model is None:
         raise UnknownModel(f"no model named {public_id!r}")
     return model
@@ -112,15 +112,15 @@ def as_price(row: ModelPrice) -> Price:
 
 
 def set_model(public_id: str, upstream_name: str, price: Price, *, upstream_model: Optional[str] = None,
-              max_output_tokens: Optional[int] = None) -> tuple[Model, bool]:
+              max_output_tokens: Optional[int] = None) -> tuple[CatalogModel, bool]:
     """Create or update a model; a changed price becomes a new history row. Returns (model, price_changed)."""
     public_id = _name(public_id, "model id", 128)
     upstream = find_upstream(upstream_name)
     if max_output_tokens is not None and max_output_tokens <= 0:
         raise InvalidInput(f"max output tokens must be positive, got {max_output_tokens}")
-    model = db.session.scalar(select(Model).where(Model.public_id == public_id))
+    model = db.session.scalar(select(CatalogModel).where(CatalogModel.public_id == public_id))
     if model is None:
-        model = Model(public_id=public_id, upstream_model=public_id)
+        model = CatalogModel(public_id=public_id, upstream_model=public_id)
         db.session.add(model)
     model.upstream = upstream
     if upstream_model is not None:
@@ -162,7 +162,7 @@ class ServingModel:
 
 def serving_model(public_id: str) -> ServingModel:
     """The enabled model `public_id` with its upstream and current price, or UnknownModel."""
-    model = db.session.scalar(select(Model).where(Model.public_id == public_id, Model.enabled.is_(True)))
+    model = db.session.scalar(select(CatalogModel).where(CatalogModel.public_id == public_id, CatalogModel.enabled.is_(True)))
     if model is None:
         raise UnknownModel(f"The model '{public_id}' does not exist or is not available; "
                            "GET /v1/models lists the models you can use.")
@@ -178,5 +178,5 @@ def serving_model(public_id: str) -> ServingModel:
     )
 
 
-def enabled_models() -> list[Model]:
-    return list(db.session.scalars(select(Model).where(Model.enabled.is_(True)).order_by(Model.public_id)))
+def enabled_models() -> list[CatalogModel]:
+    return list(db.session.scalars(select(CatalogModel).where(CatalogModel.enabled.is_(True)).order_by(CatalogModel.public_id)))

@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from . import accounts, apikeys, calls, catalog, demo, ledger, legal, serving
+from . import apikeys, calls, catalog, demo, ledger, legal, serving, users
 from .database import atomic
 from .errors import DomainError
 from .extensions import db
@@ -21,7 +21,7 @@ from .models import ContactMessage, EntryKind, LegalKind, RefundRequest, User, u
 from .money import format_usd, parse_usd
 from .pricing import Price
 
-users = AppGroup("users", help="Create, verify and suspend users.")
+users_cli = AppGroup("users", help="Create, verify and suspend users.")
 credits = AppGroup("credits", help="Grant credit.")
 keys = AppGroup("keys", help="Issue API keys.")
 upstreams = AppGroup("upstreams", help="Configure upstream providers.")
@@ -47,42 +47,42 @@ def domain_command(group: AppGroup, *args, **kwargs):
     return decorate
 
 
-@domain_command(users, "create")
+@domain_command(users_cli, "create")
 @click.argument("email")
 @click.option("--password", help="Login password (omit for an account that cannot log in yet).")
 @click.option("--admin", is_flag=True, help="Give operator rights in the portal.")
 @click.option("--verified", is_flag=True, help="Mark the email address as verified.")
 def users_create(email, password, admin, verified):
     """Create a user with an empty credit account."""
-    user = accounts.create_user(email, password, admin=admin, verified=verified)
+    user = users.create_user(email, password, admin=admin, verified=verified)
     click.echo(f"created {user.email}{' (admin)' if admin else ''}{' (verified)' if verified else ''}")
 
 
-@domain_command(users, "verify")
+@domain_command(users_cli, "verify")
 @click.argument("email")
 def users_verify(email):
     """Mark a user's email address as verified."""
-    user = accounts.find_user(email)
+    user = users.find_user(email)
     user.is_verified = True
     click.echo(f"verified {user.email}")
 
 
-@domain_command(users, "suspend")
+@domain_command(users_cli, "suspend")
 @click.argument("email")
 @click.option("--reason", help="Shown to the user and kept for the record.")
 def users_suspend(email, reason):
     """Suspend a user: their keys stop working at once."""
-    user = accounts.find_user(email)
-    accounts.suspend(user, reason)
+    user = users.find_user(email)
+    users.suspend(user, reason)
     click.echo(f"suspended {user.email}: {user.status_reason}")
 
 
-@domain_command(users, "unsuspend")
+@domain_command(users_cli, "unsuspend")
 @click.argument("email")
 def users_unsuspend(email):
     """Lift a suspension."""
-    user = accounts.find_user(email)
-    accounts.unsuspend(user)
+    user = users.find_user(email)
+    users.unsuspend(user)
     click.echo(f"reactivated {user.email}")
 
 
@@ -98,7 +98,7 @@ def credits_grant(email, usd, reason, reference):
         raise click.ClickException("amount must be greater than zero")
     if not reason.strip():
         raise click.ClickException("--reason must not be empty")
-    user = accounts.find_user(email)
+    user = users.find_user(email)
     entry = ledger.credit(user.account.id, amount, EntryKind.GRANT, memo=reason.strip(), reference=reference)
     click.echo(f"granted {format_usd(amount)} to {user.email}; balance {format_usd(entry.balance_after)}")
 
@@ -108,7 +108,7 @@ def credits_grant(email, usd, reason, reference):
 @click.option("--name", default="", help="A label for the key.")
 def keys_create(email, name):
     """Issue an API key; the key is printed alone on the last line and never shown again."""
-    user = accounts.find_user(email)
+    user = users.find_user(email)
     key, plaintext = apikeys.issue(user, name)
     click.echo(f"created key {key.name!r} ({key.hint}) for {user.email}")
     click.echo(plaintext)
@@ -279,6 +279,6 @@ def serve():
 
 
 def register(app: Flask) -> None:
-    for group in (users, credits, keys, upstreams, models, ledger_cli, demo_cli, terms_cli, privacy_cli, inbox_cli):
+    for group in (users_cli, credits, keys, upstreams, models, ledger_cli, demo_cli, terms_cli, privacy_cli, inbox_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve)

@@ -6,7 +6,7 @@ from typing import Optional
 
 from sqlalchemy import select
 
-from . import accounts, apikeys, catalog, ledger, legal
+from . import apikeys, catalog, ledger, legal, users
 from .extensions import db
 from .models import EntryKind, LegalKind, User
 from .pricing import Price
@@ -40,8 +40,8 @@ def seed(instance_path: str) -> Optional[str]:
         return None
     admin_password = secrets.token_urlsafe(12)
     user_password = secrets.token_urlsafe(12)
-    accounts.create_user(ADMIN_EMAIL, admin_password, admin=True, verified=True)
-    user = accounts.create_user(USER_EMAIL, user_password, verified=True)
+    users.create_user(ADMIN_EMAIL, admin_password, admin=True, verified=True)
+    user = users.create_user(USER_EMAIL, user_password, verified=True)
     db.session.flush()
     ledger.credit(user.account.id, GRANT, EntryKind.GRANT, memo="demo credit", reference="demo-seed-grant")
     _, key = apikeys.issue(user, "demo")

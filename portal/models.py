@@ -177,7 +177,7 @@ class Upstream(db.Model):
         return f"<Upstream {self.name} {self.protocol}>"
 
 
-class Model(db.Model):
+class CatalogModel(db.Model):
     __tablename__ = "model"
 
     id: Mapped[int] = mapped_column(primary_key=True)

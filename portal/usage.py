@@ -7,7 +7,7 @@ from sqlalchemy import Select, select
 
 from .catalog import as_price
 from .extensions import db
-from .models import ApiKey, LedgerEntry, Model, ModelPrice, UsageRecord, utcnow
+from .models import ApiKey, LedgerEntry, CatalogModel, ModelPrice, UsageRecord, utcnow
 from .pricing import TOKEN_CLASSES, Usage, exact_cost, quote
 
 
@@ -36,8 +36,8 @@ def _midnight(day: date) -> datetime:
 
 def _listing(account_id: int, filters: Filters) -> Select:
     return filters.apply(
-        select(UsageRecord, ApiKey.name.label("key_name"), ApiKey.hint, Model.public_id)
-        .join(ApiKey, ApiKey.id == UsageRecord.api_key_id).join(Model, Model.id == UsageRecord.model_id)
+        select(UsageRecord, ApiKey.name.label("key_name"), ApiKey.hint, CatalogModel.public_id)
+        .join(ApiKey, ApiKey.id == UsageRecord.api_key_id).join(CatalogModel, CatalogModel.id == UsageRecord.model_id)
         .where(UsageRecord.account_id == account_id)
     ).order_by(UsageRecord.started_at.desc(), UsageRecord.id.desc())
 
@@ -87,8 +87,8 @@ class Receipt:
 
 def receipt(account_id: int, request_id: str) -> Optional[Receipt]:
     row = db.session.execute(
-        select(UsageRecord, Model.public_id, ApiKey.name, ApiKey.hint, ModelPrice)
-        .join(Model, Model.id == UsageRecord.model_id).join(ApiKey, ApiKey.id == UsageRecord.api_key_id)
+        select(UsageRecord, CatalogModel.public_id, ApiKey.name, ApiKey.hint, ModelPrice)
+        .join(CatalogModel, CatalogModel.id == UsageRecord.model_id).join(ApiKey, ApiKey.id == UsageRecord.api_key_id)
         .join(ModelPrice, ModelPrice.id == UsageRecord.price_id)
         .where(UsageRecord.account_id == account_id, UsageRecord.request_id == request_id)
     ).first()

@@ -7,8 +7,6 @@ import logging
 from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from portal.security import error_page
-
 from .errors import ANTHROPIC, OPENAI, ApiError
 from .gateway import Gateway
 
@@ -34,7 +32,8 @@ _HTTP_MESSAGES = {
 }
 
 
-def _http_error(exc: HTTPException):
+def http_error(exc: HTTPException):
+    """An HTTP error (unknown route, wrong method, body too large) in the API's JSON shape."""
     message = _HTTP_MESSAGES.get(exc.code, exc.description or exc.name).format(
         path=request.path, method=request.method, limit=request.max_content_length)
     return error_response(ApiError(exc.code or 500, message, code="unknown_route" if exc.code == 404 else None))
@@ -42,7 +41,7 @@ def _http_error(exc: HTTPException):
 
 def _unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
-        return _http_error(exc)
+        return http_error(exc)
     log.exception("unhandled error on %s", request.path)
     return error_response(ApiError(500, "The gateway failed unexpectedly; any hold placed for this call "
                                         "is settled or released, never charged twice."))
@@ -52,16 +51,12 @@ bp.register_error_handler(ApiError, error_response)
 bp.register_error_handler(Exception, _unexpected)
 
 
+def is_api_path(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
 def init_app(app: Flask) -> None:
     from . import routes  # noqa: F401  (registers the views on bp)
 
     app.extensions["tollgate.gateway"] = Gateway(app)
     app.register_blueprint(bp)
-
-    def api_or_page(exc: HTTPException):
-        # Unknown /v1 routes get JSON too; the portal gets a readable page.
-        if request.path == "/v1" or request.path.startswith("/v1/"):
-            return _http_error(exc)
-        return error_page(exc)
-
-    app.register_error_handler(HTTPException, api_or_page)

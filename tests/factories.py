@@ -1,5 +1,5 @@
 """Small helpers that make users, credit and models through the domain modules."""
-from portal import accounts, catalog, ledger
+from portal import catalog, ledger, users
 from portal.database import atomic
 from portal.errors import UnknownUpstream
 from portal.models import EntryKind
@@ -10,7 +10,7 @@ PASSWORD = "correct horse battery"
 
 def make_user(email="person@example.com", *, password=PASSWORD, verified=True, admin=False, credit=0):
     with atomic():
-        user = accounts.create_user(email, password, verified=verified, admin=admin)
+        user = users.create_user(email, password, verified=verified, admin=admin)
         if credit:
             ledger.credit(user.account.id, credit, EntryKind.GRANT, memo="test credit")
     return user

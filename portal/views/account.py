@@ -5,7 +5,7 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from .. import accounts, legal, mail, twofactor
+from .. import legal, mail, twofactor, users
 from ..database import atomic
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
@@ -63,7 +63,7 @@ def password():
         try:
             with atomic():
                 user = _me()
-                accounts.change_password(user, form.current.data, form.new.data)
+                users.change_password(user, form.current.data, form.new.data)
         except InvalidInput as exc:
             (form.new if exc.field == "password" else form.current).errors.append(str(exc))
         else:
@@ -80,7 +80,7 @@ def email():
     if form.validate_on_submit():
         try:
             with atomic():
-                token = accounts.request_email_change(_me(), form.email.data, form.password.data)
+                token = users.request_email_change(_me(), form.email.data, form.password.data)
         except DomainError as exc:
             (form.password if getattr(exc, "field", None) == "password" else form.email).errors.append(str(exc))
         else:
@@ -97,7 +97,7 @@ def email():
 def confirm_email(token: str):
     try:
         with atomic():
-            user = accounts.confirm_email_change(token)
+            user = users.confirm_email_change(token)
             address = user.email
     except DomainError as exc:
         flash(str(exc))
@@ -153,7 +153,7 @@ def close():
     if form.validate_on_submit():
         try:
             with atomic():
-                accounts.close(_me(), form.password.data, request.form.get("refund") == "yes")
+                users.close(_me(), form.password.data, request.form.get("refund") == "yes")
         except InvalidInput as exc:
             form.password.errors.append(str(exc))
         else:

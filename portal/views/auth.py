@@ -3,7 +3,7 @@ from flask import (Blueprint, current_app, flash, redirect, render_template, req
                    url_for)
 from flask_login import current_user, login_required, login_user, logout_user
 
-from .. import accounts, apikeys, legal, mail, ratelimit, twofactor
+from .. import apikeys, legal, mail, ratelimit, twofactor, users
 from ..database import atomic
 from ..errors import DomainError, InvalidInput
 from ..extensions import db, login_manager
@@ -54,12 +54,12 @@ def _client_ip() -> str:
 
 
 def _throttled(email: str) -> int | None:
-    return (ratelimit.blocked(f"login:acct:{accounts.login_key(email)}", LOGIN_LIMIT_ACCOUNT)
+    return (ratelimit.blocked(f"login:acct:{users.login_key(email)}", LOGIN_LIMIT_ACCOUNT)
             or ratelimit.blocked(f"login:ip:{_client_ip()}", LOGIN_LIMIT_IP))
 
 
 def _count_failure(email: str) -> None:
-    ratelimit.hit(f"login:acct:{accounts.login_key(email)}", LOGIN_WINDOW)
+    ratelimit.hit(f"login:acct:{users.login_key(email)}", LOGIN_WINDOW)
     ratelimit.hit(f"login:ip:{_client_ip()}", LOGIN_WINDOW)
 
 
@@ -82,7 +82,7 @@ def register():
             return render_template("auth/register.html", form=form, terms=terms), 429
         try:
             with atomic():
-                result = accounts.register(form.email.data, form.password.data, terms, _client_ip())
+                result = users.register(form.email.data, form.password.data, terms, _client_ip())
         except InvalidInput as exc:
             (form.password if exc.field == "password" else form.email).errors.append(str(exc))
         else:
@@ -103,7 +103,7 @@ def register():
 def verify(token: str):
     try:
         with atomic():
-            user = accounts.verify_email(token, current_app.config["SIGNUP_CREDIT"])
+            user = users.verify_email(token, current_app.config["SIGNUP_CREDIT"])
             credit = user.account.balance
     except DomainError as exc:
         return render_template("message.html", title="Link not valid", message=str(exc),
@@ -123,7 +123,7 @@ def resend_verification():
         return redirect(url_for("dashboard.index"))
     with atomic():
         user = db.session.get(User, current_user.id)
-        token = accounts.tokens.issue(user, accounts.TokenPurpose.VERIFY)
+        token = users.email_links.issue(user, users.TokenPurpose.VERIFY)
     mail.send(current_user.email, "Confirm your email address",
               render_template("mail/verify.txt", link=url_for("auth.verify", token=token, _external=True)))
     flash(f"A new confirmation link is on its way to {current_user.email}.")
@@ -142,7 +142,7 @@ def login():
             form.password.errors.append(f"Too many failed attempts. Try again in {_minutes(wait)}.")
             return render_template("auth/login.html", form=form), 429
         with atomic():  # a successful check may rehash the password with newer parameters
-            user = accounts.authenticate_password(email, form.password.data)
+            user = users.authenticate_password(email, form.password.data)
         if user is None:
             _count_failure(email)
             form.password.errors.append("Email or password is not correct.")
@@ -153,7 +153,7 @@ def login():
             session["2fa"] = {"user": user.id, "epoch": user.session_epoch, "next": request.args.get("next")}
             return redirect(url_for("auth.two_factor"))
         else:
-            ratelimit.reset(f"login:acct:{accounts.login_key(email)}")
+            ratelimit.reset(f"login:acct:{users.login_key(email)}")
             start_session(user)
             return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form), INVALID if form.errors else 200
@@ -200,7 +200,7 @@ def forgot():
     if form.validate_on_submit():
         if ratelimit.hit(f"forgot:{_client_ip()}", 3600) <= 10:
             with atomic():
-                found = accounts.request_password_reset(form.email.data)
+                found = users.request_password_reset(form.email.data)
             if found:
                 user, token = found
                 mail.send(user.email, "Reset your password",
@@ -217,7 +217,7 @@ def reset(token: str):
     if form.validate_on_submit():
         try:
             with atomic():
-                accounts.reset_password(token, form.password.data)
+                users.reset_password(token, form.password.data)
         except DomainError as exc:
             return render_template("message.html", title="Link not valid", message=str(exc),
                                    action=(url_for("auth.forgot"), "Ask for a new link")), 400
@@ -243,7 +243,7 @@ def consent():
             return redirect(safe_next(request.args.get("next")))
         with atomic():
             user = db.session.get(User, current_user.id)
-            refund = accounts.request_refund(user, form.reason.data or "declined the new terms")
+            refund = users.request_refund(user, form.reason.data or "declined the new terms")
             apikeys.revoke_all(user)
         return render_template("auth/refund_received.html", refund=refund)
     return render_template("auth/consent.html", form=form, terms=terms, html=legal.render(terms))

@@ -3,7 +3,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from ..accounts import MIN_PASSWORD_LENGTH
+from ..users import MIN_PASSWORD_LENGTH
 
 
 def password_field(label="Password", autocomplete="new-password"):

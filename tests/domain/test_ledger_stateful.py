@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from sqlalchemy import func, select
 
-from portal import accounts, ledger
+from portal import ledger, users
 from portal.database import atomic
 from portal.errors import HoldNotOpen, InsufficientFunds
 from portal.extensions import db
@@ -23,7 +23,7 @@ def ledger_machine(database, tmp_path):
             self.ctx = self.app.app_context()
             self.ctx.push()
             with atomic():
-                self.account_id = accounts.create_user("stateful@example.com").account.id
+                self.account_id = users.create_user("stateful@example.com").account.id
             self.balance = 0
             self.open_holds: dict[int, int] = {}
             self.closed_holds: list[int] = []

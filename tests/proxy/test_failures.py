@@ -5,7 +5,7 @@ import pytest
 import requests
 from openai import APIError, OpenAI
 
-from portal import accounts, apikeys, ledger
+from portal import apikeys, ledger, users
 from portal.database import atomic
 from portal.pricing import Usage, quote
 from tests.factories import make_user
@@ -226,12 +226,12 @@ def test_revoked_suspended_and_unverified(app, gateway, key):
     with atomic():
         _, other = apikeys.issue(user, "k")
     with atomic():
-        accounts.suspend(accounts.find_user("later@example.com"), "abuse")
+        users.suspend(users.find_user("later@example.com"), "abuse")
     assert_anthropic_error(call(gateway, other, "/v1/messages", MESSAGES_BODY), 403, "permission_error",
                            "This account is suspended")
     with atomic():
-        found = accounts.find_user("later@example.com")
-        accounts.unsuspend(found)
+        found = users.find_user("later@example.com")
+        users.unsuspend(found)
         found.is_verified = False
     assert_openai_error(call(gateway, other), 403, "Verify your email")
 

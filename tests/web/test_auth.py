@@ -5,7 +5,7 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from portal import accounts, twofactor
+from portal import twofactor, users
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import TermsAcceptance, User
@@ -165,7 +165,7 @@ def test_suspension_ends_an_open_session(client):
     user = make_user()
     login(client)
     with atomic():
-        accounts.suspend(db.session.get(User, user.id), "card testing")
+        users.suspend(db.session.get(User, user.id), "card testing")
     assert client.get("/keys/").status_code == 302
 
 
@@ -198,7 +198,7 @@ def test_login_with_a_malformed_address_is_a_plain_failure(client, email):
 
 
 def test_unknown_address_costs_a_password_check_too(app, monkeypatch):
-    from portal import accounts as domain
+    from portal import users as domain
     checked = []
 
     class Recording:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from portal import accounts
+from portal import users
 from portal.database import atomic
 from tests.factories import PASSWORD, make_user
 
@@ -78,7 +78,7 @@ def test_suspended_user_is_logged_out_on_next_request(client):
     login(client)
     assert client.get("/dashboard/").status_code == 200
     with atomic():
-        accounts.suspend(accounts.find_user(user.email), "abuse")
+        users.suspend(users.find_user(user.email), "abuse")
     assert client.get("/dashboard/").status_code == 302
     response = login(client)
     assert b"This account is not active." in response.data

@@ -3,7 +3,7 @@ import csv
 import io
 from datetime import timedelta
 
-from portal import accounts, apikeys, calls, catalog
+from portal import apikeys, calls, catalog, users
 from portal.database import atomic
 from portal.errors import UnknownUpstream
 from portal.models import utcnow
@@ -20,7 +20,7 @@ def login(client, email="person@example.com"):
 def make_calls(email, count=3, key_name="main", model_id="claude-x"):
     """Real calls through the money path (hold -> settle -> record), without HTTP."""
     with atomic():
-        user = accounts.find_user(email)
+        user = users.find_user(email)
         try:
             catalog.find_upstream("echo")
         except UnknownUpstream:

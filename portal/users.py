@@ -8,7 +8,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import apikeys, ledger, legal, tokens
+from . import apikeys, email_links, ledger, legal
 from .errors import AlreadyExists, InvalidInput, UnknownUser
 from .extensions import db
 from .models import Account, EntryKind, LegalDocument, RefundRequest, TokenPurpose, User, UserStatus, utcnow
@@ -156,12 +156,12 @@ def register(email: str, password: str, terms: LegalDocument, ip: Optional[str])
     except AlreadyExists:  # a concurrent registration of the same person won the race
         return Registration(None, None, find_user(address))
     legal.accept(user, terms, ip)
-    return Registration(user, tokens.issue(user, TokenPurpose.VERIFY), None)
+    return Registration(user, email_links.issue(user, TokenPurpose.VERIFY), None)
 
 
 def verify_email(token: str, signup_credit: int = 0) -> User:
     """Mark the address verified; a first verification may come with welcome credit (granted once)."""
-    row = tokens.consume(token, TokenPurpose.VERIFY)
+    row = email_links.consume(token, TokenPurpose.VERIFY)
     user = db.session.get(User, row.user_id)
     user.is_verified = True
     if signup_credit:
@@ -178,12 +178,12 @@ def request_password_reset(email: str) -> Optional[tuple[User, str]]:
         return None
     if user.status == UserStatus.TERMINATED.value:
         return None
-    return user, tokens.issue(user, TokenPurpose.RESET)
+    return user, email_links.issue(user, TokenPurpose.RESET)
 
 
 def reset_password(token: str, password: str) -> User:
     hashed = hash_password(password)
-    row = tokens.consume(token, TokenPurpose.RESET)
+    row = email_links.consume(token, TokenPurpose.RESET)
     user = db.session.get(User, row.user_id)
     user.password_hash = hashed
     user.session_epoch += 1  # every other session ends
@@ -205,11 +205,11 @@ def request_email_change(user: User, new_email: str, password: str) -> str:
                                                     User.id != user.id))
     if taken:
         raise AlreadyExists("That address belongs to another account.")
-    return tokens.issue(user, TokenPurpose.CHANGE_EMAIL, new_email=address)
+    return email_links.issue(user, TokenPurpose.CHANGE_EMAIL, new_email=address)
 
 
 def confirm_email_change(token: str) -> User:
-    row = tokens.consume(token, TokenPurpose.CHANGE_EMAIL)
+    row = email_links.consume(token, TokenPurpose.CHANGE_EMAIL)
     user = db.session.get(User, row.user_id)
     user.email, user.email_normalized = row.new_email, normalize_email(row.new_email)
     user.is_verified = True
