@@ -3,14 +3,14 @@ from pathlib import Path
 from typing import Optional
 
 from flask import Flask, request
-from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from . import config as config_module
 from .database import configure_engine
 from .extensions import csrf, db, htmx, login_manager, migrate
 from .models import utcnow
 from .money import format_usd
+from .views.converters import IdConverter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +25,10 @@ def create_app(config: Optional[dict] = None) -> Flask:
                 template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config.update(config_module.load(app.instance_path))
     app.config.update(overrides)
+    if "TRUSTED_HOSTS" not in overrides:
+        # Any other Host is refused (400): nothing should be built from a name the client picked.
+        app.config["TRUSTED_HOSTS"] = config_module.trusted_hosts(app.config["PUBLIC_URL"], app.config["HOST"])
+    app.url_map.converters["int"] = IdConverter  # before any route is added
 
     db.init_app(app)
     with app.app_context():
@@ -55,11 +59,12 @@ def create_app(config: Optional[dict] = None) -> Flask:
     def http_error(exc: HTTPException):
         # Errors outside any blueprint's handlers (unknown routes, 405, 413): JSON under /v1,
         # where clients are SDKs; a readable page everywhere else.
-        return proxy.http_error(exc) if proxy.is_api_path(request.path) else errors.error_page(exc)
+        if proxy.is_api_path(request.path):
+            return proxy.http_error(exc)
+        return security.untrusted_host_page() if isinstance(exc, SecurityError) else errors.error_page(exc)
 
     app.register_error_handler(HTTPException, http_error)
-    if app.config["TRUSTED_PROXY_HOPS"]:
-        hops = app.config["TRUSTED_PROXY_HOPS"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    # X-Forwarded-* is handled by waitress (serving.py), which knows the peer's address and so
+    # can believe the headers only from the trusted proxy; there is no ProxyFix here as well.
     cli.register(app)
     return app

@@ -5,6 +5,7 @@ non-zero exit status.
 """
 import functools
 import sys
+import unicodedata
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from . import apikeys, calls, catalog, demo, ledger, legal, serving, users
 from .database import atomic
 from .errors import DomainError
 from .extensions import db
-from .models import ContactMessage, EntryKind, LegalKind, RefundRequest, User, utcnow
+from .models import ContactMessage, EntryKind, LegalKind, RefundRequest, utcnow
 from .money import format_usd, parse_usd
 from .pricing import Price
 
@@ -216,13 +217,34 @@ for _group, _kind in ((terms_cli, LegalKind.TERMS), (privacy_cli, LegalKind.PRIV
         _publish(_kind, file, version, significant)
 
 
+def shown(text: str | None, *, multiline: bool = False) -> str:
+    """User-written text made safe for the operator's terminal: controls and bidi overrides escaped.
+
+    An escape sequence in a contact message could recolour, move the cursor or rewrite earlier
+    lines; a right-to-left override could make a line read differently from what it says. Each
+    such character is shown as \\xNN or \\uNNNN instead. With `multiline`, line breaks start an
+    indented continuation line rather than being escaped.
+    """
+    def escape(c: str) -> str:
+        if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+        return c
+
+    text = text or ""
+    if not multiline:
+        return "".join(map(escape, text))
+    lines = text.replace("\r\n", "\n").split("\n")
+    return "\n  ".join("".join(map(escape, line)) for line in lines)
+
+
 @inbox_cli.command("messages")
 @click.option("--limit", default=20, show_default=True, help="How many, newest first.")
 def inbox_messages(limit):
     """Show contact-form messages."""
     rows = db.session.scalars(select(ContactMessage).order_by(ContactMessage.id.desc()).limit(limit)).all()
     for m in rows:
-        click.echo(f"#{m.id} {m.created_at:%Y-%m-%d %H:%M} {m.email} ({m.ip}) — {m.subject}\n  {m.message}")
+        click.echo(f"#{m.id} {m.created_at:%Y-%m-%d %H:%M} {shown(m.email)} ({shown(m.ip)}) — {shown(m.subject)}\n"
+                   f"  {shown(m.message, multiline=True)}")
     if not rows:
         click.echo("no messages")
 
@@ -231,11 +253,11 @@ def inbox_messages(limit):
 @click.option("--limit", default=20, show_default=True, help="How many, newest first.")
 def inbox_refunds(limit):
     """Show refund requests (the payout itself is the operator's to make)."""
-    rows = db.session.execute(select(RefundRequest, User.email).join(User, User.id == RefundRequest.user_id)
+    rows = db.session.execute(select(RefundRequest, RefundRequest.contact_email)  # closing anonymises User.email
                               .order_by(RefundRequest.id.desc()).limit(limit)).all()
     for refund, email in rows:
-        click.echo(f"#{refund.id} {refund.created_at:%Y-%m-%d %H:%M} {email} {format_usd(refund.balance_at_request)} "
-                   f"[{refund.status}] {refund.reason}")
+        click.echo(f"#{refund.id} {refund.created_at:%Y-%m-%d %H:%M} {shown(email)} {format_usd(refund.balance_at_request)} "
+                   f"[{refund.status}] {shown(refund.reason, multiline=True)}")
     if not rows:
         click.echo("no refund requests")
 

@@ -3,14 +3,22 @@
 `load(instance_path, environ)` returns a plain dict for `app.config`; tests pass overrides to
 `create_app` instead of touching the environment.
 """
+import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import InvalidAmount
 from .money import parse_usd
 
 ENVIRONMENTS = ("development", "production")
+MIN_SECRET_KEY_LENGTH = 32
+# Names a request may always use for the Host: health checks and tools on the machine itself.
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
+_WILDCARDS = ("", "0.0.0.0", "::")
+_HOSTNAME = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")
 
 
 class ConfigError(RuntimeError):
@@ -60,6 +68,11 @@ def _usd(environ, name: str, default: str) -> int:
 
 def _secret_key(environ, env: str, instance: Path) -> str:
     key = environ.get("SECRET_KEY", "")
+    if key and env == "production" and len(key) < MIN_SECRET_KEY_LENGTH:
+        # A short key can be guessed offline from any signed cookie, and then sessions forged.
+        raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters when "
+                          "PORTAL_ENV=production; generate one with: python -c "
+                          "'import secrets; print(secrets.token_urlsafe(48))'")
     if key:
         return key
     if env == "production":
@@ -75,6 +88,65 @@ def _secret_key(environ, env: str, instance: Path) -> str:
     return key
 
 
+def public_url(raw: str, *, production: bool, default: str) -> str:
+    """PUBLIC_URL, checked: the scheme and host people reach the site by, without a trailing slash.
+
+    Links in mail and on pages are built from it, never from the request's Host header, which
+    the client chooses.
+    """
+    raw = (raw or "").strip()
+    if not raw:
+        if production:
+            raise ConfigError("PUBLIC_URL must be set when PORTAL_ENV=production, e.g. https://ai.example.com")
+        raw = default
+    try:
+        parts = urlsplit(raw)
+        parts.port
+    except ValueError as exc:
+        raise ConfigError(f"PUBLIC_URL is not a valid URL ({exc}): {raw!r}") from None
+    example = "https://ai.example.com (an IDN host in its xn-- form)"
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"PUBLIC_URL must look like {example}, got {raw!r}")
+    if parts.username is not None or parts.query or parts.fragment or parts.path not in ("", "/") \
+            or raw.endswith(("?", "#")):
+        raise ConfigError(f"PUBLIC_URL must be the site's root, without a path, query, fragment or "
+                          f"user name, got {raw!r}")
+    host = parts.netloc.rpartition(":")[0] if parts.port else parts.netloc
+    if not _HOSTNAME.fullmatch(host.lower()):
+        raise ConfigError(f"PUBLIC_URL must look like {example}, got {raw!r}")
+    if production and parts.scheme != "https" and parts.hostname not in (*LOCAL_HOSTS, "::1"):
+        raise ConfigError(f"PUBLIC_URL must use https when PORTAL_ENV=production, got {raw!r}")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _default_public_url(host: str, port: int) -> str:
+    if host in _WILDCARDS:
+        host = "127.0.0.1"  # listening everywhere; this machine is the one address sure to work
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def trusted_hosts(public: str, serve_host: str) -> list[str]:
+    """The Host names the app answers to: PUBLIC_URL's, the address it listens on, and loopback.
+
+    Any other Host gets 400. Werkzeug cannot match IPv6 literals here, so they are left out.
+    """
+    hosts = [urlsplit(public).hostname, *LOCAL_HOSTS]
+    if serve_host not in _WILDCARDS and ":" not in serve_host:
+        hosts.append(serve_host.lower())
+    return [h for h in dict.fromkeys(hosts) if h and ":" not in h]
+
+
+def _trusted_proxy(environ) -> str:
+    raw = (environ.get("TRUSTED_PROXY") or "127.0.0.1").strip()
+    if raw == "*":
+        return raw
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise ConfigError(f"TRUSTED_PROXY must be the reverse proxy's IP address as this server sees it "
+                          f"(or '*'), got {raw!r}") from None
+
+
 def load(instance_path: str, environ=os.environ) -> dict:
     """Build the app configuration from environment variables."""
     env = environ.get("PORTAL_ENV", "development")
@@ -85,6 +157,8 @@ def load(instance_path: str, environ=os.environ) -> dict:
     production = env == "production"
     threads = _int(environ, "SERVE_THREADS", 48)
     max_request = _int(environ, "MAX_REQUEST_BYTES", 32 * 1024 * 1024)
+    host = environ.get("HOST", "127.0.0.1")
+    port = _int(environ, "PORT", 8000)
     return {
         "PORTAL_ENV": env,
         "SECRET_KEY": _secret_key(environ, env, instance),
@@ -97,15 +171,24 @@ def load(instance_path: str, environ=os.environ) -> dict:
         "SMTP_URL": environ.get("SMTP_URL", ""),
         "MAIL_FROM": environ.get("MAIL_FROM", "Tollgate <no-reply@localhost>"),
         "MAIL_OUTBOX": environ.get("MAIL_OUTBOX") or str(instance / "outbox"),
-        "HOST": environ.get("HOST", "127.0.0.1"),
-        "PORT": _int(environ, "PORT", 8000),
+        "HOST": host,
+        "PORT": port,
+        "PUBLIC_URL": public_url(environ.get("PUBLIC_URL", ""), production=production,
+                                 default=_default_public_url(host, port)),
         "SERVE_THREADS": threads,
         "SERVE_CONNECTION_LIMIT": _int(environ, "SERVE_CONNECTION_LIMIT", threads * 8),
         # Streams beyond this are refused at once with 503, keeping threads free for the portal
         # and for the refusals themselves, instead of queueing inside waitress.
         "PROXY_MAX_INFLIGHT": _int(environ, "PROXY_MAX_INFLIGHT", max(1, threads - 8)),
+        # Unset (0): a quarter of PROXY_MAX_INFLIGHT, so out of the box no account can hold more
+        # than a quarter of a process's call slots; a key's default is its account's.
+        "PROXY_MAX_INFLIGHT_PER_ACCOUNT": _int(environ, "PROXY_MAX_INFLIGHT_PER_ACCOUNT", 0, minimum=0),
+        "PROXY_MAX_INFLIGHT_PER_KEY": _int(environ, "PROXY_MAX_INFLIGHT_PER_KEY", 0, minimum=0),
         "MAX_CONTENT_LENGTH": max_request,
+        # Waitress believes X-Forwarded-For/-Proto only from TRUSTED_PROXY, taking the last
+        # TRUSTED_PROXY_HOPS entries (see serving.py); from anyone else it drops them.
         "TRUSTED_PROXY_HOPS": _int(environ, "TRUSTED_PROXY_HOPS", 0, minimum=0),
+        "TRUSTED_PROXY": _trusted_proxy(environ),
         "UPSTREAM_CONNECT_TIMEOUT": _seconds(environ, "UPSTREAM_CONNECT_TIMEOUT", 10.0),
         "UPSTREAM_FIRST_BYTE_TIMEOUT": _seconds(environ, "UPSTREAM_FIRST_BYTE_TIMEOUT", 600.0),
         "UPSTREAM_IDLE_TIMEOUT": _seconds(environ, "UPSTREAM_IDLE_TIMEOUT", 120.0),

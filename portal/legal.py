@@ -9,6 +9,8 @@ from .errors import AlreadyExists, InvalidInput
 from .extensions import db
 from .models import LegalDocument, LegalKind, TermsAcceptance, User, utcnow
 
+TITLES = {LegalKind.TERMS.value: "terms of service", LegalKind.PRIVACY.value: "privacy policy"}
+
 
 def publish(kind: LegalKind, version: str, body: str, *, significant: bool = False) -> LegalDocument:
     version = (version or "").strip()
@@ -52,23 +54,31 @@ def accept(user: User, document: LegalDocument, ip: Optional[str]) -> None:
     db.session.add(TermsAcceptance(user_id=user.id, document_id=document.id, accepted_at=utcnow(), ip=ip))
 
 
-def latest_acceptance(user: User) -> Optional[TermsAcceptance]:
+def latest_acceptance(user: User, kind: LegalKind = LegalKind.TERMS) -> Optional[TermsAcceptance]:
     return db.session.scalar(select(TermsAcceptance).join(LegalDocument)
-                             .where(TermsAcceptance.user_id == user.id, LegalDocument.kind == LegalKind.TERMS.value)
+                             .where(TermsAcceptance.user_id == user.id, LegalDocument.kind == kind.value)
                              .order_by(LegalDocument.published_at.desc(), TermsAcceptance.id.desc()).limit(1))
 
 
-def needs_consent(user: User) -> Optional[LegalDocument]:
-    """The terms the user must accept before going on: a significant version newer than theirs."""
-    newest = current(LegalKind.TERMS)
+def _pending(user: User, kind: LegalKind) -> Optional[LegalDocument]:
+    newest = current(kind)
     if newest is None:
         return None
-    accepted = latest_acceptance(user)
+    accepted = latest_acceptance(user, kind)
     if accepted is not None and accepted.document_id == newest.id:
         return None
     since = accepted.document.published_at if accepted else None
-    query = select(LegalDocument.id).where(LegalDocument.kind == LegalKind.TERMS.value,
-                                           LegalDocument.significant.is_(True))
+    if since is None and kind is LegalKind.PRIVACY:
+        # Sign-up accepts the terms explicitly and the privacy policy then in force by reference,
+        # which nothing records: only significant versions published since the account began count.
+        since = user.created_at
+    query = select(LegalDocument.id).where(LegalDocument.kind == kind.value, LegalDocument.significant.is_(True))
     if since is not None:
         query = query.where(LegalDocument.published_at > since)
     return newest if db.session.scalar(query.limit(1)) else None
+
+
+def needs_consent(user: User) -> Optional[LegalDocument]:
+    """The document the user must accept before going on: the newest terms, then the newest privacy
+    policy, when a significant version of it is newer than the one they accepted."""
+    return _pending(user, LegalKind.TERMS) or _pending(user, LegalKind.PRIVACY)

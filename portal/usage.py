@@ -25,7 +25,7 @@ class Filters:
             query = query.where(UsageRecord.model_id == self.model_id)
         if self.start:
             query = query.where(UsageRecord.started_at >= _midnight(self.start))
-        if self.end:
+        if self.end and self.end < date.max:  # the day after 9999-12-31 does not exist; no bound is the same
             query = query.where(UsageRecord.started_at < _midnight(self.end + timedelta(days=1)))
         return query
 

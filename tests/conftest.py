@@ -115,6 +115,8 @@ def database(request, tmp_path_factory):
 
 def make_app(database, tmp_path, **overrides):
     config = {"TESTING": True, "SECRET_KEY": "test-secret", "WTF_CSRF_ENABLED": False,
+              # The test client's default host; mail links and pages say http://localhost/...
+              "PUBLIC_URL": "http://localhost",
               "SQLALCHEMY_DATABASE_URI": database.fresh(), "INSTANCE_PATH": str(tmp_path / "instance"),
               # Each test its own Redis keys (when REDIS_URL is set), removed afterwards.
               "REDIS_PREFIX": f"tollgate-test:{uuid.uuid4().hex}:"}

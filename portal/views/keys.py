@@ -9,7 +9,7 @@ from wtforms import DateField, SelectMultipleField, StringField, TextAreaField
 from wtforms.validators import Length, Optional as Optional_
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .. import apikeys, catalog
+from .. import apikeys, catalog, links, security
 from ..database import atomic
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
@@ -75,9 +75,9 @@ def create():
     except InvalidInput as exc:
         form.name.errors.append(str(exc))
         return _keys_page(422, form=form)
-    base = request.host_url.rstrip("/")
-    return _keys_page(new_key=plaintext, new_key_name=key_name, base_url=base,
-                      example_model=next((m.public_id for m in catalog.enabled_models()), "echo-1"))
+    # The plaintext is in this page (full or htmx fragment) and nowhere else, ever: keep it out of caches.
+    return security.no_store(_keys_page(new_key=plaintext, new_key_name=key_name, base_url=links.site_root(),
+                                        example_model=next((m.public_id for m in catalog.enabled_models()), "echo-1")))
 
 
 @bp.route("/<int:key_id>/rename", methods=["GET", "POST"])

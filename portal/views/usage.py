@@ -1,6 +1,7 @@
 """Usage: every call, filtered and paginated; CSV export streamed; a receipt per call."""
 import csv
 import io
+import re
 from datetime import date
 
 from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
@@ -8,9 +9,13 @@ from flask_login import current_user, login_required
 
 from .. import apikeys, catalog, usage
 from ..money import format_usd
+from .converters import ID_MAX
 from .htmx import render
 
 bp = Blueprint("usage", __name__, url_prefix="/usage")
+MAX_PAGE = 100_000  # 5 million rows deep; further is a 404, not an offset the database refuses
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) in a key name).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = ["time", "request_id", "key", "model", "status", "input_tokens", "output_tokens",
                "cache_read_tokens", "cache_write_tokens", "cost_usd", "cost_micro_usd", "estimated", "duration_ms"]
 
@@ -23,8 +28,30 @@ def _date(name: str) -> date | None:
 
 
 def _int(name: str) -> int | None:
+    """A whole number from the query string; None when absent, malformed or beyond any id."""
     value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+    if not re.fullmatch(r"[0-9]{1,10}", value) or int(value) > ID_MAX:
+        return None
+    return int(value)
+
+
+def _page_number() -> int:
+    """The page asked for: 1 when absent or malformed (as for any filter), 404 beyond MAX_PAGE."""
+    raw = request.args.get("page", "")
+    if not re.fullmatch(r"[0-9]+", raw):
+        return 1
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_PAGE)) or int(digits) > MAX_PAGE:  # int() of 5000 digits would raise
+        abort(404)
+    return max(1, int(digits))
+
+
+def csv_text(value: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading quote before formula characters (OWASP).
+
+    Only text columns pass through here; numbers (costs, tokens) are ours and stay numbers.
+    """
+    return "'" + value if value.startswith(FORMULA_START) else value
 
 
 def _filters() -> usage.Filters:
@@ -40,7 +67,7 @@ def _query_args(filters: usage.Filters) -> dict:
 @login_required
 def index():
     filters = _filters()
-    number = max(1, _int("page") or 1)
+    number = _page_number()
     rows, more = usage.page(current_user.account.id, filters, number)
     args = _query_args(filters)
     return render("usage/index.html", "results", rows=rows, more=more, page=number, filters=filters, args=args,
@@ -58,7 +85,8 @@ def export():
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
         for record, key_name, _hint, public_id in usage.stream(account_id, filters):
-            writer.writerow([record.started_at.isoformat(), record.request_id, key_name, public_id, record.status,
+            writer.writerow([record.started_at.isoformat(), csv_text(record.request_id), csv_text(key_name),
+                             csv_text(public_id), csv_text(record.status),
                              record.input_tokens, record.output_tokens, record.cache_read_tokens,
                              record.cache_write_tokens, format_usd(record.cost)[1:].replace(",", ""), record.cost,
                              "yes" if record.usage_estimated else "no", record.duration_ms or ""])

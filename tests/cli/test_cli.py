@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from portal import apikeys, catalog, ledger
 from portal.extensions import db
-from portal.models import ApiKey, LedgerEntry, ModelPrice, Upstream, User
+from portal.database import atomic
+from portal.models import ApiKey, ContactMessage, LedgerEntry, ModelPrice, RefundRequest, Upstream, User
 from tests.factories import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -247,3 +248,23 @@ def test_models_list_disable_enable(app, cli):
     assert catalog.enabled_models() == []
     ok(cli("models", "enable", "m1"))
     refused(cli("models", "disable", "ghost"), "no model named 'ghost'")
+
+
+HOSTILE_TEXT = ("Hello\x1b[2J\x1b[31mRED\x1b]0;pwned\x07 \x9b31m over\rwritten \u202eevil\u202c \u2066iso\u2069 "
+                "\x01soh \x7fdel \u2028sep\r\nsecond line\nthird")
+
+
+def test_inbox_escapes_control_characters_in_what_users_wrote(app, cli):
+    user = make_user("r@example.com")
+    with atomic():
+        db.session.add(ContactMessage(email="a@example.com\x1b[8m", subject="Invoice\x1b[1A\r", message=HOSTILE_TEXT,
+                                      ip="198.51.100.7"))
+        db.session.add(RefundRequest(user_id=user.id, contact_email=user.email, reason=HOSTILE_TEXT,
+                                     balance_at_request=1_000_000))
+    messages, refunds = ok(cli("inbox", "messages")), ok(cli("inbox", "refunds"))
+    for out in (messages, refunds):
+        for raw in ("\x1b", "\x9b", "\x07", "\r", "\x01", "\x7f", "\u202e", "\u202c", "\u2066", "\u2069", "\u2028"):
+            assert raw not in out, (out, raw)
+        assert "Hello\\x1b[2J\\x1b[31mRED\\x1b]0;pwned\\x07 \\x9b31m over\\x0dwritten \\u202eevil\\u202c" in out
+        assert "\\u2066iso\\u2069 \\x01soh \\x7fdel \\u2028sep\n  second line\n  third" in out  # lines stay lines
+    assert "a@example.com\\x1b[8m (198.51.100.7) — Invoice\\x1b[1A\\x0d\n" in messages
