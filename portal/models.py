@@ -10,7 +10,7 @@ import enum
 from datetime import datetime, timezone
 from typing import Optional
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -93,6 +93,9 @@ class User(db.Model):
     session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     totp_secret: Mapped[Optional[str]] = mapped_column(String(64))
     totp_enabled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # The TOTP time step (unix time // 30) of the last code accepted: a code works once, and
+    # never after a later one (RFC 6238, section 5.2).
+    totp_last_step: Mapped[Optional[int]] = mapped_column()
 
     account: Mapped["Account"] = relationship(back_populates="user", uselist=False)
 
@@ -158,6 +161,8 @@ class ApiKey(db.Model):
     spent_month: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     spent_month_key: Mapped[str] = mapped_column(String(7), default="", server_default="")  # "2026-11"
     held: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Calls this key may have in flight at once; None: the operator's default.
+    max_concurrency: Mapped[Optional[int]] = mapped_column()
 
     user: Mapped[User] = relationship()
 
@@ -279,6 +284,8 @@ class UsageRecord(db.Model):
     cost: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(32))
     usage_estimated: Mapped[bool] = mapped_column(default=False)
+    # The upstream reported more than the request allowed; the record holds what was charged.
+    usage_clamped: Mapped[bool] = mapped_column(default=False, server_default="0")
     http_status: Mapped[Optional[int]] = mapped_column()
     error: Mapped[Optional[str]] = mapped_column(Text)
     client_ip: Mapped[Optional[str]] = mapped_column(String(45))
@@ -352,15 +359,53 @@ class RecoveryCode(db.Model):
     used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
 
-class RefundRequest(db.Model):
-    __tablename__ = "refund_request"
+class UserSession(db.Model):
+    """A logged-in browser session. The signed cookie carries a random id; only its SHA-256 is stored.
+
+    A signed cookie cannot be taken back once issued, so logging out ends this row instead, and a
+    copy of the cookie then logs no one in.
+    """
+
+    __tablename__ = "user_session"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+
+class RefundStatus(str, enum.Enum):
+    REQUESTED = "requested"  # open: the operator has not acted on it yet
+    CANCELLED = "cancelled"  # the user accepted the terms after all
+    PAID = "paid"
+    REFUSED = "refused"
+
+
+_OPEN_REFUND = text("status = 'requested'")
+
+
+class RefundRequest(db.Model):
+    """A user's request for their unused balance back; the payout itself is the operator's to make."""
+
+    __tablename__ = "refund_request"
+    __table_args__ = (
+        _enum_check("status", RefundStatus),
+        # One open request per account: declining twice, or closing after declining, finds the first.
+        Index("uq_refund_request_open", "user_id", unique=True,
+              sqlite_where=_OPEN_REFUND, postgresql_where=_OPEN_REFUND),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    # Where to reach the person, as it was when they asked: closing the account anonymises
+    # the account's own address.
+    contact_email: Mapped[str] = mapped_column(String(254))
     reason: Mapped[str] = mapped_column(Text, default="")
     balance_at_request: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16), default="requested")
+    status: Mapped[str] = mapped_column(String(16), default=RefundStatus.REQUESTED.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
 
 class ContactMessage(db.Model):

@@ -1,10 +1,15 @@
-"""Fixed-window counters for throttling (login failures, contact form, ...).
+"""Fixed-window counters for throttling (login attempts, contact form, ...).
 
 With REDIS_URL the counters live in Redis and are shared by every process and machine;
 without it they live in this process (fine for the single-process embedded default).
+
+Count first, then compare: `hit` is one atomic increment that returns the new count, so of
+any number of parallel requests exactly `limit` see a count within the limit. Reading the count
+and incrementing it later (check-then-act) lets every parallel request through the check.
 """
 import threading
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 from flask import Flask, current_app
@@ -26,6 +31,13 @@ class MemoryCounters:
                 self._counts = {k: v for k, v in self._counts.items() if v[0] > now}
             return count + 1
 
+    def release(self, key: str) -> None:
+        """Take back one hit of the current window (never below zero, never into a new window)."""
+        with self._lock:
+            expires, count = self._counts.get(key, (0.0, 0))
+            if expires > time.monotonic() and count > 0:
+                self._counts[key] = (expires, count - 1)
+
     def count(self, key: str) -> int:
         expires, count = self._counts.get(key, (0.0, 0))
         return count if expires > time.monotonic() else 0
@@ -39,12 +51,23 @@ class MemoryCounters:
             self._counts.pop(key, None)
 
 
+# DECR on a key that expired meanwhile would create it again at -1 and without a TTL: a
+# counter that never ends. The script decrements only a live key, in one atomic step.
+_RELEASE = """
+if redis.call('exists', KEYS[1]) == 1 and tonumber(redis.call('get', KEYS[1])) > 0 then
+  return redis.call('decr', KEYS[1])
+end
+return 0
+"""
+
+
 class RedisCounters:
     def __init__(self, url: str, prefix: str):
         import redis
 
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._prefix = prefix
+        self._release = self._redis.register_script(_RELEASE)
 
     def hit(self, key: str, window: int) -> int:
         name = self._prefix + key
@@ -52,6 +75,9 @@ class RedisCounters:
         pipe.incr(name)
         pipe.expire(name, window, nx=True)
         return int(pipe.execute()[0])
+
+    def release(self, key: str) -> None:
+        self._release(keys=[self._prefix + key])
 
     def count(self, key: str) -> int:
         return int(self._redis.get(self._prefix + key) or 0)
@@ -81,6 +107,37 @@ def blocked(key: str, limit: int) -> Optional[int]:
 
 def hit(key: str, window: int) -> int:
     return counters().hit(key, window)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `limit` attempts per `window` seconds for `key`."""
+
+    key: str
+    limit: int
+    window: int
+
+
+def take(*limits: Limit) -> Optional[int]:
+    """Reserve one attempt under every limit, or none: seconds to wait when one is used up, else None.
+
+    A refused attempt is taken back from every counter, so the counters hold attempts that were
+    actually made: refusals at a narrow limit (one address) never fill a wider one (the account).
+    """
+    store = counters()
+    taken = []
+    for limit in limits:
+        taken.append(limit.key)
+        if store.hit(limit.key, limit.window) > limit.limit:
+            for key in taken:
+                store.release(key)
+            return max(1, store.retry_after(limit.key))
+    return None
+
+
+def release(key: str) -> None:
+    """Give back one attempt taken with `take` (it succeeded, so it should not count against anyone)."""
+    counters().release(key)
 
 
 def reset(key: str) -> None:

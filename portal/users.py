@@ -1,4 +1,5 @@
 """People: creation, email normalisation, passwords, verification and suspension."""
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -8,10 +9,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import apikeys, email_links, ledger, legal
-from .errors import AlreadyExists, InvalidInput, UnknownUser
+from . import apikeys, email_links, ledger, legal, logins, refunds
+from .errors import AlreadyExists, InvalidInput, ReferenceConflict, UnknownUser
 from .extensions import db
-from .models import Account, EntryKind, LegalDocument, RefundRequest, TokenPurpose, User, UserStatus, utcnow
+from .models import Account, EntryKind, Hold, HoldStatus, LegalDocument, TokenPurpose, User, UserStatus, utcnow
+from .money import format_usd
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 # Providers documented to ignore dots in the local part and to deliver "+tag" addresses to
@@ -150,6 +152,9 @@ def register(email: str, password: str, terms: LegalDocument, ip: Optional[str])
     require_strong_password(password)
     existing = db.session.scalar(select(User).where(User.email_normalized == normalize_email(address)))
     if existing is not None:
+        # The new-account path hashes the password; so does this one, or the quicker answer
+        # would tell a caller that the address has an account.
+        _hasher.hash(password)
         return Registration(None, None, existing)
     try:
         user = create_user(address, password)
@@ -159,14 +164,28 @@ def register(email: str, password: str, terms: LegalDocument, ip: Optional[str])
     return Registration(user, email_links.issue(user, TokenPurpose.VERIFY), None)
 
 
+def signup_credit_reference(email_normalized: str) -> str:
+    """The ledger reference of a person's welcome credit: one per person, whichever account they hold.
+
+    Keyed on the normalised address, hashed so the ledger does not keep the address of an account
+    that was closed (and anonymised) later.
+    """
+    return "signup-credit:" + hashlib.sha256(email_normalized.encode()).hexdigest()
+
+
 def verify_email(token: str, signup_credit: int = 0) -> User:
-    """Mark the address verified; a first verification may come with welcome credit (granted once)."""
+    """Mark the address verified; welcome credit comes with a person's first verified account only."""
     row = email_links.consume(token, TokenPurpose.VERIFY)
     user = db.session.get(User, row.user_id)
     user.is_verified = True
     if signup_credit:
-        ledger.credit(user.account.id, signup_credit, EntryKind.GRANT, memo="welcome credit",
-                      reference=f"signup-credit:{user.id}")
+        try:
+            # The reference is unique in the ledger, so of two verifications racing for one
+            # person only one inserts; the other finds the first entry and lands here.
+            ledger.credit(user.account.id, signup_credit, EntryKind.GRANT, memo="welcome credit",
+                          reference=signup_credit_reference(user.email_normalized))
+        except ReferenceConflict:
+            pass  # granted to an earlier (closed) account of the same person: once per person
     return user
 
 
@@ -208,42 +227,54 @@ def request_email_change(user: User, new_email: str, password: str) -> str:
     return email_links.issue(user, TokenPurpose.CHANGE_EMAIL, new_email=address)
 
 
-def confirm_email_change(token: str) -> User:
+@dataclass(frozen=True)
+class EmailChange:
+    user: User
+    old_email: str  # to be told: if someone else changed it, the owner learns of it there
+
+
+def confirm_email_change(token: str) -> EmailChange:
+    """Make the confirmed new address the account's; every session of the account ends."""
     row = email_links.consume(token, TokenPurpose.CHANGE_EMAIL)
     user = db.session.get(User, row.user_id)
+    old_email = user.email
     user.email, user.email_normalized = row.new_email, normalize_email(row.new_email)
     user.is_verified = True
+    user.session_epoch += 1
     try:
         db.session.flush()
     except IntegrityError:
         raise AlreadyExists("That address now belongs to another account.") from None
-    return user
-
-
-def request_refund(user: User, reason: str) -> RefundRequest:
-    """Record that the user wants their unused balance back (the payout itself is the operator's)."""
-    refund = RefundRequest(user_id=user.id, reason=reason.strip()[:2000], balance_at_request=user.account.balance)
-    db.session.add(refund)
-    db.session.flush()
-    return refund
+    return EmailChange(user, old_email)
 
 
 def close(user: User, password: str, with_refund: bool) -> None:
     """Close an account: keys revoked, address freed, books kept (ledger entries are never deleted).
 
-    Money left on the account needs a refund request; it is never silently forfeited.
+    Money left on the account needs a refund request; it is never silently forfeited. A negative
+    balance is a debt, and a call in flight may still change the balance: both refuse.
     """
     if not check_password(user, password):
         raise InvalidInput("Your password is not correct.")
-    account = user.account
-    if account.held:
-        raise InvalidInput("A call is still in progress; try again in a minute.")
+    # Read the balance and holds under a row lock (Postgres) so a call settling meanwhile waits.
+    account = db.session.scalar(select(Account).where(Account.id == user.account.id).with_for_update()
+                                .execution_options(populate_existing=True))
+    open_holds = db.session.scalar(select(Hold.id).where(Hold.account_id == account.id,
+                                                         Hold.status == HoldStatus.OPEN.value).limit(1))
+    if account.held or open_holds is not None:
+        raise InvalidInput("A call is still in progress. Wait for it to finish (or revoke your API keys so no new "
+                           "call starts), then close the account.")
+    if account.balance < 0:
+        raise InvalidInput(f"Your balance is {format_usd(account.balance)}, which is owed, so the account cannot be "
+                           f"closed yet. Top up at least {format_usd(-account.balance)} (or write to us from the "
+                           "contact page), then close it.")
     if account.balance > 0 and not with_refund:
         raise InvalidInput("Your balance is not zero: tick 'refund my balance' to close the account and ask for "
                            "a refund, or use up the balance first.")
     if account.balance > 0:
-        request_refund(user, "account closed")
+        refunds.request(user, "account closed")
     apikeys.revoke_all(user)
+    logins.end_all(user)
     set_status(user, UserStatus.TERMINATED, "closed by the user")
     user.email = user.email_normalized = f"closed-{user.id}@invalid"
     user.password_hash = None

@@ -1,16 +1,16 @@
 """Account settings: password, email, two-factor, terms, and closing the account."""
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, logout_user
+from flask import Blueprint, flash, make_response, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from .. import legal, mail, twofactor, users
+from .. import legal, links, mail, refunds, security, twofactor, users
 from ..database import atomic
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
 from ..models import User
-from .auth import start_session
+from .auth import end_session, start_session
 from .forms import password_field
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -44,7 +44,7 @@ def _page(status=200, **forms):
                 "disable_form": CodeForm(prefix="off"), "close_form": CloseForm(prefix="close")}
     defaults.update(forms)
     user = current_user
-    return render_template("account/index.html", acceptance=legal.latest_acceptance(user),
+    return render_template("account/index.html", acceptance=legal.latest_acceptance(user), refund=refunds.latest(user),
                            codes_left=twofactor.recovery_codes_left(user) if user.totp_enabled_at else 0,
                            **defaults), status
 
@@ -86,7 +86,7 @@ def email():
         else:
             mail.send(form.email.data.strip(), "Confirm your new email address",
                       render_template("mail/change_email.txt",
-                                      link=url_for("account.confirm_email", token=token, _external=True)))
+                                      link=links.public_url("account.confirm_email", token=token)))
             flash(f"We sent a confirmation link to {form.email.data.strip()}. Your address changes when you open it.")
             return redirect(url_for("account.index"), 303)
     return _page(422, email_form=form)
@@ -97,12 +97,19 @@ def email():
 def confirm_email(token: str):
     try:
         with atomic():
-            user = users.confirm_email_change(token)
-            address = user.email
+            change = users.confirm_email_change(token)
+            user_id, address = change.user.id, change.user.email
     except DomainError as exc:
         flash(str(exc))
+        return redirect(url_for("account.index"))
+    # Whoever changed it, the owner hears of it at the address they had.
+    mail.send(change.old_email, "Your email address was changed",
+              render_template("mail/email_changed.txt", new_email=address, contact=links.public_url("pages.contact")))
+    if user_id == current_user.id:
+        start_session(db.session.get(User, user_id))  # this session stays; the others end
+        flash(f"Your email address is now {address}. Other sessions are logged out.")
     else:
-        flash(f"Your email address is now {address}.")
+        flash(f"The email address of the account is now {address}.")
     return redirect(url_for("account.index"))
 
 
@@ -123,10 +130,10 @@ def two_factor_setup():
         else:
             session.pop("totp_setup", None)
             start_session(db.session.get(User, current_user.id))
-            return render_template("account/recovery_codes.html", codes=codes)
+            return security.no_store(make_response(render_template("account/recovery_codes.html", codes=codes)))
     uri = twofactor.provisioning_uri(current_user, secret)
-    return render_template("account/two_factor.html", form=form, secret=secret, qr=twofactor.qr_svg_data_uri(uri)), \
-        422 if form.errors else 200
+    page = render_template("account/two_factor.html", form=form, secret=secret, qr=twofactor.qr_svg_data_uri(uri))
+    return security.no_store(make_response(page, 422 if form.errors else 200))
 
 
 @bp.post("/2fa/disable")
@@ -157,8 +164,7 @@ def close():
         except InvalidInput as exc:
             form.password.errors.append(str(exc))
         else:
-            logout_user()
-            session.clear()
+            end_session()
             flash("Your account is closed. If you asked for a refund, the operator will contact you.")
             return redirect(url_for("pages.home"), 303)
     return _page(422, close_form=form)

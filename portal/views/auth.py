@@ -3,12 +3,13 @@ from flask import (Blueprint, current_app, flash, redirect, render_template, req
                    url_for)
 from flask_login import current_user, login_required, login_user, logout_user
 
-from .. import apikeys, legal, mail, ratelimit, twofactor, users
+from .. import apikeys, legal, links, logins, mail, ratelimit, refunds, twofactor, users
 from ..database import atomic
 from ..errors import DomainError, InvalidInput
 from ..extensions import db, login_manager
 from ..money import format_usd
 from ..models import LegalKind, User
+from ..ratelimit import Limit
 from .forms import ConsentForm, EmailForm, LoginForm, NewPasswordForm, RegisterForm, TwoFactorForm
 
 bp = Blueprint("auth", __name__)
@@ -16,51 +17,85 @@ login_manager.login_view = "auth.login"
 login_manager.login_message = "Please log in to see that page."
 login_manager.session_protection = "basic"
 
+# Attempts at a password or a two-factor code (docs/architecture.md, "Throttles"). Each is
+# reserved before it is checked, and a successful one is given back, so the limits count failures.
+# The narrow limit (one account from one address) stops guessing; the per-account ceiling over
+# all addresses is much higher, so a stranger cannot lock the owner out from the owner's own address.
 LOGIN_WINDOW = 15 * 60
-LOGIN_LIMIT_ACCOUNT = 5
-LOGIN_LIMIT_IP = 20
+LOGIN_LIMIT_ACCOUNT_IP = 5       # per account and client address, per LOGIN_WINDOW
+LOGIN_LIMIT_IP = 20              # per client address, any accounts, per LOGIN_WINDOW
+LOGIN_LIMIT_ACCOUNT = 50         # per account, all addresses, per hour
+TWO_FACTOR_LIMIT_ACCOUNT_IP = 5  # per account and client address, per LOGIN_WINDOW
+TWO_FACTOR_LIMIT_ACCOUNT = 20    # per account, all addresses, per hour
 REGISTER_LIMIT_IP = 10  # sign-ups per IP per hour
 INVALID = 422  # form errors: htmx is configured to swap these
 
 
 @login_manager.user_loader
 def load_user(session_id: str):
-    """The session's user, or None (logged out) once suspended, terminated, or their sessions were reset."""
+    """The session's user, or None (logged out) once the session ended, the user was suspended or
+    terminated, or all their sessions were reset.
+
+    A live server-side session is required (`logins`), so neither a copy of a logged-out cookie nor
+    Flask-Login's remember-me cookie (never set here, and carrying no session id) logs anyone in.
+    """
     user_id, _, epoch = session_id.partition(":")
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    if not user_id.isdigit():
+        return None
+    user = logins.live_user(session.get("sid"), int(user_id), current_app.permanent_session_lifetime)
     if user is None or not user.is_active or str(user.session_epoch) != epoch:
         return None
     return user
 
 
 def safe_next(target: str | None) -> str:
-    """Only local paths: never an absolute or scheme-relative URL."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("dashboard.index")
+    """Only local paths, however encoded (see links.is_local_path); the dashboard otherwise."""
+    return target if links.is_local_path(target) else url_for("dashboard.index")
 
 
 def start_session(user: User) -> None:
     """A fresh session for the logged-in user: nothing from before login carries over."""
     next_url = session.get("next_after_login")
+    with atomic():
+        logins.end(session.get("sid"))  # the session this browser had before, if any
+        sid = logins.start(db.session.get(User, user.id), current_app.permanent_session_lifetime)
     session.clear()
     login_user(user)
+    session["sid"] = sid
     if next_url:
         session["next_after_login"] = next_url
+
+
+def end_session() -> None:
+    """Log out here and on the server: this session's cookie, and any copy of it, stops working."""
+    with atomic():
+        logins.end(session.get("sid"))
+    logout_user()
+    session.clear()
 
 
 def _client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
-def _throttled(email: str) -> int | None:
-    return (ratelimit.blocked(f"login:acct:{users.login_key(email)}", LOGIN_LIMIT_ACCOUNT)
-            or ratelimit.blocked(f"login:ip:{_client_ip()}", LOGIN_LIMIT_IP))
+def _login_limits(email: str) -> tuple[Limit, ...]:
+    account, ip = users.login_key(email), _client_ip()
+    return (Limit(f"login:acct-ip:{account}:{ip}", LOGIN_LIMIT_ACCOUNT_IP, LOGIN_WINDOW),
+            Limit(f"login:ip:{ip}", LOGIN_LIMIT_IP, LOGIN_WINDOW),
+            Limit(f"login:acct:{account}", LOGIN_LIMIT_ACCOUNT, 3600))
 
 
-def _count_failure(email: str) -> None:
-    ratelimit.hit(f"login:acct:{users.login_key(email)}", LOGIN_WINDOW)
-    ratelimit.hit(f"login:ip:{_client_ip()}", LOGIN_WINDOW)
+def _two_factor_limits(user: User) -> tuple[Limit, ...]:
+    return (Limit(f"2fa:acct-ip:{user.id}:{_client_ip()}", TWO_FACTOR_LIMIT_ACCOUNT_IP, LOGIN_WINDOW),
+            Limit(f"2fa:acct:{user.id}", TWO_FACTOR_LIMIT_ACCOUNT, 3600))
+
+
+def _succeeded(limits: tuple[Limit, ...]) -> None:
+    """The right secret: this address starts afresh for this account, and the attempt counts nowhere."""
+    narrow, *wider = limits
+    ratelimit.reset(narrow.key)
+    for limit in wider:
+        ratelimit.release(limit.key)
 
 
 def _minutes(seconds: int) -> str:
@@ -88,12 +123,12 @@ def register():
         else:
             if result.verify_token:
                 mail.send(result.user.email, "Confirm your email address",
-                          render_template("mail/verify.txt", link=url_for("auth.verify", token=result.verify_token,
-                                                                           _external=True)))
+                          render_template("mail/verify.txt", link=links.public_url("auth.verify",
+                                                                                 token=result.verify_token)))
             elif ratelimit.hit(f"register-notice:{result.existing.id}", 86400) <= 3:  # no mail bombing
                 mail.send(result.existing.email, "Someone tried to register with your address",
-                          render_template("mail/already_registered.txt", login=url_for("auth.login", _external=True),
-                                          reset=url_for("auth.forgot", _external=True)))
+                          render_template("mail/already_registered.txt", login=links.public_url("auth.login"),
+                                          reset=links.public_url("auth.forgot")))
             return render_template("auth/check_inbox.html", email=form.email.data.strip())
     status = INVALID if form.errors else 200
     return render_template("auth/register.html", form=form, terms=terms), status
@@ -125,7 +160,7 @@ def resend_verification():
         user = db.session.get(User, current_user.id)
         token = users.email_links.issue(user, users.TokenPurpose.VERIFY)
     mail.send(current_user.email, "Confirm your email address",
-              render_template("mail/verify.txt", link=url_for("auth.verify", token=token, _external=True)))
+              render_template("mail/verify.txt", link=links.public_url("auth.verify", token=token)))
     flash(f"A new confirmation link is on its way to {current_user.email}.")
     return redirect(url_for("dashboard.index"))
 
@@ -137,23 +172,24 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         email = form.email.data.strip()
-        wait = _throttled(email)
-        if wait:
+        limits = _login_limits(email)
+        wait = ratelimit.take(*limits)  # reserved before the check, so parallel guesses count too
+        if wait is not None:
             form.password.errors.append(f"Too many failed attempts. Try again in {_minutes(wait)}.")
             return render_template("auth/login.html", form=form), 429
         with atomic():  # a successful check may rehash the password with newer parameters
             user = users.authenticate_password(email, form.password.data)
         if user is None:
-            _count_failure(email)
             form.password.errors.append("Email or password is not correct.")
-        elif not user.is_active:
+            return render_template("auth/login.html", form=form), INVALID
+        _succeeded(limits)
+        if not user.is_active:
             form.password.errors.append("This account is not active. Contact us if you think this is a mistake.")
         elif user.totp_enabled_at is not None:
             session.clear()
             session["2fa"] = {"user": user.id, "epoch": user.session_epoch, "next": request.args.get("next")}
             return redirect(url_for("auth.two_factor"))
         else:
-            ratelimit.reset(f"login:acct:{users.login_key(email)}")
             start_session(user)
             return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form), INVALID if form.errors else 200
@@ -168,19 +204,18 @@ def two_factor():
         return redirect(url_for("auth.login"))
     form = TwoFactorForm()
     if form.validate_on_submit():
-        key = f"2fa:{user.id}"
-        wait = ratelimit.blocked(key, LOGIN_LIMIT_ACCOUNT)
-        if wait:
+        limits = _two_factor_limits(user)
+        wait = ratelimit.take(*limits)  # reserved before the check, so parallel guesses count too
+        if wait is not None:
             form.code.errors.append(f"Too many wrong codes. Try again in {_minutes(wait)}.")
             return render_template("auth/two_factor.html", form=form), 429
         with atomic():
             ok = twofactor.check(db.session.get(User, user.id), form.code.data)
         if ok:
-            ratelimit.reset(key)
+            _succeeded(limits)
             next_url = pending.get("next")
             start_session(user)
             return redirect(safe_next(next_url))
-        ratelimit.hit(key, LOGIN_WINDOW)
         form.code.errors.append("That code is not valid.")
     return render_template("auth/two_factor.html", form=form), INVALID if form.errors else 200
 
@@ -188,8 +223,7 @@ def two_factor():
 @bp.post("/logout")
 @login_required
 def logout():
-    logout_user()
-    session.clear()
+    end_session()
     flash("You are logged out.")
     return redirect(url_for("pages.home"))
 
@@ -204,7 +238,7 @@ def forgot():
             if found:
                 user, token = found
                 mail.send(user.email, "Reset your password",
-                          render_template("mail/reset.txt", link=url_for("auth.reset", token=token, _external=True)))
+                          render_template("mail/reset.txt", link=links.public_url("auth.reset", token=token)))
         return render_template("message.html", title="Check your inbox",
                                message="If an account uses that address, a link to reset its password is on its "
                                        "way. The link works for one hour.")
@@ -221,8 +255,7 @@ def reset(token: str):
         except DomainError as exc:
             return render_template("message.html", title="Link not valid", message=str(exc),
                                    action=(url_for("auth.forgot"), "Ask for a new link")), 400
-        logout_user()
-        session.clear()
+        end_session()
         flash("Your password is changed. Log in with the new one.")
         return redirect(url_for("auth.login"))
     return render_template("auth/reset.html", form=form), INVALID if form.errors else 200
@@ -238,15 +271,21 @@ def consent():
     if form.validate_on_submit():
         if request.form.get("decision") == "accept":
             with atomic():
-                legal.accept(db.session.get(User, current_user.id), terms, _client_ip())
-            flash(f"Thank you for accepting the terms (version {terms.version}).")
+                user = db.session.get(User, current_user.id)
+                legal.accept(user, terms, _client_ip())
+                cancelled = refunds.cancel_open(user)
+            flash(f"Thank you for accepting the {legal.TITLES[terms.kind]} (version {terms.version}).")
+            if cancelled is not None:
+                flash(f"Your refund request of {format_usd(cancelled.balance_at_request)} is cancelled: the balance "
+                      "stays on your account. Your earlier API keys stay revoked; create a new one to go on.")
             return redirect(safe_next(request.args.get("next")))
         with atomic():
             user = db.session.get(User, current_user.id)
-            refund = users.request_refund(user, form.reason.data or "declined the new terms")
+            refund = refunds.request(user, form.reason.data or "declined the new terms")
             apikeys.revoke_all(user)
         return render_template("auth/refund_received.html", refund=refund)
-    return render_template("auth/consent.html", form=form, terms=terms, html=legal.render(terms))
+    refund = refunds.open_request(current_user)
+    return render_template("auth/consent.html", form=form, terms=terms, html=legal.render(terms), refund=refund)
 
 
 def require_consent():

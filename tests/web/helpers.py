@@ -1,6 +1,8 @@
-"""Reading the mail the app sent (the offline outbox) and pulling links out of it."""
+"""Reading the mail the app sent (the offline outbox) and pulling links out of it; parallel requests."""
 import email
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
@@ -39,3 +41,15 @@ def register(client, email="new@example.com", password="a long passphrase", acce
     if accept:
         data["accept_terms"] = "y"
     return client.post("/register", data=data)
+
+
+def in_parallel(count, request):
+    """Run `request(i)` for i in range(count) from `count` threads released at once; results in order."""
+    barrier = threading.Barrier(count)
+
+    def one(i):
+        barrier.wait()
+        return request(i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))

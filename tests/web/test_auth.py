@@ -1,5 +1,6 @@
 """Registration, verification, login throttling, password reset, 2FA at login, sessions."""
 import re
+import time
 
 import pyotp
 import pytest
@@ -10,7 +11,7 @@ from portal.database import atomic
 from portal.extensions import db
 from portal.models import TermsAcceptance, User
 from tests.factories import PASSWORD, make_user
-from tests.web.helpers import last_link, outbox, path_of, publish_terms, register
+from tests.web.helpers import LINK, last_link, outbox, path_of, publish_terms, register
 
 
 def same_page(a: bytes, b: bytes) -> bool:
@@ -19,11 +20,7 @@ def same_page(a: bytes, b: bytes) -> bool:
     return token.sub(rb"\1T", a) == token.sub(rb"\1T", b)
 
 
-def login(client, email="person@example.com", password=PASSWORD):
-    return client.post("/login", data={"email": email, "password": password})
-
-
-def test_register_verify_and_log_in(app, client):
+def test_register_verify_and_log_in(app, client, auth):
     publish_terms()
     page = client.get("/register")
     assert page.status_code == 200 and b"version v1" in page.data
@@ -41,7 +38,7 @@ def test_register_verify_and_log_in(app, client):
     assert verified.is_verified and verified.account.balance == 1_000_000  # welcome credit, once
     again = client.get(path_of(link))  # single use
     assert again.status_code == 400 and b"invalid, already used or expired" in again.data
-    assert login(client, "ada.lovelace@example.com", "a long passphrase").headers["Location"] == "/dashboard/"
+    assert auth.login("ada.lovelace@example.com", "a long passphrase").headers["Location"] == "/dashboard/"
 
 
 def test_registration_does_not_reveal_existing_accounts(app, client):
@@ -86,34 +83,34 @@ def test_expired_verification_link(app, client):
     assert response.status_code == 400
 
 
-def test_login_throttled_per_account(client):
+def test_login_throttled_per_account_and_address(client, auth):
     make_user()
     for _ in range(5):
-        assert login(client, password="wrong password!").status_code == 422
-    blocked = login(client)  # even the right password waits now
+        assert auth.login(password="wrong password!").status_code == 422
+    blocked = auth.login()  # even the right password waits now
     assert blocked.status_code == 429 and b"Too many failed attempts. Try again in 15 minutes." in blocked.data
 
 
-def test_login_throttled_per_ip(client):
+def test_login_throttled_per_ip(client, auth):
     for i in range(20):
-        login(client, f"nobody{i}@example.com", "wrong password!")
+        auth.login(f"nobody{i}@example.com", "wrong password!")
     make_user()
-    assert login(client).status_code == 429
+    assert auth.login().status_code == 429
 
 
-def test_login_session_is_fresh(client):
+def test_login_session_is_fresh(client, auth):
     make_user()
     with client.session_transaction() as session:
         session["planted"] = "by an attacker"
-    login(client)
+    auth.login()
     with client.session_transaction() as session:
         assert "planted" not in session and "_user_id" in session
 
 
-def test_password_reset(app, client):
+def test_password_reset(app, client, auth):
     make_user()
     other = client.application.test_client()
-    login(other)
+    auth.login(client=other)
     response = client.post("/forgot", data={"email": "PERSON@example.com"})
     assert b"If an account uses that address" in response.data
     unknown = client.post("/forgot", data={"email": "nobody@example.com"})
@@ -121,57 +118,59 @@ def test_password_reset(app, client):
     path = path_of(last_link(app, "person@example.com"))
     assert client.post(path, data={"password": "short"}).status_code == 422
     assert client.post(path, data={"password": "a brand new passphrase"}).status_code == 302
-    assert login(client, password="a brand new passphrase").status_code == 302
+    assert auth.login(password="a brand new passphrase").status_code == 302
     assert other.get("/dashboard/").status_code == 302  # the other session ended
     assert client.post(path, data={"password": "another new passphrase"}).status_code == 400
 
 
-def test_two_factor_login(app, client):
+def test_two_factor_login(app, client, auth):
     user = make_user()
     with atomic():
         secret = twofactor.new_secret()
         codes = twofactor.enable(db.session.get(User, user.id), secret, pyotp.TOTP(secret).now())
-    response = login(client)
+    response = auth.login()
     assert response.headers["Location"] == "/login/2fa"
     assert client.get("/dashboard/").status_code == 302  # not logged in yet
     assert client.post("/login/2fa", data={"code": "000000"}).status_code == 422
     assert client.post("/login/2fa", data={"code": codes[0]}).headers["Location"] == "/dashboard/"
     assert client.get("/dashboard/").status_code == 200
-    client.post("/logout")
-    login(client)
+    auth.logout()
+    auth.login()
     assert client.post("/login/2fa", data={"code": codes[0]}).status_code == 422  # recovery codes work once
-    assert client.post("/login/2fa", data={"code": pyotp.TOTP(secret).now()}).status_code == 302
+    # The code that turned 2FA on is used up (a code works once); the next step's code is in the window.
+    next_code = pyotp.TOTP(secret).at(time.time() + 30)
+    assert client.post("/login/2fa", data={"code": next_code}).status_code == 302
 
 
-def test_unverified_user_sees_banner_and_can_resend(app, client):
+def test_unverified_user_sees_banner_and_can_resend(app, client, auth):
     make_user(verified=False)
-    login(client)
+    auth.login()
     page = client.get("/dashboard/")
     assert b"Confirm your email address to create API keys" in page.data
     client.post("/verify/resend")
     assert "/verify/" in last_link(app, "person@example.com")
 
 
-def test_logout_requires_post_and_csrf(app, client):
+def test_logout_requires_post_and_csrf(app, client, auth):
     make_user()
-    login(client)
+    auth.login()
     assert client.get("/logout").status_code == 405
     app.config["WTF_CSRF_ENABLED"] = True
     assert client.post("/logout").status_code == 400
     assert client.get("/dashboard/").status_code == 200
 
 
-def test_suspension_ends_an_open_session(client):
+def test_suspension_ends_an_open_session(client, auth):
     user = make_user()
-    login(client)
+    auth.login()
     with atomic():
         users.suspend(db.session.get(User, user.id), "card testing")
     assert client.get("/keys/").status_code == 302
 
 
-def test_htmx_posts_carry_the_csrf_token_in_a_header(app, client):
+def test_htmx_posts_carry_the_csrf_token_in_a_header(app, client, auth):
     make_user()
-    login(client)
+    auth.login()
     app.config["WTF_CSRF_ENABLED"] = True
     page = client.get("/keys/").get_data(as_text=True)
     token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
@@ -213,3 +212,26 @@ def test_unknown_address_costs_a_password_check_too(app, monkeypatch):
     assert domain.authenticate_password("nobody@example.com", "guess guess") is None
     assert domain.authenticate_password("a@b", "guess guess") is None
     assert checked == [domain._DUMMY_HASH, domain._DUMMY_HASH]
+
+
+def test_a_change_email_link_cannot_reset_the_password(app, client, auth):
+    """The link mailed to a new address (which may be anyone's) works for that change only."""
+    auth.user()
+    client.post("/account/email", data={"em-email": "new@example.com", "em-password": PASSWORD})
+    token = last_link(app, "new@example.com").rsplit("/", 1)[1]
+    auth.logout()
+    assert client.post(f"/reset/{token}", data={"password": "taken over passphrase"}).status_code == 400
+    assert auth.login(password="taken over passphrase").status_code == 422
+    assert auth.login().status_code == 302
+
+
+def test_a_new_reset_link_voids_the_older_one(app, client, auth):
+    make_user()
+    client.post("/forgot", data={"email": "person@example.com"})
+    older = path_of(last_link(app, "person@example.com"))
+    client.post("/forgot", data={"email": "person@example.com"})
+    # Both mails may bear the same second, so tell the new link from the old by what it is.
+    [newer] = {path_of(link) for m in outbox(app) for link in LINK.findall(m.get_content())} - {older}
+    assert client.post(older, data={"password": "a brand new passphrase"}).status_code == 400
+    assert client.post(newer, data={"password": "a brand new passphrase"}).status_code == 302
+    assert auth.login(password="a brand new passphrase").status_code == 302

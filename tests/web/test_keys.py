@@ -6,23 +6,13 @@ from portal.database import atomic
 from portal.extensions import db
 from portal.models import ApiKey
 from portal.pricing import Price
-from tests.factories import PASSWORD, make_user
+from tests.factories import make_user
 
 HX = {"HX-Request": "true"}
 
 
-def login(client):
-    return client.post("/login", data={"email": "person@example.com", "password": PASSWORD})
-
-
-def setup(client, verified=True):
-    user = make_user(verified=verified)
-    login(client)
-    return user
-
-
-def test_create_shows_the_key_once_with_snippets(client):
-    setup(client)
+def test_create_shows_the_key_once_with_snippets(client, auth):
+    auth.user()
     response = client.post("/keys/", data={"name": "laptop"})
     assert response.status_code == 200
     html = response.get_data(as_text=True)
@@ -37,8 +27,8 @@ def test_create_shows_the_key_once_with_snippets(client):
     assert plaintext not in later and key.hint in later
 
 
-def test_create_as_htmx_fragment(client):
-    setup(client)
+def test_create_as_htmx_fragment(client, auth):
+    auth.user()
     response = client.post("/keys/", data={"name": "ci"}, headers=HX)
     html = response.get_data(as_text=True)
     assert "HX-Request" in response.headers["Vary"]
@@ -47,8 +37,8 @@ def test_create_as_htmx_fragment(client):
     assert "HX-Request" in full.headers["Vary"] and "<html" in full.get_data(as_text=True)
 
 
-def test_unverified_users_cannot_create_keys(client):
-    setup(client, verified=False)
+def test_unverified_users_cannot_create_keys(client, auth):
+    auth.user(verified=False)
     page = client.get("/keys/").get_data(as_text=True)
     assert "Confirm your email address to create API keys." in page
     response = client.post("/keys/", data={"name": "x"})
@@ -56,8 +46,8 @@ def test_unverified_users_cannot_create_keys(client):
     assert db.session.scalar(select(ApiKey)) is None
 
 
-def test_rename_and_revoke(client):
-    user = setup(client)
+def test_rename_and_revoke(client, auth):
+    user = auth.user()
     with atomic():
         key, _ = apikeys.issue(user, "old")
         key_id = key.id
@@ -73,8 +63,8 @@ def test_rename_and_revoke(client):
     assert key.name == "newer" and key.revoked_at is not None
 
 
-def test_other_peoples_keys_are_404(client):
-    setup(client)
+def test_other_peoples_keys_are_404(client, auth):
+    auth.user()
     stranger = make_user("stranger@example.com")
     with atomic():
         key, _ = apikeys.issue(stranger, "theirs")
@@ -86,8 +76,8 @@ def test_other_peoples_keys_are_404(client):
     assert db.session.get(ApiKey, key_id).revoked_at is None
 
 
-def test_limits_form(client):
-    user = setup(client)
+def test_limits_form(client, auth):
+    user = auth.user()
     with atomic():
         catalog.add_upstream("echo", "echo")
         catalog.set_model("echo-1", "echo", Price(input=1, output=1))
@@ -108,8 +98,8 @@ def test_limits_form(client):
     assert "this month: $0.00 of $2.50" in listing
 
 
-def test_limits_form_errors(client):
-    user = setup(client)
+def test_limits_form_errors(client, auth):
+    user = auth.user()
     with atomic():
         key, _ = apikeys.issue(user, "limited")
         key_id = key.id

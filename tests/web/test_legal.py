@@ -3,12 +3,8 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import ApiKey, LegalKind, RefundRequest, TermsAcceptance
-from tests.factories import PASSWORD, make_user
+from tests.factories import make_user
 from tests.web.helpers import publish_terms
-
-
-def login(client):
-    return client.post("/login", data={"email": "person@example.com", "password": PASSWORD})
 
 
 def test_terms_pages_with_versions(client):
@@ -33,14 +29,14 @@ def test_markdown_cannot_inject_html(client):
     assert b"<script>alert" not in page and b"&lt;script&gt;" in page
 
 
-def test_significant_change_requires_consent(client):
+def test_significant_change_requires_consent(client, auth):
     publish_terms("v1")
     user = make_user()
     from portal import legal
     from portal.database import atomic
     with atomic():
         legal.accept(user, legal.current(LegalKind.TERMS), "127.0.0.1")
-    login(client)
+    auth.login()
     assert client.get("/dashboard/").status_code == 200
     publish_terms("v2")  # not significant: nothing asked
     assert client.get("/dashboard/").status_code == 200
@@ -59,14 +55,14 @@ def test_significant_change_requires_consent(client):
     assert versions == ["v1", "v3"]
 
 
-def test_declining_requests_a_refund_and_stops_keys(client):
+def test_declining_requests_a_refund_and_stops_keys(client, auth):
     from portal import apikeys
     from portal.database import atomic
     user = make_user(credit=2_500_000)
     with atomic():
         apikeys.issue(user, "k")
     publish_terms("v9", significant=True)
-    login(client)
+    auth.login()
     response = client.post("/consent", data={"decision": "decline", "reason": "too expensive"})
     assert b"We received your refund request" in response.data and b"$2.50" in response.data
     db.session.rollback()

@@ -15,11 +15,6 @@ from tests.factories import PASSWORD, make_user
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def login(client, email="person@example.com", password=PASSWORD, next_url=None):
-    url = "/login" + (f"?next={next_url}" if next_url else "")
-    return client.post(url, data={"email": email, "password": password})
-
-
 def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200
@@ -41,9 +36,9 @@ def test_dashboard_requires_login(client):
     assert response.headers["Location"].startswith("/login?next=")
 
 
-def test_login_shows_balance(client):
+def test_login_shows_balance(client, auth):
     make_user(credit=5_000_000)
-    response = login(client)
+    response = auth.login()
     assert response.status_code == 302 and response.headers["Location"] == "/dashboard/"
     page = client.get("/dashboard/")
     assert b'data-testid="balance">$5.00<' in page.data
@@ -53,9 +48,9 @@ def test_login_shows_balance(client):
     ("person@example.com", "wrong password!"),
     ("nobody@example.com", PASSWORD),
 ])
-def test_login_failure_does_not_say_which_part_was_wrong(client, email, password):
+def test_login_failure_does_not_say_which_part_was_wrong(client, email, password, auth):
     make_user()
-    response = login(client, email, password)
+    response = auth.login(email, password)
     assert response.status_code == 422
     assert b"Email or password is not correct." in response.data
     assert client.get("/dashboard/").status_code == 302
@@ -67,27 +62,27 @@ def test_login_failure_does_not_say_which_part_was_wrong(client, email, password
     ("//evil.example/", "/dashboard/"),
     ("/\\evil.example", "/dashboard/"),
 ])
-def test_login_next_only_to_local_paths(client, next_url, location):
+def test_login_next_only_to_local_paths(client, next_url, location, auth):
     make_user()
-    response = login(client, next_url=next_url)
+    response = auth.login(next=next_url)
     assert response.headers["Location"] == location
 
 
-def test_suspended_user_is_logged_out_on_next_request(client):
+def test_suspended_user_is_logged_out_on_next_request(client, auth):
     user = make_user()
-    login(client)
+    auth.login()
     assert client.get("/dashboard/").status_code == 200
     with atomic():
         users.suspend(users.find_user(user.email), "abuse")
     assert client.get("/dashboard/").status_code == 302
-    response = login(client)
+    response = auth.login()
     assert b"This account is not active." in response.data
 
 
-def test_csrf_is_enforced_when_enabled(app, client):
+def test_csrf_is_enforced_when_enabled(app, client, auth):
     make_user()
     app.config["WTF_CSRF_ENABLED"] = True
-    response = login(client)
+    response = auth.login()
     assert response.status_code == 400
     assert b"This form expired or came from another site." in response.data
     assert b"<h1>Please try again</h1>" in response.data

@@ -8,13 +8,9 @@ from portal.database import atomic
 from portal.errors import UnknownUpstream
 from portal.models import utcnow
 from portal.pricing import Price, Usage
-from tests.factories import PASSWORD, make_user
+from tests.factories import make_user
 
 PRICE = Price(input=3_000_000, output=15_000_000, cache_read=300_000)
-
-
-def login(client, email="person@example.com"):
-    return client.post("/login", data={"email": email, "password": PASSWORD})
 
 
 def make_calls(email, count=3, key_name="main", model_id="claude-x"):
@@ -32,7 +28,8 @@ def make_calls(email, count=3, key_name="main", model_id="claude-x"):
     model = catalog.serving_model(model_id)
     ids = []
     for i in range(count):
-        call = calls.open_call(calls.new_request_id(), caller, model, 100_000, client_ip="198.51.100.7",
+        call = calls.open_call(calls.new_request_id(), caller, model, Usage(input=2_000, output=200),
+                               calls.Bounds(input=10_000, output=1_000), client_ip="198.51.100.7",
                                route="messages", streamed=False)
         calls.close_call(call, calls.Outcome("ok", Usage(input=1000 + i, output=100, cache_read=500), False, 200,
                                              duration_ms=42))
@@ -40,10 +37,10 @@ def make_calls(email, count=3, key_name="main", model_id="claude-x"):
     return key_id, ids
 
 
-def test_dashboard_shows_money_chart_and_recent_calls(client):
+def test_dashboard_shows_money_chart_and_recent_calls(client, auth):
     make_user(credit=5_000_000)
     make_calls("person@example.com", 2)
-    login(client)
+    auth.login()
     html = client.get("/dashboard/").get_data(as_text=True)
     # two calls of 3000 + 1500 + 150 (+3 for the second's extra input token) micro-dollars
     assert 'data-testid="balance">$4.990697<' in html
@@ -51,11 +48,11 @@ def test_dashboard_shows_money_chart_and_recent_calls(client):
     assert html.count("claude-x") >= 2
 
 
-def test_usage_filters_pages_and_fragment(client):
+def test_usage_filters_pages_and_fragment(client, auth):
     make_user(credit=50_000_000)
     key_a, _ = make_calls("person@example.com", 30, "alpha", "model-a")
     key_b, _ = make_calls("person@example.com", 25, "beta", "model-b")
-    login(client)
+    auth.login()
     first = client.get("/usage/")
     html = first.get_data(as_text=True)
     assert html.count("<tr>") == 51 and "Older" in html  # header + 50 rows
@@ -69,11 +66,11 @@ def test_usage_filters_pages_and_fragment(client):
     assert "No calls match." in client.get(f"/usage/?start={tomorrow}").get_data(as_text=True)
 
 
-def test_csv_export_is_streamed_and_filtered(client):
+def test_csv_export_is_streamed_and_filtered(client, auth):
     make_user(credit=50_000_000)
     make_calls("person@example.com", 3, "alpha", "model-a")
     key_b, ids = make_calls("person@example.com", 2, "beta", "model-b")
-    login(client)
+    auth.login()
     response = client.get(f"/usage/export.csv?key={key_b}")
     assert response.mimetype == "text/csv" and "Content-Length" not in response.headers  # streamed
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
@@ -81,10 +78,10 @@ def test_csv_export_is_streamed_and_filtered(client):
     assert {r["key"] for r in rows} == {"beta"} and rows[0]["cost_micro_usd"] in ("4650", "4653")
 
 
-def test_receipt_shows_the_arithmetic(client):
+def test_receipt_shows_the_arithmetic(client, auth):
     make_user(credit=5_000_000)
     _, [request_id] = make_calls("person@example.com", 1)
-    login(client)
+    auth.login()
     html = client.get(f"/usage/{request_id}").get_data(as_text=True)
     assert request_id in html
     # 1000 x 3,000,000 + 100 x 15,000,000 + 500 x 300,000 = 4,650,000,000
@@ -92,11 +89,11 @@ def test_receipt_shows_the_arithmetic(client):
     assert "Balance after" in html and "$4.99535" in html
 
 
-def test_receipts_are_private(client):
+def test_receipts_are_private(client, auth):
     make_user("owner@example.com", credit=5_000_000)
     _, [request_id] = make_calls("owner@example.com", 1)
     make_user()
-    login(client)
+    auth.login()
     assert client.get(f"/usage/{request_id}").status_code == 404
     assert request_id not in client.get("/usage/export.csv").get_data(as_text=True)
 
