@@ -24,6 +24,7 @@ PREFIX = "tg_"
 _ALPHABET = string.ascii_letters + string.digits
 _BODY_LENGTH = 40
 MAX_NAME_LENGTH = 100
+MAX_CONCURRENCY = 10_000  # a key's own limit; the operator's per-key and per-account limits still apply
 
 
 def hash_key(plaintext: str) -> str:
@@ -58,6 +59,7 @@ class Caller:
     account_id: int
     allowed_models: Optional[frozenset] = None
     networks: Optional[tuple] = None
+    max_concurrency: Optional[int] = None  # the key's own limit on calls in flight, if its owner set one
 
     def may_use(self, public_id: str) -> bool:
         return self.allowed_models is None or public_id in self.allowed_models
@@ -76,7 +78,7 @@ class Caller:
 _key, _user, _account = ApiKey.__table__, User.__table__, Account.__table__
 _AUTHENTICATE = (
     select(_key.c.id, _key.c.name, _key.c.hint, _key.c.revoked_at, _key.c.expires_at, _key.c.allowed_models,
-           _key.c.ip_allowlist, _user.c.id.label("user_id"), _user.c.status, _user.c.is_verified,
+           _key.c.ip_allowlist, _key.c.max_concurrency, _user.c.id.label("user_id"), _user.c.status, _user.c.is_verified,
            _account.c.id.label("account_id"))
     .join(_user, _user.c.id == _key.c.user_id).join(_account, _account.c.user_id == _user.c.id)
     .where(_key.c.key_hash == bindparam("key_hash"))
@@ -126,24 +128,46 @@ def authenticate(plaintext: Optional[str]) -> Caller:
     if not row.is_verified:
         raise AccountNotVerified("verify your email address before using API keys")
     allowed = frozenset(json.loads(row.allowed_models)) if row.allowed_models else None
-    return Caller(row.id, row.name, row.hint, row.user_id, row.account_id, allowed, _networks(row.ip_allowlist))
+    return Caller(row.id, row.name, row.hint, row.user_id, row.account_id, allowed, _networks(row.ip_allowlist),
+                  row.max_concurrency)
 
 
 def reserve(key_id: int, amount: int, ip: Optional[str]) -> None:
     """Count a call's hold against the key's spend caps, or raise SpendCapReached naming the cap."""
+    month = _month()  # once: the refusal must speak of the month the UPDATE checked
     reserved = db.session.connection().execute(
-        _RESERVE, {"key_id": key_id, "amount": amount, "month": _month(), "now": utcnow(), "ip": ip}).rowcount
+        _RESERVE, {"key_id": key_id, "amount": amount, "month": month, "now": utcnow(), "ip": ip}).rowcount
     if reserved != 1:
-        key = db.session.get(ApiKey, key_id)
-        month = _month()
-        this_month = key.spent_month if key.spent_month_key == month else 0
-        if key.spend_cap_total is not None and key.spent_total + key.held + amount > key.spend_cap_total:
-            raise SpendCapReached(f"this key has spent {format_usd(key.spent_total)} of its "
-                                  f"{format_usd(key.spend_cap_total)} total cap; the call could cost up to "
-                                  f"{format_usd(amount)}. Raise the cap in the portal or send a smaller max_tokens")
-        raise SpendCapReached(f"this key has spent {format_usd(this_month)} of its "
-                              f"{format_usd(key.spend_cap_monthly)} cap for {month}; the call could cost up to "
-                              f"{format_usd(amount)}. Raise the cap in the portal or send a smaller max_tokens")
+        raise _refusal(key_id, amount, month)
+
+
+_ADVICE = "Raise the cap in the portal or send a smaller max_tokens"
+
+
+def _refusal(key_id: int, amount: int, month: str) -> Exception:
+    """Explain why the conditional UPDATE matched no row, from the key as it reads now.
+
+    The read can disagree with what the UPDATE saw: on Postgres (READ COMMITTED) it sees calls
+    that settled in between, so neither cap may refuse any more. Only a cap that exists is named.
+    """
+    key = db.session.get(ApiKey, key_id, populate_existing=True)
+    if key is None:
+        return UnknownKey("unknown API key")
+    this_month = key.spent_month if key.spent_month_key == month else 0
+    if key.spend_cap_total is not None and key.spent_total + key.held + amount > key.spend_cap_total:
+        return SpendCapReached(f"this key has spent {format_usd(key.spent_total)} of its "
+                               f"{format_usd(key.spend_cap_total)} total cap; the call could cost up to "
+                               f"{format_usd(amount)}. {_ADVICE}")
+    if key.spend_cap_monthly is not None and this_month + key.held + amount > key.spend_cap_monthly:
+        return SpendCapReached(f"this key has spent {format_usd(this_month)} of its "
+                               f"{format_usd(key.spend_cap_monthly)} cap for {month}; the call could cost up to "
+                               f"{format_usd(amount)}. {_ADVICE}")
+    caps = [f"{format_usd(cap)} {name}" for cap, name in ((key.spend_cap_total, "total cap"),
+                                                            (key.spend_cap_monthly, f"cap for {month}"))
+            if cap is not None]
+    return SpendCapReached(f"this key's {' and '.join(caps) or 'spend cap'} had no room for a call that could "
+                           f"cost up to {format_usd(amount)} while its other calls were in flight. Try again, or "
+                           "raise the cap in the portal or send a smaller max_tokens")
 
 
 def settle_spend(key_id: int, reserved: int, cost: int) -> None:
@@ -163,6 +187,7 @@ class Limits:
     spend_cap_total: Optional[int] = None
     spend_cap_monthly: Optional[int] = None
     expires_at: Optional[datetime] = None
+    max_concurrency: Optional[int] = None
 
 
 def set_limits(key: ApiKey, limits: Limits) -> None:
@@ -185,10 +210,14 @@ def set_limits(key: ApiKey, limits: Limits) -> None:
             raise InvalidInput("a spend cap must be more than zero (leave it empty for no cap)", field=name)
     if limits.expires_at is not None and limits.expires_at <= utcnow():
         raise InvalidInput("the expiry date must be in the future", field="expires_at")
+    if limits.max_concurrency is not None and not 1 <= limits.max_concurrency <= MAX_CONCURRENCY:
+        raise InvalidInput(f"calls at once must be a whole number from 1 to {MAX_CONCURRENCY} (leave it empty "
+                           "for the operator's limit)", field="max_concurrency")
     key.allowed_models = json.dumps(sorted(set(limits.allowed_models))) if limits.allowed_models else None
     key.ip_allowlist = "\n".join(networks) if networks else None
     key.spend_cap_total, key.spend_cap_monthly = limits.spend_cap_total, limits.spend_cap_monthly
     key.expires_at = limits.expires_at
+    key.max_concurrency = limits.max_concurrency
 
 
 def rename(key: ApiKey, name: str) -> None:

@@ -3,6 +3,7 @@
 Two short transactions per call and none while the upstream works, so no database connection
 or lock is held for the length of a generation.
 """
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,20 +15,36 @@ from .database import atomic
 from .extensions import db
 from .errors import HoldNotOpen
 from .models import UsageRecord, utcnow
-from .pricing import Usage, quote
+from .pricing import Price, Usage, quote
 
-
+log = logging.getLogger(__name__)
 _INSERT_RECORD = UsageRecord.__table__.insert()  # Core, built once: this runs for every call
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The most a request can produce: input tokens (all input classes together) and output tokens."""
+
+    input: int
+    output: int
+
+
+@dataclass(frozen=True)
 class OpenCall:
+    """A call whose hold is placed: the ids and the price it will be settled with, nothing secret."""
+
     request_id: str
     account_id: int
     api_key_id: int
-    model: ServingModel
+    model_id: int
+    public_id: str
+    upstream_id: int
+    price_id: int
+    price: Price
     hold_id: int
     hold_amount: int
+    worst_case: Usage   # what the hold was priced on: charged when a success cannot be metered
+    bounds: Bounds      # reported usage above these is not believed
     client_ip: Optional[str]
     route: str
     streamed: bool
@@ -51,24 +68,51 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
-def open_call(request_id: str, caller: apikeys.Caller, model: ServingModel, hold_amount: int, *,
+def hold_amount(price: Price, worst_case: Usage) -> int:
+    """What a call must hold: its worst case, and at least one micro-dollar, so a balance at or
+    below zero stops every call."""
+    return max(1, quote(price, worst_case))
+
+
+def open_call(request_id: str, caller: apikeys.Caller, model: ServingModel, worst_case: Usage, bounds: Bounds, *,
               client_ip: Optional[str], route: str, streamed: bool) -> OpenCall:
-    """Reserve `hold_amount` for the call against the key's caps and the balance.
+    """Hold the call's worst case against the key's caps and the balance.
 
     Raises SpendCapReached or InsufficientFunds, changing nothing.
     """
+    amount = hold_amount(model.price, worst_case)
     with atomic():
-        apikeys.reserve(caller.key_id, hold_amount, client_ip)
-        hold_id = ledger.hold(caller.account_id, hold_amount, memo=request_id, api_key_id=caller.key_id)
+        apikeys.reserve(caller.key_id, amount, client_ip)
+        hold_id = ledger.hold(caller.account_id, amount, memo=request_id, api_key_id=caller.key_id)
     db.session.close()  # give the connection back to the pool while the upstream works
-    return OpenCall(request_id, caller.account_id, caller.key_id, model, hold_id, hold_amount, client_ip,
-                    route, streamed, utcnow())
+    return OpenCall(request_id, caller.account_id, caller.key_id, model.id, model.public_id, model.upstream.id,
+                    model.price_id, model.price, hold_id, amount, worst_case, bounds, client_ip, route, streamed,
+                    utcnow())
+
+
+def clamp(usage: Usage, bounds: Bounds) -> Usage:
+    """Usage cut to what the request allowed: output to its limit times its choices, input classes
+    (taken in the order input, cache write, cache read) to the ceiling derived from its body."""
+    room = bounds.input
+    taken = {}
+    for name in ("input", "cache_write", "cache_read"):
+        taken[name] = min(getattr(usage, name), room)
+        room -= taken[name]
+    return Usage(output=min(usage.output, bounds.output), **taken)
 
 
 def close_call(call: OpenCall, outcome: Outcome) -> int:
     """Settle (or release) the hold and write the call's one usage record; return the cost charged."""
     usage = outcome.usage
-    cost = 0 if usage is None else quote(call.model.price, usage)
+    clamped = False
+    if usage is not None:
+        bounded = clamp(usage, call.bounds)
+        if bounded != usage:
+            clamped = True
+            log.warning("call %s: the upstream reported %s, more than the request allowed (%s); charged %s",
+                        call.request_id, usage, call.bounds, bounded)
+            usage = bounded
+    cost = 0 if usage is None else quote(call.price, usage)
     with atomic():
         # Rows are locked in the same order as open_call (key, then account): concurrent calls on
         # one key never wait for each other in a cycle (Postgres would abort one as a deadlock).
@@ -77,15 +121,15 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
             ledger.release(call.hold_id)
             entry_id = None
         else:
-            entry_id = ledger.settle(call.hold_id, cost, memo=f"{call.model.public_id} {call.request_id}").id
+            entry_id = ledger.settle(call.hold_id, cost, memo=f"{call.public_id} {call.request_id}").id
         usage = usage or Usage()
         db.session.connection().execute(_INSERT_RECORD, dict(
             request_id=call.request_id, account_id=call.account_id, api_key_id=call.api_key_id,
-            model_id=call.model.id, upstream_id=call.model.upstream.id, price_id=call.model.price_id,
+            model_id=call.model_id, upstream_id=call.upstream_id, price_id=call.price_id,
             hold_id=call.hold_id, hold_amount=call.hold_amount, ledger_entry_id=entry_id,
             input_tokens=usage.input, output_tokens=usage.output, cache_read_tokens=usage.cache_read,
             cache_write_tokens=usage.cache_write, cost=cost, status=outcome.status,
-            usage_estimated=outcome.estimated, http_status=outcome.http_status, error=outcome.error,
+            usage_estimated=outcome.estimated, usage_clamped=clamped, http_status=outcome.http_status, error=outcome.error,
             client_ip=call.client_ip, route=call.route, streamed=call.streamed, started_at=call.started_at,
             first_byte_ms=outcome.first_byte_ms, duration_ms=outcome.duration_ms,
         ))

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .errors import HoldNotOpen, InsufficientFunds, InvalidAmount, ReferenceConflict
 from .extensions import db
-from .models import Account, EntryKind, Hold, HoldStatus, LedgerEntry, utcnow
+from .models import Account, ApiKey, EntryKind, Hold, HoldStatus, LedgerEntry, utcnow
 
 CREDIT_KINDS = {EntryKind.GRANT, EntryKind.TOPUP, EntryKind.REFUND, EntryKind.ADJUSTMENT}
 DEBIT_KINDS = {EntryKind.CHARGE, EntryKind.EXPIRY, EntryKind.REFUND, EntryKind.ADJUSTMENT}
@@ -238,6 +238,28 @@ def verify() -> list[str]:
             problems.append(f"account {account_id}: balance {balance} != sum of entries {entries_total}")
         if held != holds_total:
             problems.append(f"account {account_id}: held {held} != sum of open holds {holds_total}")
+
+    # A key's spend counters are money too: its held amount is the sum of its open holds, and what
+    # it has spent is the sum of the charges settled from its holds.
+    key_holds = (select(Hold.api_key_id, func.coalesce(func.sum(Hold.amount), 0).label("total"))
+                 .where(Hold.status == HoldStatus.OPEN.value, Hold.api_key_id.is_not(None))
+                 .group_by(Hold.api_key_id).subquery())
+    key_charges = (select(Hold.api_key_id, func.coalesce(-func.sum(LedgerEntry.amount), 0).label("total"))
+                   .join(LedgerEntry, LedgerEntry.hold_id == Hold.id)
+                   .where(Hold.api_key_id.is_not(None), LedgerEntry.kind == EntryKind.CHARGE.value)
+                   .group_by(Hold.api_key_id).subquery())
+    keys = db.session.execute(
+        select(ApiKey.id, ApiKey.held, ApiKey.spent_total, func.coalesce(key_holds.c.total, 0),
+               func.coalesce(key_charges.c.total, 0))
+        .outerjoin(key_holds, key_holds.c.api_key_id == ApiKey.id)
+        .outerjoin(key_charges, key_charges.c.api_key_id == ApiKey.id)
+        .order_by(ApiKey.id)
+    )
+    for key_id, held, spent, holds_total, charges_total in keys:
+        if held != holds_total:
+            problems.append(f"api key {key_id}: held {held} != sum of its open holds {holds_total}")
+        if spent != charges_total:
+            problems.append(f"api key {key_id}: spent {spent} != sum of its charges {charges_total}")
 
     running: dict[int, int] = {}
     entries = db.session.execute(

@@ -7,19 +7,16 @@ import logging
 from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .errors import ANTHROPIC, OPENAI, ApiError
-from .gateway import Gateway
+from .errors import ApiError
+from .pipeline import Gateway
+from .protocols import error_shape
 
 log = logging.getLogger(__name__)
 bp = Blueprint("proxy", __name__, url_prefix="/v1")
 
 
-def shape_for(path: str) -> str:
-    return ANTHROPIC if path.startswith("/v1/messages") else OPENAI
-
-
 def error_response(error: ApiError):
-    response = jsonify(error.body(shape_for(request.path)))
+    response = jsonify(error.body(error_shape(request.path)))
     response.status_code = error.status
     response.headers.update(error.headers)
     return response

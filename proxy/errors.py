@@ -6,6 +6,8 @@ Anthropic routes: {"type": "error", "error": {"type", "message"}}.
 import json
 from typing import Optional
 
+from .redact import redact
+
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
 
@@ -50,3 +52,29 @@ class ApiError(Exception):
         if shape == ANTHROPIC:
             return f"event: error\ndata: {data}\n\n".encode()
         return f"data: {data}\n\n".encode()
+
+
+def upstream_error(status: int, raw: bytes, secret: Optional[str]) -> ApiError:
+    """A clean error for an upstream failure: its message (credential-free) and a status class."""
+    message = None
+    try:
+        document = json.loads(raw)
+        error = document.get("error") if isinstance(document, dict) else None
+        message = (error.get("message") if isinstance(error, dict)
+                   else error if isinstance(error, str) else document.get("message"))
+    except (ValueError, AttributeError):
+        pass
+    message = redact(message, secret) if isinstance(message, str) else None
+    detail = f": {message[:500]}" if message else "."
+    if status in (401, 402, 403):
+        return ApiError(502, "The upstream provider refused the gateway's request (its account or "
+                             "credentials); nothing was charged. Please tell the operator.")
+    if status == 429:
+        return ApiError(429, f"The upstream provider is rate limiting; nothing was charged. Retry shortly{detail}",
+                        headers={"Retry-After": "5"})
+    if status in (503, 529):
+        return ApiError(503, f"The upstream provider is overloaded; nothing was charged. Retry shortly{detail}")
+    if 400 <= status < 500:
+        return ApiError(status if status in (400, 404, 413, 422) else 400,
+                        f"The upstream provider rejected the request{detail}")
+    return ApiError(502, f"The upstream provider failed (HTTP {status}); nothing was charged{detail}")

@@ -15,11 +15,11 @@ from typing import Any, Optional
 
 from portal.pricing import Usage
 
+from .protocols import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES  # noqa: F401  (re-exported)
 from .sse import Event
 
 log = logging.getLogger(__name__)
 
-CHAT, RESPONSES, EMBEDDINGS, MESSAGES, COUNT_TOKENS = "chat", "responses", "embeddings", "messages", "count_tokens"
 # No real call reports more than this in one token class; a larger figure is a bug or an attack.
 MAX_TOKENS_PER_CLASS = 50_000_000
 # Holds assume at most one token per two bytes of request body: byte-level tokenizers average
@@ -29,6 +29,11 @@ HOLD_BYTES_PER_TOKEN = 2
 # one token per four characters relayed, but never fewer than one per delta event.
 ESTIMATE_BYTES_PER_TOKEN = 4
 ESTIMATE_CHARS_PER_TOKEN = 4
+# The input ceiling (see `input_ceiling`): no tokenizer in use makes more than one token of one
+# byte of text, plus what providers add that is not in the body.
+CEILING_OVERHEAD_TOKENS = 4_096      # tool-use system prompts, chat templates, per-message framing
+CEILING_TOKENS_PER_MEDIA = 16_384    # an image or a short document given by URL or file id
+CEILING_SERVER_CONTENT_TOKENS = 2_000_000  # stored conversations and server-side tools: the largest context
 
 
 class UsageRejected(ValueError):
@@ -94,6 +99,46 @@ def estimated_output_tokens(document: Any) -> int:
     return -(-_output_chars(document) // ESTIMATE_CHARS_PER_TOKEN)
 
 
+_MEDIA_TYPES = {"image", "image_url", "input_image", "document", "file", "input_file", "input_audio", "audio"}
+# Content the provider adds from its own side: earlier turns it stored, tool results it fetched.
+_SERVER_STATE_FIELDS = ("previous_response_id", "conversation", "prompt", "container", "mcp_servers")
+# Tools the provider runs itself, whose results it adds to the input (web pages, files, code output).
+_SERVER_TOOL_PREFIXES = ("web_search", "web_fetch", "code_execution", "code_interpreter", "file_search", "mcp",
+                         "image_generation", "tool_search")
+
+
+def _media_parts(node: Any) -> int:
+    if isinstance(node, list):
+        return sum(_media_parts(item) for item in node)
+    if isinstance(node, dict):
+        own = 1 if node.get("type") in _MEDIA_TYPES else 0
+        return own + sum(_media_parts(v) for v in node.values() if isinstance(v, (list, dict)))
+    return 0
+
+
+def _server_content(route: str, document: dict) -> bool:
+    if route not in (RESPONSES, MESSAGES, CHAT):
+        return False
+    if any(document.get(name) for name in _SERVER_STATE_FIELDS):
+        return True
+    tools = document.get("tools")
+    if isinstance(tools, list) and any(isinstance(t, dict) and isinstance(t.get("type"), str)
+                                       and t["type"].startswith(_SERVER_TOOL_PREFIXES) for t in tools):
+        return True
+    return bool(document.get("web_search_options"))  # OpenAI chat's search models
+
+
+def input_ceiling(route: str, document: dict, body_bytes: int) -> int:
+    """The most input tokens (all input classes together) a request body can account for.
+
+    Reported input above this is not believed: it is charged at this ceiling and the call is
+    marked clamped (docs/billing.md, "Bounds").
+    """
+    if _server_content(route, document):
+        return CEILING_SERVER_CONTENT_TOKENS + body_bytes
+    return body_bytes + CEILING_OVERHEAD_TOKENS + CEILING_TOKENS_PER_MEDIA * _media_parts(document)
+
+
 def hold_input_tokens(body_bytes: int) -> int:
     return -(-body_bytes // HOLD_BYTES_PER_TOKEN)
 
@@ -112,6 +157,7 @@ class StreamMeter:
     delta_events: int = 0
     delta_chars: int = 0
     finished: bool = False
+    usage_rejected: bool = False         # the stream reported usage that cannot be right
 
     def feed(self, event: Event) -> bool:
         """Account for one event; True when it is OpenAI's choice-less usage chunk."""

@@ -1,76 +1,151 @@
-"""What billing needs changed in a request body, and nothing else. Pure."""
+"""Read a request body strictly, check every field billing depends on, and change only what billing needs. Pure.
+
+The body we check is the body the upstream gets: a field that our parser and the upstream's
+could read differently (a duplicate key, a NaN, a lone surrogate, invalid UTF-8) is refused,
+so no request can be priced as one thing and run as another.
+"""
 import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any
 
 from .errors import ApiError
-from .metering import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES
+from .protocols import Route
 
-# Output limit fields per route, in the order a client's value is looked for.
-MAX_OUTPUT_FIELDS = {CHAT: ("max_completion_tokens", "max_tokens"), RESPONSES: ("max_output_tokens",),
-                     MESSAGES: ("max_tokens",), EMBEDDINGS: (), COUNT_TOKENS: ()}
+MAX_DEPTH = 128  # far beyond any real request (Claude Code's tool schemas nest about 10 deep)
 
 
 @dataclass(frozen=True)
 class Rewritten:
     body: bytes              # what to send upstream
     document: dict           # the same, parsed
-    max_output: int          # the output tokens the hold covers
+    stream: bool             # the client asked for an event stream
+    max_output: int          # output tokens per choice that the upstream is held to
+    choices: int             # how many completions the request asks for (each up to max_output)
     client_wants_usage: bool  # OpenAI chat streams: did the client ask for the usage chunk itself?
+
+    @property
+    def output_ceiling(self) -> int:
+        return self.max_output * self.choices
+
+
+def _duplicates_refused(pairs: list) -> dict:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen = set()
+        name = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ApiError(400, f"The request body has the key '{name}' twice in one object; send it once.")
+    return document
+
+
+def _constant_refused(name: str):
+    raise ApiError(400, f"The request body contains {name}, which is not valid JSON.")
+
+
+def _check_tree(document: Any) -> None:
+    """Refuse nesting beyond MAX_DEPTH and strings that are not valid Unicode (lone surrogates)."""
+    stack = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ApiError(400, f"The request body nests deeper than {MAX_DEPTH} levels.")
+        if isinstance(node, dict):
+            items = list(node.keys()) + list(node.values())
+        elif isinstance(node, list):
+            items = node
+        else:
+            items = (node,)
+            depth -= 1
+        for item in items:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ApiError(400, "The request body contains a lone surrogate escape (\\ud800-\\udfff "
+                                        "without its pair); send valid Unicode text.") from None
+            elif isinstance(item, (dict, list)):
+                stack.append((item, depth + 1))
 
 
 def parse_body(raw: bytes) -> dict:
     try:
-        document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "The request body is not valid UTF-8; send JSON encoded as UTF-8.") from None
+    try:
+        document = json.loads(text, object_pairs_hook=_duplicates_refused, parse_constant=_constant_refused)
+    except ValueError:
         raise ApiError(400, "The request body is not valid JSON.") from None
+    except RecursionError:
+        raise ApiError(400, f"The request body nests deeper than {MAX_DEPTH} levels.") from None
     if not isinstance(document, dict):
         raise ApiError(400, "The request body must be a JSON object.")
+    _check_tree(document)
     return document
 
 
-def _positive_int(document: dict, field: str) -> Optional[int]:
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _optional_bool(document: dict, field: str) -> bool:
     value = document.get(field)
     if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ApiError(400, f"{field} must be a positive integer, got {json.dumps(value)}.")
+        return False
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{field} must be true or false, got {_shown(value)}.")
     return value
 
 
-def rewrite(route: str, raw: bytes, document: dict, *, upstream_model: str, model_max_output: int,
-            stream: bool) -> Rewritten:
+def _positive_int(document: dict, field: str, maximum: int = 0) -> int | None:
+    value = document.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or (maximum and value > maximum):
+        bound = f" from 1 to {maximum}" if maximum else ""
+        raise ApiError(400, f"{field} must be a positive whole number{bound}, got {_shown(value)}.")
+    return value
+
+
+def rewrite(route: Route, raw: bytes, document: dict, *, upstream_model: str, model_max_output: int) -> Rewritten:
     """Point the body at the upstream's model name and cap its output at what the hold covers.
 
     The original bytes go upstream untouched when nothing needs to change.
     """
     changed = document.get("model") != upstream_model
     document = dict(document, model=upstream_model)
+    stream = _optional_bool(document, "stream")
+    if stream and not route.streams:
+        raise ApiError(400, f"stream is not supported on /v1{route.path}; leave it out.")
+    choices = 1
+    if route.choices_field:
+        choices = _positive_int(document, route.choices_field, route.max_choices) or 1
     max_output = 0
-    fields = MAX_OUTPUT_FIELDS[route]
+    fields = route.output_limit_fields
     if fields:
         requested = [(f, v) for f in fields if (v := _positive_int(document, f)) is not None]
         if requested:
-            max_output = min(v for _, v in requested)
+            max_output = min(model_max_output, *(v for _, v in requested))
             for field, value in requested:
                 if value > model_max_output:
                     document[field] = model_max_output
                     changed = True
-            max_output = min(max_output, model_max_output)
-        elif route == MESSAGES:
-            raise ApiError(400, "max_tokens: Field required.")
+        elif route.output_limit_required:
+            raise ApiError(400, f"{fields[0]}: Field required.")
         else:
             # Without a limit the upstream could produce more than the hold covers.
             document[fields[0]] = max_output = model_max_output
             changed = True
+    options = document.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise ApiError(400, f"stream_options must be an object, got {_shown(options)}.")
     client_wants_usage = True
-    if route == CHAT and stream:
-        options = document.get("stream_options")
-        if options is not None and not isinstance(options, dict):
-            raise ApiError(400, "stream_options must be an object.")
+    if options is not None:
+        _optional_bool(options, "include_usage")
+    if route.stream_usage_opt_in and stream:  # the upstream reports a stream's usage only when asked
         client_wants_usage = bool(options and options.get("include_usage") is True)
         if not client_wants_usage:
             document["stream_options"] = {**(options or {}), "include_usage": True}
             changed = True
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode() if changed else raw
-    return Rewritten(body, document, max_output, client_wants_usage)
+    return Rewritten(body, document, stream, max_output, choices, client_wants_usage)

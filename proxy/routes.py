@@ -8,8 +8,10 @@ from portal import catalog
 from portal.extensions import db
 from portal.models import Account
 
-from . import bp, shape_for
-from .gateway import ROUTE_PATH, CallRequest, Reply, authenticate
+from . import bp
+from .admission import authenticate
+from .pipeline import CallRequest, Reply
+from .protocols import ROUTES, error_shape
 from .upstreams.http import FORWARDED_HEADERS
 
 
@@ -25,7 +27,7 @@ def _call(route: str) -> Response:
     req = CallRequest(
         route=route, body=request.get_data(cache=False), api_key=_api_key(), client_ip=request.remote_addr,
         headers={name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers},
-        query=request.query_string.decode() or None, shape=shape_for(request.path),
+        query=request.query_string.decode("latin-1") or None, shape=error_shape(request.path),
     )
     reply: Reply = current_app.extensions["tollgate.gateway"].handle(req)
     response = Response(reply.body, status=reply.status, content_type=reply.content_type,
@@ -38,9 +40,9 @@ def _call(route: str) -> Response:
     return response
 
 
-# The billed routes: our path under /v1 is the upstream's path, so one table serves both.
-for _route, _path in ROUTE_PATH.items():
-    bp.add_url_rule(_path, endpoint=_route, view_func=partial(_call, _route), methods=["POST"])
+# Our path under /v1 is the upstream's path, so one table serves both.
+for _route in ROUTES.values():
+    bp.add_url_rule(_route.path, endpoint=_route.name, view_func=partial(_call, _route.name), methods=["POST"])
 
 
 @bp.get("/models")

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
-OPENAI_KEY = "sk-fake-upstream-openai-0123456789abcdef"
-ANTHROPIC_KEY = "sk-ant-fake-upstream-0123456789abcdef"
+# Random-looking, like real credentials: no run of them is an English word a message could contain.
+OPENAI_KEY = "sk-proj-Vq7ZtK3xWm9LpR2bNc8HjY4s"
+ANTHROPIC_KEY = "sk-ant-api03-Gx5QwT8zKd2MvB7nLr4YpJ6c"
 
 
 @dataclass
@@ -27,12 +28,22 @@ class Behaviour:
     delay: float = 0.0                 # seconds between stream events
     status: int = 200
     echo_key_in_error: bool = False
+    error_message: Optional[str] = None  # the error body's message, verbatim ("{key}" is the caller's key)
     drop_before_headers: bool = False  # close the connection without answering
     hang_before_headers: float = 0.0   # seconds of silence before the headers
     drop_after_events: Optional[int] = None   # stream: close the connection after N events
     hang_after_events: Optional[int] = None   # stream: go silent after N events
     close_delimited: bool = False      # stream without chunked encoding, ended by closing
     gate: Optional[threading.Event] = None    # stream: wait for this before the second event
+    # Responses stream: the last event, "response.completed", or "response.incomplete" (what reaching
+    # max_output_tokens produces) or "response.failed"; each carries the usage so far.
+    final_event: str = "response.completed"
+    # Messages stream: message_delta's cumulative usage also reports the input classes, as these
+    # (input, cache_read, cache_write) instead of message_start's figures.
+    delta_input: Optional[tuple] = None
+    before_headers: Optional[threading.Event] = None  # wait for this before answering at all
+    force_stream: Optional[bool] = None  # a lax upstream: stream (True) or not (False) whatever was asked
+    raw_body: Optional[bytes] = None     # answer 200 with exactly these bytes (an unparseable success)
 
 
 @dataclass
@@ -147,13 +158,18 @@ def _events(route: str, doc: dict, b: Behaviour) -> list:
         events += [_sse({"type": "response.output_text.delta", "sequence_number": i + 1, "item_id": "msg_fake",
                          "output_index": 0, "content_index": 0, "delta": d}, "response.output_text.delta")
                    for i, d in enumerate(deltas)]
-        done = {**response, "status": "completed",
-                "output": [{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+        status = b.final_event.removeprefix("response.")
+        done = {**response, "status": status,
+                "output": [{"type": "message", "id": "msg_fake", "status": status, "role": "assistant",
                             "content": [{"type": "output_text", "text": b.text, "annotations": []}]}]}
+        if status == "incomplete":
+            done["incomplete_details"] = {"reason": "max_output_tokens"}
+        elif status == "failed":
+            done["error"] = {"code": "server_error", "message": "The model failed to finish."}
         if not b.omit_usage:
             done["usage"] = _usage(route, b)
-        events.append(_sse({"type": "response.completed", "sequence_number": len(deltas) + 1, "response": done},
-                           "response.completed"))
+        events.append(_sse({"type": b.final_event, "sequence_number": len(deltas) + 1, "response": done},
+                           b.final_event))
         return events
     start_usage = {"input_tokens": b.input, "output_tokens": 1, "cache_read_input_tokens": b.cache_read,
                    "cache_creation_input_tokens": b.cache_write}
@@ -170,6 +186,9 @@ def _events(route: str, doc: dict, b: Behaviour) -> list:
     delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
     if not b.omit_usage:
         delta["usage"] = {"output_tokens": b.output}
+        if b.delta_input is not None:
+            delta["usage"].update(zip(("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"),
+                                      b.delta_input))
     events.append(_sse(delta, "message_delta"))
     return events + [_sse({"type": "message_stop"}, "message_stop")]
 
@@ -196,15 +215,23 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if b.hang_before_headers:
             time.sleep(b.hang_before_headers)
+        if b.before_headers is not None:
+            b.before_headers.wait(10)
         route = ROUTES.get(self.path.split("?")[0])
         if b.status != 200 or route is None:
             key = headers.get("x-api-key") or headers.get("authorization", "")
             message = f"upstream says no (key {key})" if b.echo_key_in_error else "upstream says no"
+            if b.error_message is not None:
+                message = b.error_message.replace("{key}", key.removeprefix("Bearer "))
             self._send_json(b.status if route else 404, {"error": {"type": "invalid_request_error",
                                                                    "message": message}})
             return
         doc = json.loads(body)
-        if not doc.get("stream"):
+        if b.raw_body is not None:
+            self._send_raw(200, "application/json", b.raw_body)
+            return
+        streamed = bool(doc.get("stream")) if b.force_stream is None else b.force_stream
+        if not streamed:
             self._send_json(200, _complete(route, doc, b))
             return
         self.send_response(200)
@@ -233,9 +260,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
 
     def _send_json(self, status: int, data: dict):
-        payload = json.dumps(data).encode()
+        self._send_raw(status, "application/json", json.dumps(data).encode())
+
+    def _send_raw(self, status: int, content_type: str, payload: bytes):
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)

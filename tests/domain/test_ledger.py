@@ -181,12 +181,13 @@ def test_release_stale_undoes_holds_of_crashed_calls(app, cli):
     account_id = user.account.id
     with atomic():
         catalog.add_upstream("echo", "echo")
-        catalog.set_model("m", "echo", Price(input=1, output=1))
+        catalog.set_model("m", "echo", Price(input=1_000_000, output=1_000_000))  # 1 micro-dollar a token
         key, plaintext = apikeys.issue(user, "k")
         apikeys.set_limits(key, apikeys.Limits(spend_cap_total=1_000_000))
     caller = apikeys.authenticate(plaintext)
     model = catalog.serving_model("m")
-    crashed = calls.open_call("req_crashed", caller, model, 4_000, client_ip=None, route="chat", streamed=True)
+    crashed = calls.open_call("req_crashed", caller, model, calls.Usage(input=4_000), calls.Bounds(8_000, 0),
+                              client_ip=None, route="chat", streamed=True)
     assert db.session.get(Account, account_id).held == 4_000
     assert "released 0 stale hold(s)" in cli("ledger", "release-stale").output  # too recent
     assert calls.release_stale(utcnow() + timedelta(seconds=1)) == [crashed.hold_id]

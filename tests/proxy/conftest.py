@@ -19,24 +19,19 @@ ECHO = Price(input=2_500_000, output=10_000_000)
 CREDIT = 10_000_000  # $10
 
 
-@pytest.fixture(scope="session")
-def fake_server():
-    fake = FakeUpstream().start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
-def fake(fake_server):
-    fake_server.received.clear()
-    while not fake_server.script.empty():
-        fake_server.script.get_nowait()
-    return fake_server
+def fake():
+    """A fake upstream of this test's own: no request left over from another test can take its script."""
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
 def app_config():
-    return {"UPSTREAM_CONNECT_TIMEOUT": 2.0, "UPSTREAM_FIRST_BYTE_TIMEOUT": 1.0, "UPSTREAM_IDLE_TIMEOUT": 0.5,
+    # Generous: on a busy machine a healthy fake upstream can be slow. Timeouts are tested with
+    # their own short settings in test_timeouts.py, against upstreams that never answer.
+    return {"UPSTREAM_CONNECT_TIMEOUT": 10.0, "UPSTREAM_FIRST_BYTE_TIMEOUT": 30.0, "UPSTREAM_IDLE_TIMEOUT": 30.0,
             "SERVE_THREADS": 24, "PROXY_MAX_INFLIGHT": 20, "MAX_CONTENT_LENGTH": 2 * 1024 * 1024}
 
 

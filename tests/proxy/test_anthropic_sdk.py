@@ -19,7 +19,8 @@ def charged(gateway, key) -> int:
 
 def test_message_with_every_token_class(client, fake, gateway, key):
     fake.next(input=1834, output=320, cache_read=61234, cache_write=4096)
-    message = client.messages.create(model="claude-test", max_tokens=1000,
+    # A body big enough for 67,164 input tokens (docs/billing.md, Bounds): a cached system prompt.
+    message = client.messages.create(model="claude-test", max_tokens=1000, system="You are terse. " * 5_000,
                                      messages=[{"role": "user", "content": "hi"}])
     assert message.content[0].text == "Hello from the fake upstream"
     expected = quote(CLAUDE, Usage(input=1834, output=320, cache_read=61234, cache_write=4096))

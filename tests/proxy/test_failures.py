@@ -60,10 +60,27 @@ def test_upstream_server_error_charges_nothing(gateway, fake, key, stream):
 def test_upstream_error_body_that_echoes_the_key_is_not_passed_on(gateway, fake, key):
     fake.next(status=400, echo_key_in_error=True)
     response = call(gateway, key, "/v1/messages", MESSAGES_BODY)
-    assert_anthropic_error(response, 400, "invalid_request_error", "The upstream provider rejected the request.")
+    assert_anthropic_error(response, 400, "invalid_request_error",
+                           "The upstream provider rejected the request: upstream says no (key [redacted])")
     assert ANTHROPIC_KEY not in response.text and ANTHROPIC_KEY[-8:] not in response.text
-    assert "upstream says no" not in response.text
     assert_nothing_charged(gateway, key, "upstream_error")
+
+
+@pytest.mark.parametrize("shown", [
+    OPENAI_KEY[10:16],                      # a run of six from the middle
+    OPENAI_KEY[3:20],
+    f"...{OPENAI_KEY[-6:]}",
+    OPENAI_KEY[:6].upper() + "***" + OPENAI_KEY[-7:],
+    " / ".join(OPENAI_KEY[i:i + 6] for i in range(0, 30, 6)),
+])
+def test_no_run_of_six_characters_of_the_credential_reaches_the_client(gateway, fake, key, shown):
+    fake.next(status=400, error_message=f"Incorrect API key provided: {shown}. Check it.")
+    response = call(gateway, key)
+    message = assert_openai_error(response, 400, "Incorrect API key provided")["message"]
+    lowered = message.split("rejected the request: ")[1].lower()
+    assert not any(OPENAI_KEY[i:i + 6].lower() in lowered for i in range(len(OPENAI_KEY) - 5)), message
+    [record] = wait_for_records(1)
+    assert not any(OPENAI_KEY[i:i + 6] in (record.error or "") for i in range(len(OPENAI_KEY) - 5))
 
 
 def test_upstream_client_error_message_is_relayed(gateway, fake, key):
@@ -96,13 +113,6 @@ def test_upstream_unreachable(app, gateway, key):
     assert_nothing_charged(gateway, key, "upstream_unreachable")
 
 
-def test_hung_upstream_times_out_and_releases_the_hold(gateway, fake, key):
-    fake.next(hang_before_headers=3)
-    assert_anthropic_error(call(gateway, key, "/v1/messages", MESSAGES_BODY), 504, "timeout_error",
-                           "did not answer in time")
-    assert_nothing_charged(gateway, key, "upstream_timeout")
-
-
 def test_stream_dropped_after_output_charges_what_was_relayed(gateway, fake, key):
     fake.next(drop_after_events=3)  # role chunk, "Hello", " from"
     with OpenAI(base_url=f"{gateway}/v1", api_key=key, max_retries=0) as client:
@@ -127,16 +137,6 @@ def test_stream_dropped_before_any_output_charges_nothing(gateway, fake, key):
     response = call(gateway, key, stream=True)
     assert b"connection broke mid-response" in response.content
     assert_nothing_charged(gateway, key, "upstream_failed")
-
-
-def test_stream_gone_silent_times_out(gateway, fake, key):
-    fake.next(hang_after_events=3)
-    response = call(gateway, key, "/v1/messages", MESSAGES_BODY, stream=True)
-    assert b"event: error" in response.content and b"timeout_error" in response.content
-    [record] = wait_for_records(1)
-    # message_start reported the input exactly; the one relayed delta ("Hello") is the output.
-    assert (record.status, record.input_tokens, record.output_tokens) == ("upstream_timeout", 11, 2)
-    assert record.cost == quote(CLAUDE, Usage(input=11, output=2))
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -194,12 +194,14 @@ def test_cost_above_the_hold_is_charged_and_blocks_the_next_call(app, catalog_re
     user = make_user("edge@example.com", credit=1_000)
     with atomic():
         _, edge_key = apikeys.issue(user, "k")
-    fake.next(input=11, output=1_000)  # the upstream ignored max tokens
+    # More input than the hold's estimate (bytes / 2), but within what the body allows (bytes + 4,096).
+    fake.next(input=2_000, output=10)
     body = {**CHAT_BODY, "max_completion_tokens": 10}
     assert call(gateway, edge_key, body=body).status_code == 200
     [record] = records()
-    assert record.cost == quote(GPT, Usage(input=11, output=1_000)) == 8_022 > record.hold_amount
-    assert balance(gateway, edge_key)["balance_micro_usd"] == 1_000 - 8_022
+    assert record.cost == quote(GPT, Usage(input=2_000, output=10)) == 4_080 > record.hold_amount
+    assert not record.usage_clamped
+    assert balance(gateway, edge_key)["balance_micro_usd"] == 1_000 - 4_080
     assert_openai_error(call(gateway, edge_key, body=body), 402, "Insufficient balance")
     assert ledger.verify() == []
 
@@ -241,8 +243,8 @@ def test_revoked_suspended_and_unverified(app, gateway, key):
     ("/v1/chat/completions", b"[1, 2]", 400, "must be a JSON object"),
     ("/v1/chat/completions", b'{"messages": []}', 400, "model: Field required"),
     ("/v1/chat/completions", b'{"model": "nope", "messages": []}', 404, "'nope' does not exist"),
-    ("/v1/chat/completions", b'{"model": "gpt-test", "max_tokens": -1}', 400, "max_tokens must be a positive integer"),
-    ("/v1/chat/completions", b'{"model": "gpt-test", "max_tokens": 1.5}', 400, "max_tokens must be a positive integer"),
+    ("/v1/chat/completions", b'{"model": "gpt-test", "max_tokens": -1}', 400, "max_tokens must be a positive whole number"),
+    ("/v1/chat/completions", b'{"model": "gpt-test", "max_tokens": 1.5}', 400, "max_tokens must be a positive whole number"),
     ("/v1/chat/completions", b'{"model": "claude-test", "messages": []}', 400, "call /v1/messages instead"),
     ("/v1/messages", b'{"model": "gpt-test", "max_tokens": 5}', 400, "served over the openai API"),
     ("/v1/messages", b'{"model": "claude-test", "messages": []}', 400, "max_tokens: Field required"),

@@ -16,6 +16,12 @@ from tests.proxy.conftest import records
 BODY = {"model": "gpt-test", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 
 
+@pytest.fixture
+def app_config(app_config):
+    # Twelve calls at once on one key: spend caps are under test here, not concurrency limits.
+    return {**app_config, "PROXY_MAX_INFLIGHT_PER_ACCOUNT": 20}
+
+
 def key_row() -> ApiKey:
     db.session.rollback()
     return db.session.scalar(select(ApiKey))

@@ -64,7 +64,8 @@ def test_responses_stream(client, fake, gateway, key):
 
 def test_embeddings(client, fake, gateway, key):
     fake.next(input=123_456)
-    result = client.embeddings.create(model="gpt-test", input=["one", "two"], encoding_format="float")
+    long_text = "one " * 31_000  # 124,000 bytes: enough body for 123,456 tokens (docs/billing.md, Bounds)
+    result = client.embeddings.create(model="gpt-test", input=[long_text, "two"], encoding_format="float")
     assert [d.embedding for d in result.data] == [[0.5, -0.25, 0.125]] * 2
     assert charged(gateway, key) == quote(GPT, Usage(input=123_456)) == 246_912
     [record] = records()

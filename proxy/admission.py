@@ -1,0 +1,150 @@
+"""Everything decided before money moves: who the key speaks for, which model, and whether there is room.
+
+Capacity is counted per process: every call in flight holds one slot of the process, one of its
+account's and one of its key's. A slot is taken before the hold and given back when the call is
+settled, so one account can never take all of a process's call slots from everyone else.
+Rates per minute (a later issue) belong here too.
+"""
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Optional
+
+from portal import apikeys, catalog
+from portal.errors import AccountNotVerified, AccountSuspended, KeyExpired, KeyRejected, UnknownModel
+
+from .errors import ApiError
+from .protocols import ROUTES_FOR_PROTOCOL, Route
+
+RETRY_AFTER_SECONDS = "1"
+
+
+def sentence(exc: Exception) -> str:
+    text = str(exc)
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def authenticate(api_key: Optional[str], client_ip: Optional[str]) -> apikeys.Caller:
+    """The caller behind `api_key`, allowed from `client_ip`, or an ApiError saying what to fix."""
+    try:
+        caller = apikeys.authenticate(api_key)
+    except KeyExpired as exc:  # an expiry date is a limit the key's owner set: 403 like the others
+        raise ApiError(403, f"{sentence(exc)} Set a later expiry date in the portal, or use another key.") from None
+    except (AccountSuspended, AccountNotVerified) as exc:
+        raise ApiError(403, sentence(exc)) from None
+    except KeyRejected as exc:
+        hint = ("Send your key as 'Authorization: Bearer KEY' or 'x-api-key: KEY'." if api_key is None
+                else "Check the key, or create a new one in the portal.")
+        raise ApiError(401, f"{sentence(exc)} {hint}") from None
+    if not caller.may_call_from(client_ip):
+        raise ApiError(403, f"This API key may not be used from {client_ip or 'an unknown address'}; change the "
+                            "key's IP allow-list in the portal.")
+    return caller
+
+
+class ModelCache:
+    """Serving models for a few seconds, so a call costs no catalog query; price changes show within the TTL."""
+
+    def __init__(self, ttl: float):
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, catalog.ServingModel]] = {}
+
+    def get(self, public_id: str) -> catalog.ServingModel:
+        now = time.monotonic()
+        hit = self._entries.get(public_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        model = catalog.serving_model(public_id)
+        self._entries[public_id] = (now + self._ttl, model)
+        return model
+
+
+def choose_model(caller: apikeys.Caller, route: Route, document: dict, models: ModelCache) -> catalog.ServingModel:
+    public_id = document.get("model")
+    if not isinstance(public_id, str) or not public_id:
+        raise ApiError(400, "model: Field required (a model id from GET /v1/models).")
+    if not caller.may_use(public_id):
+        raise ApiError(403, f"This API key may not use the model '{public_id}'; change the key's allowed "
+                            "models in the portal.")
+    try:
+        model = models.get(public_id)
+    except UnknownModel as exc:
+        raise ApiError(404, str(exc)) from None
+    protocol = model.upstream.protocol
+    if protocol != "echo" and protocol != route.protocol.value:
+        raise ApiError(400, f"The model '{public_id}' is served over the {protocol} API; "
+                            f"call {ROUTES_FOR_PROTOCOL.get(protocol, 'another route')} instead.")
+    return model
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Calls in flight at once, per process: in all, per account, per key (a key's own limit may be lower)."""
+
+    total: int
+    per_account: int
+    per_key: int
+
+    @classmethod
+    def from_config(cls, config) -> "Limits":
+        total = config["PROXY_MAX_INFLIGHT"]
+        per_account = min(config["PROXY_MAX_INFLIGHT_PER_ACCOUNT"] or max(1, total // 4), total)
+        return cls(total, per_account, min(config["PROXY_MAX_INFLIGHT_PER_KEY"] or per_account, per_account))
+
+
+class Slot:
+    """One call's place in the process; give it back exactly once."""
+
+    def __init__(self, capacity: "Capacity", account_id: int, key_id: int):
+        self._capacity, self._account_id, self._key_id = capacity, account_id, key_id
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._capacity._give_back(self._account_id, self._key_id)
+
+
+class Capacity:
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._accounts: Counter = Counter()
+        self._keys: Counter = Counter()
+
+    def take(self, caller: apikeys.Caller) -> Slot:
+        """A slot for one call of `caller`, or ApiError 429 (their own limit) or 503 (the process is full)."""
+        limits = self.limits
+        key_limit = min(caller.max_concurrency or limits.per_key, limits.per_key)
+        with self._lock:
+            if self._accounts[caller.account_id] >= limits.per_account:
+                refusal = ApiError(429, f"Your account already has {limits.per_account} calls in progress, its "
+                                        "limit; wait for one to finish.", code="concurrency_limit_exceeded",
+                                   headers={"Retry-After": RETRY_AFTER_SECONDS})
+            elif self._keys[caller.key_id] >= key_limit:
+                refusal = ApiError(429, f"This API key already has {key_limit} calls in progress, its limit; "
+                                        "wait for one to finish." + (" The key's limit can be raised in the portal."
+                                                                     if key_limit < limits.per_key else ""),
+                                   code="concurrency_limit_exceeded", headers={"Retry-After": RETRY_AFTER_SECONDS})
+            elif self._in_flight >= limits.total:
+                refusal = ApiError(503, "The gateway is at capacity; retry in a few seconds.",
+                                   headers={"Retry-After": "2"})
+            else:
+                self._in_flight += 1
+                self._accounts[caller.account_id] += 1
+                self._keys[caller.key_id] += 1
+                return Slot(self, caller.account_id, caller.key_id)
+        raise refusal
+
+    def _give_back(self, account_id: int, key_id: int) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            for counter, name in ((self._accounts, account_id), (self._keys, key_id)):
+                counter[name] -= 1
+                if counter[name] <= 0:
+                    del counter[name]  # idle accounts and keys cost no memory
+
+    def in_flight(self) -> int:
+        return self._in_flight

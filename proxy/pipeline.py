@@ -1,0 +1,249 @@
+"""One proxied call: admit -> hold -> forward -> settle.
+
+Views build a `CallRequest` from the HTTP request and hand it here; nothing below reads Flask's
+request. Money moves only through `portal.calls` (two short transactions per call, none while
+the upstream works).
+"""
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Iterable, Optional, Union
+
+from flask import Flask
+
+from portal import calls
+from portal.errors import InsufficientFunds, SpendCapReached
+from portal.extensions import db
+from portal.money import format_usd
+from portal.pricing import Usage
+
+from . import metering
+from .admission import Capacity, Limits, ModelCache, Slot, authenticate, choose_model, sentence
+from .errors import ApiError, upstream_error
+from .metering import StreamMeter, UsageRejected
+from .protocols import ROUTES, Route
+from .relay import relay
+from .rewrite import Rewritten, parse_body, rewrite
+from .upstreams import Timeouts, UpstreamUnavailable
+from .upstreams.echo import EchoUpstream
+from .upstreams.http import HttpUpstream, make_session
+
+log = logging.getLogger(__name__)
+
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_ERROR_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    route: str
+    body: bytes
+    api_key: Optional[str]
+    client_ip: Optional[str]
+    headers: dict   # lower-case names; only the upstream allow-list is ever forwarded
+    query: Optional[str]
+    shape: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    content_type: str
+    body: Union[bytes, Iterable[bytes]]
+    request_id: Optional[str] = None
+    streamed: bool = False
+
+
+def _is_event_stream(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() == "text/event-stream"
+
+
+class Gateway:
+    def __init__(self, app: Flask):
+        config = app.config
+        self.app = app
+        self.models = ModelCache(config["MODEL_CACHE_SECONDS"])
+        self.session = make_session(config["SERVE_THREADS"])
+        self.http = HttpUpstream(self.session)
+        self.echo = EchoUpstream()
+        self.timeouts = Timeouts(config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_FIRST_BYTE_TIMEOUT"],
+                                 config["UPSTREAM_IDLE_TIMEOUT"])
+        self.capacity = Capacity(Limits.from_config(config))
+
+    def close(self) -> None:
+        """Close pooled upstream connections (the app is going away)."""
+        self.session.close()
+
+    # -- the call ---------------------------------------------------------------------------
+
+    def handle(self, req: CallRequest) -> Reply:
+        route = ROUTES[req.route]
+        caller = authenticate(req.api_key, req.client_ip)
+        document = parse_body(req.body)
+        model = choose_model(caller, route, document, self.models)
+        body = rewrite(route, req.body, document, upstream_model=model.upstream_model,
+                       model_max_output=model.max_output_tokens)
+        db.session.close()  # nothing below needs the database until the hold: give the connection back
+        slot = self.capacity.take(caller)
+        if not route.billed:
+            try:
+                return self._free(req, route, model, body)
+            finally:
+                slot.release()
+        try:
+            call = self._open(caller, req, route, model, body)
+        except BaseException:
+            slot.release()
+            raise
+        try:
+            return self._forward(call, slot, req, route, model, body)
+        except ApiError as exc:
+            exc.headers["X-Request-Id"] = call.request_id  # the usage record says what happened
+            raise
+
+    def _open(self, caller, req: CallRequest, route: Route, model, body: Rewritten) -> calls.OpenCall:
+        worst_case = Usage(input=metering.hold_input_tokens(len(req.body)), output=body.output_ceiling)
+        bounds = calls.Bounds(input=metering.input_ceiling(route.name, body.document, len(req.body)),
+                              output=body.output_ceiling)
+        try:
+            return calls.open_call(calls.new_request_id(), caller, model, worst_case, bounds,
+                                   client_ip=req.client_ip, route=route.name, streamed=body.stream)
+        except InsufficientFunds as exc:
+            raise ApiError(402, self._insufficient(exc, model, route, body)) from None
+        except SpendCapReached as exc:
+            raise ApiError(403, sentence(exc), code="spend_cap_reached") from None
+
+    @staticmethod
+    def _insufficient(exc: InsufficientFunds, model, route: Route, body: Rewritten) -> str:
+        available = format_usd(max(exc.available or 0, 0))
+        if not route.output_limit_fields:
+            return (f"Insufficient balance: this call needs {format_usd(exc.needed)} available and you have "
+                    f"{available}. Top up your balance in the portal.")
+        output = f"{body.max_output} output tokens" + (f" for each of {body.choices} choices" if body.choices > 1
+                                                      else "")
+        smaller = f"a smaller {route.limit_hint}" + (f" or {route.choices_field}" if body.choices > 1 else "")
+        return (f"Insufficient balance: this call needs up to {format_usd(exc.needed)} held "
+                f"(the input plus {output} of {model.public_id}) and you have {available} "
+                f"available. Top up your balance, or send {smaller}.")
+
+    def _send(self, req: CallRequest, route: Route, model, body: Rewritten):
+        if model.upstream.protocol == "echo":
+            return self.echo.send(route=route.name, body=body.document, stream=body.stream,
+                                  max_output=body.max_output)
+        return self.http.send(protocol=model.upstream.protocol, base_url=model.upstream.base_url,
+                              api_key=model.upstream.api_key, path=route.path, query=req.query,
+                              body=body.body, client_headers=req.headers, timeouts=self.timeouts)
+
+    def _forward(self, call: calls.OpenCall, slot: Slot, req: CallRequest, route: Route, model,
+                 body: Rewritten) -> Reply:
+        started = time.monotonic()
+        try:
+            response = self._send(req, route, model, body)
+        except UpstreamUnavailable as exc:
+            raise self._gone(call, slot, started, exc, "upstream_unreachable") from None
+        except BaseException as exc:
+            self._finish(call, slot, started, calls.Outcome(status="gateway_error", error=type(exc).__name__))
+            raise
+        answered = time.monotonic()  # the upstream's status and headers are in
+        if response.status >= 300:
+            raise self._fail(call, slot, started, response, model)
+        if body.stream and _is_event_stream(response.content_type):
+            meter = StreamMeter(route.name)
+
+            def settle(status, usage, estimated, error, first_byte):
+                if meter.usage_rejected and usage is not None:
+                    usage, estimated = call.worst_case, True  # the stream's own figures cannot be right
+                self._finish(call, slot, started, calls.Outcome(status, usage, estimated, response.status, error),
+                             first_byte)
+
+            events = relay(response, meter, request_id=call.request_id, body_bytes=len(req.body),
+                           strip_usage=route.stream_usage_opt_in and not body.client_wants_usage,
+                           error_shape=req.shape, settle=settle)
+            return Reply(response.status, response.content_type, events, call.request_id, streamed=True)
+        return self._complete(call, slot, started, answered, response, req, route)
+
+    def _finish(self, call: calls.OpenCall, slot: Slot, started: float, outcome: calls.Outcome,
+                first_byte: Optional[float] = None) -> None:
+        """Settle or release the hold and write the usage record, in a context of our own."""
+        outcome = replace(outcome, first_byte_ms=None if first_byte is None else int((first_byte - started) * 1000),
+                          duration_ms=int((time.monotonic() - started) * 1000))
+        try:
+            with self.app.app_context():
+                calls.close_call(call, outcome)
+        except Exception:
+            log.exception("could not settle call %s; its hold stays open", call.request_id)
+            raise
+        finally:
+            slot.release()
+
+    def _gone(self, call, slot, started, exc: UpstreamUnavailable, broken_status: str) -> ApiError:
+        """Record a call whose upstream vanished before any output (nothing charged); the client's error."""
+        self._finish(call, slot, started, calls.Outcome(status="upstream_timeout" if exc.timeout else broken_status,
+                                                        http_status=504 if exc.timeout else 502, error=str(exc)))
+        return ApiError(504 if exc.timeout else 502, f"{exc}; nothing was charged.")
+
+    def _fail(self, call, slot, started, response, model) -> ApiError:
+        try:
+            raw = response.read(MAX_ERROR_BYTES)
+        except UpstreamUnavailable:
+            raw = b""
+        finally:
+            response.close()
+        error = upstream_error(response.status, raw, model.upstream.api_key)
+        log.warning("upstream %s answered %s for %s", model.upstream.name, response.status, call.request_id)
+        self._finish(call, slot, started, calls.Outcome(status="upstream_error", http_status=response.status,
+                                                        error=error.message))
+        return error
+
+    def _complete(self, call, slot, started, answered: float, response, req: CallRequest, route: Route) -> Reply:
+        try:
+            raw = response.read(MAX_RESPONSE_BYTES)
+        except UpstreamUnavailable as exc:
+            raise self._gone(call, slot, started, exc, "upstream_failed") from None
+        finally:
+            response.close()
+        usage, estimated = self._metered(call, route, raw, response.content_type, len(req.body))
+        self._finish(call, slot, started, calls.Outcome("ok", usage, estimated, response.status), answered)
+        return Reply(response.status, response.content_type, raw, call.request_id)
+
+    @staticmethod
+    def _metered(call: calls.OpenCall, route: Route, raw: bytes, content_type: str,
+                 body_bytes: int) -> tuple[Usage, bool]:
+        """What a complete successful response costs: its usage, an estimate from its text when it has
+        none, or the hold's worst case when it cannot be read at all (never zero output)."""
+        document = None
+        if not _is_event_stream(content_type):
+            try:
+                document = json.loads(raw)
+            except ValueError:
+                pass
+        if not isinstance(document, dict):
+            log.warning("call %s: a successful response that cannot be metered; charged the hold", call.request_id)
+            return call.worst_case, True
+        try:
+            usage = metering.usage_from_body(route.name, document)
+        except UsageRejected as exc:
+            log.warning("call %s: refused upstream usage %s; charged the hold", call.request_id, exc)
+            return call.worst_case, True
+        if usage is not None:
+            return usage, False
+        if not isinstance(document.get(route.output_field), list):
+            log.warning("call %s: a response without usage or output; charged the hold", call.request_id)
+            return call.worst_case, True
+        return Usage(input=metering.estimated_input_tokens(body_bytes),
+                     output=metering.estimated_output_tokens(document)), True
+
+    def _free(self, req: CallRequest, route: Route, model, body: Rewritten) -> Reply:
+        """A call that costs nothing (count_tokens): forwarded within a capacity slot, no hold, no record."""
+        try:
+            response = self._send(req, route, model, body)
+            try:
+                raw = response.read(MAX_ERROR_BYTES)
+            finally:
+                response.close()
+        except UpstreamUnavailable as exc:
+            raise ApiError(504 if exc.timeout else 502, str(exc)) from None
+        if response.status >= 300:
+            raise upstream_error(response.status, raw, model.upstream.api_key)
+        return Reply(response.status, response.content_type, raw)

@@ -1,0 +1,269 @@
+"""Charges that cannot be dodged or run away (docs/billing.md, "Bounds").
+
+A successful call is never charged less than what it produced, and never more than what its
+request could cost, whatever the client sends and whatever the upstream reports.
+"""
+import json
+
+import pytest
+import requests
+
+from portal import apikeys, ledger
+from portal.database import atomic
+from portal.extensions import db
+from portal.models import ApiKey
+from portal.pricing import Usage, quote
+from proxy import metering
+from tests.factories import make_user
+from tests.proxy.conftest import CLAUDE, CREDIT, GPT, balance, records
+
+ROUTES = {
+    "chat": ("/v1/chat/completions", {"model": "gpt-test", "max_completion_tokens": 1000,
+                                      "messages": [{"role": "user", "content": "hi"}]}),
+    "messages": ("/v1/messages", {"model": "claude-test", "max_tokens": 1000,
+                                  "messages": [{"role": "user", "content": "hi"}]}),
+    "responses": ("/v1/responses", {"model": "gpt-test", "max_output_tokens": 1000, "input": "hi"}),
+}
+PRICES = {"chat": GPT, "messages": CLAUDE, "responses": GPT}
+
+
+def post(gateway, key, path, body, **kw):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.post(f"{gateway}{path}", data=raw, timeout=10,
+                         headers={"Authorization": f"Bearer {key}", "content-type": "application/json"}, **kw)
+
+
+def assert_bad_request(response, path, *phrases):
+    assert response.status_code == 400, response.text
+    body = response.json()
+    if path.startswith("/v1/messages"):
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+        message = body["error"]["message"]
+    else:
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+        message = body["error"]["message"]
+    for phrase in phrases:
+        assert phrase in message, message
+
+
+def hold_for(route: str, body: dict) -> int:
+    """The hold the gateway places: input at body bytes / 2, output at the limit."""
+    raw = json.dumps(body).encode()
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+    return quote(PRICES[route], Usage(input=metering.hold_input_tokens(len(raw)), output=limit * body.get("n", 1)))
+
+
+# -- 1. fields billing depends on are checked by type and range ---------------------------
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("stream", ["true", 1, 0, "false", [], {}, "yes"])
+def test_a_stream_flag_that_is_not_a_boolean_is_refused(gateway, fake, key, route, stream):
+    path, body = ROUTES[route]
+    response = post(gateway, key, path, {**body, "stream": stream})
+    assert_bad_request(response, path, "stream must be true or false")
+    assert fake.received == [] and records() == []
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("field, value, phrase", [
+    ("stream_options", "include_usage", "stream_options must be an object"),
+    ("stream_options", [True], "stream_options must be an object"),
+    ("stream_options", {"include_usage": "true"}, "include_usage must be true or false"),
+    ("stream_options", {"include_usage": 1}, "include_usage must be true or false"),
+])
+def test_stream_options_are_checked(gateway, fake, key, route, field, value, phrase):
+    path, body = ROUTES[route]
+    assert_bad_request(post(gateway, key, path, {**body, "stream": True, field: value}), path, phrase)
+    assert fake.received == []
+
+
+@pytest.mark.parametrize("route, field", [("chat", "max_completion_tokens"), ("chat", "max_tokens"),
+                                          ("messages", "max_tokens"), ("responses", "max_output_tokens")])
+@pytest.mark.parametrize("value", ["100", 100.0, True, 0, -5, [100], 1e400])
+def test_output_limits_are_positive_whole_numbers(gateway, fake, key, route, field, value):
+    path, body = ROUTES[route]
+    raw = json.dumps({**body, field: "PLACEHOLDER"}).replace('"PLACEHOLDER"', "1e400" if value == 1e400
+                                                             else json.dumps(value)).encode()
+    response = post(gateway, key, path, raw)
+    assert response.status_code == 400, response.text
+    assert fake.received == [] and records() == []
+
+
+@pytest.mark.parametrize("n", [0, -1, 129, "2", 2.0, True])
+def test_n_is_checked(gateway, fake, key, n):
+    path, body = ROUTES["chat"]
+    assert_bad_request(post(gateway, key, path, {**body, "n": n}), path, "n must be a positive whole number from 1")
+    assert fake.received == []
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("raw, phrase", [
+    (b'{"model": "M", "stream": false, "stream": true, "max_tokens": 5, "max_output_tokens": 5, '
+     b'"max_completion_tokens": 5}', "twice"),
+    (b'{"model": "M", "max_tokens": NaN}', "not valid JSON"),
+    (b'{"model": "M", "max_tokens": Infinity}', "not valid JSON"),
+    (b'{"model": "M", "messages": [{"role": "user", "content": "\xff\xfe"}]}', "not valid UTF-8"),
+    (b'\xef\xbb\xbf{"model": "M"}', "not valid JSON"),
+    (b'{"model": "M", "messages": [{"role": "user", "content": "\\ud800"}]}', "lone surrogate"),
+    (b'{"model": "M", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests deeper"),
+    (b'{"model": "M", "x": ' + b"[" * 200 + b"]" * 200 + b"}", "nests deeper"),
+    (b'{"model": "M", "x": ' + b'{"a":' * 200 + b"1" + b"}" * 200 + b"}", "nests deeper"),
+])
+def test_bodies_two_parsers_could_read_differently_are_refused(gateway, fake, key, route, raw, phrase):
+    path, body = ROUTES[route]
+    raw = raw.replace(b'"M"', json.dumps(body["model"]).encode())
+    assert_bad_request(post(gateway, key, path, raw), path, phrase)
+    assert fake.received == [] and records() == []
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/v1/messages/count_tokens"])
+def test_stream_is_refused_where_it_means_nothing(gateway, fake, key, path):
+    model = "claude-test" if "messages" in path else "gpt-test"
+    assert_bad_request(post(gateway, key, path, {"model": model, "input": "x", "messages": [], "stream": True}),
+                       path, "stream is not supported")
+    assert fake.received == []
+
+
+# -- 1. a success that cannot be metered is charged the hold's worst case --------------------
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_stream_where_a_body_was_expected_is_charged_the_worst_case(gateway, fake, key, route):
+    path, body = ROUTES[route]
+    fake.next(force_stream=True, input=11, output=1000)
+    response = post(gateway, key, path, body)
+    assert response.status_code == 200
+    [record] = records()
+    assert record.cost == record.hold_amount == hold_for(route, body)
+    assert (record.usage_estimated, record.output_tokens) == (True, 1000)
+    assert balance(gateway, key)["balance_micro_usd"] == CREDIT - record.cost
+    assert ledger.verify() == []
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("raw_body", [b"not json", b"", b"[1, 2]", b'"text"', b'{"unexpected": true}'])
+def test_an_unreadable_success_is_charged_the_worst_case(gateway, fake, key, route, raw_body):
+    path, body = ROUTES[route]
+    fake.next(raw_body=raw_body)
+    assert post(gateway, key, path, body).status_code == 200
+    [record] = records()
+    assert (record.cost, record.usage_estimated) == (hold_for(route, body), True)
+    assert ledger.verify() == []
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_body_where_a_stream_was_asked_for_is_metered_from_its_usage(gateway, fake, key, route):
+    path, body = ROUTES[route]
+    fake.next(force_stream=False, input=11, output=700)
+    response = post(gateway, key, path, {**body, "stream": True})
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
+    [record] = records()
+    assert (record.output_tokens, record.usage_estimated) == (700, False)
+    assert record.cost == quote(PRICES[route], Usage(input=11, output=700))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_usage_that_cannot_be_right_is_charged_the_worst_case(gateway, fake, key, route):
+    path, body = ROUTES[route]
+    fake.next(output=60_000_000)  # beyond any real call: refused, not believed
+    assert post(gateway, key, path, body).status_code == 200
+    [record] = records()
+    assert (record.cost, record.usage_estimated) == (hold_for(route, body), True)
+
+
+# -- 2. a charge is bounded by what the request could cost ---------------------------------
+
+def poor_key(credit=10_000) -> str:
+    user = make_user("poor@example.com", credit=credit)
+    with atomic():
+        return apikeys.issue(user, "poor")[1]
+
+
+def test_n_multiplies_the_hold(app, catalog_ready, gateway, fake):
+    key = poor_key()  # $0.01
+    path, body = ROUTES["chat"]
+    refused = post(gateway, key, path, {**body, "max_completion_tokens": 10, "n": 128})
+    assert refused.status_code == 402
+    assert "10 output tokens for each of 128 choices" in refused.json()["error"]["message"]
+    assert "smaller max_tokens or n" in refused.json()["error"]["message"]
+    assert fake.received == []
+    fake.next(output=40)  # four choices of ten tokens each
+    assert post(gateway, key, path, {**body, "max_completion_tokens": 10, "n": 4}).status_code == 200
+    [record] = records()
+    assert record.output_tokens == 40 and not record.usage_clamped
+    assert record.hold_amount >= quote(GPT, Usage(output=40))
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("stream", [False, True])
+def test_output_beyond_the_limit_is_charged_at_the_limit(app, catalog_ready, gateway, fake, route, stream):
+    key = poor_key()
+    path, body = ROUTES[route]
+    body = {**body, next(f for f in ("max_completion_tokens", "max_tokens", "max_output_tokens") if f in body): 10}
+    fake.next(input=11, output=49_000_000)
+    response = post(gateway, key, path, {**body, "stream": stream}, stream=stream)
+    assert response.status_code == 200
+    response.content
+    [record] = records()
+    assert (record.output_tokens, record.input_tokens, record.usage_clamped) == (10, 11, True)
+    assert record.cost == quote(PRICES[route], Usage(input=11, output=10))
+    assert balance(gateway, key)["balance_micro_usd"] == 10_000 - record.cost > 0
+    key_row = db.session.scalar(db.select(ApiKey))
+    assert key_row.spent_total == record.cost  # spend caps count the bounded cost too
+    assert ledger.verify() == []
+
+
+def test_chat_output_is_bounded_by_n_times_the_limit(app, catalog_ready, gateway, fake):
+    key = poor_key(credit=1_000_000)
+    path, body = ROUTES["chat"]
+    fake.next(output=5_000)
+    assert post(gateway, key, path, {**body, "max_completion_tokens": 100, "n": 3}).status_code == 200
+    [record] = records()
+    assert (record.output_tokens, record.usage_clamped) == (300, True)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_input_beyond_what_the_body_allows_is_charged_at_the_ceiling(app, catalog_ready, gateway, fake, route):
+    key = poor_key(credit=1_000_000)
+    path, body = ROUTES[route]
+    raw = json.dumps(body).encode()
+    ceiling = len(raw) + metering.CEILING_OVERHEAD_TOKENS
+    fake.next(input=ceiling + 1_000_000, cache_read=0, output=5)
+    assert post(gateway, key, path, raw).status_code == 200
+    [record] = records()
+    assert record.usage_clamped
+    assert record.input_tokens + record.cache_read_tokens + record.cache_write_tokens == ceiling
+    assert record.cost == quote(PRICES[route], Usage(input=record.input_tokens, cache_read=record.cache_read_tokens,
+                                                     cache_write=record.cache_write_tokens, output=5))
+    assert ledger.verify() == []
+
+
+def test_cache_classes_count_against_the_input_ceiling(app, catalog_ready, gateway, fake):
+    key = poor_key(credit=1_000_000)
+    path, body = ROUTES["messages"]
+    raw = json.dumps(body).encode()
+    ceiling = len(raw) + metering.CEILING_OVERHEAD_TOKENS
+    fake.next(input=ceiling - 100, cache_write=5_000, cache_read=9_000_000, output=5)
+    assert post(gateway, key, path, raw).status_code == 200
+    [record] = records()
+    assert (record.input_tokens, record.cache_write_tokens, record.cache_read_tokens) == (ceiling - 100, 100, 0)
+    assert record.usage_clamped
+
+
+def test_usage_within_the_bounds_is_charged_exactly(app, catalog_ready, gateway, fake):
+    key = poor_key(credit=1_000_000)
+    path, body = ROUTES["messages"]
+    raw = json.dumps({**body, "system": "x" * 20_000}).encode()
+    fake.next(input=3_000, cache_read=15_000, cache_write=2_000, output=1000)
+    assert post(gateway, key, path, raw).status_code == 200
+    [record] = records()
+    assert not record.usage_clamped
+    assert record.cost == quote(CLAUDE, Usage(input=3_000, cache_read=15_000, cache_write=2_000, output=1000))
+
+
+def test_server_side_content_gets_a_wider_ceiling(app, catalog_ready, gateway, fake):
+    key = poor_key(credit=10_000_000)
+    path, body = ROUTES["responses"]
+    fake.next(input=500_000, output=5)  # an earlier conversation stored upstream
+    assert post(gateway, key, path, {**body, "previous_response_id": "resp_123"}).status_code == 200
+    [record] = records()
+    assert (record.input_tokens, record.usage_clamped) == (500_000, False)
