@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test setup dev-setup browser migrate seed bench clean
+.PHONY: run test setup dev-setup browser clients migrate seed bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,18 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 		echo "chromium is not installed: the browser tests will be skipped"
 
-test: dev-setup browser
+# Clients other than the official SDKs (the Vercel AI SDK, in Node) that tests point at the gateway.
+# Installed when node and npm exist, again only when the lock file changed; without them those
+# tests skip and say why.
+CLIENTS_STAMP := tests/clients/node_modules/.installed
+$(CLIENTS_STAMP): tests/clients/package-lock.json
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/clients --no-audit --no-fund && touch $@; \
+	else echo "node and npm are not installed: the Vercel AI SDK client tests will be skipped"; fi
+
+clients: $(CLIENTS_STAMP)
+
+test: dev-setup browser clients
 	$(BIN)/ruff check --quiet --select F,E9 portal proxy tests bench migrations wsgi.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
