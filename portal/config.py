@@ -147,6 +147,17 @@ def _trusted_proxy(environ) -> str:
                           f"(or '*'), got {raw!r}") from None
 
 
+def call_limits(config) -> tuple[int, int, int]:
+    """Calls in flight at once per process: (in all, per account, per key), defaults applied.
+
+    Unset, an account gets a quarter of the process, so no one account can take it all, and a
+    key its account's share.
+    """
+    total = config["PROXY_MAX_INFLIGHT"]
+    per_account = min(config["PROXY_MAX_INFLIGHT_PER_ACCOUNT"] or max(1, total // 4), total)
+    return total, per_account, min(config["PROXY_MAX_INFLIGHT_PER_KEY"] or per_account, per_account)
+
+
 def load(instance_path: str, environ=os.environ) -> dict:
     """Build the app configuration from environment variables."""
     env = environ.get("PORTAL_ENV", "development")

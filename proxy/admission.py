@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from portal import apikeys, catalog
+from portal.config import call_limits
 from portal.errors import AccountNotVerified, AccountSuspended, KeyExpired, KeyRejected, UnknownModel
 
 from .errors import ApiError
@@ -88,9 +89,7 @@ class Limits:
 
     @classmethod
     def from_config(cls, config) -> "Limits":
-        total = config["PROXY_MAX_INFLIGHT"]
-        per_account = min(config["PROXY_MAX_INFLIGHT_PER_ACCOUNT"] or max(1, total // 4), total)
-        return cls(total, per_account, min(config["PROXY_MAX_INFLIGHT_PER_KEY"] or per_account, per_account))
+        return cls(*call_limits(config))
 
 
 class Slot:

@@ -2,14 +2,14 @@
 import json
 from datetime import datetime, time, timezone
 
-from flask import Blueprint, abort, request, url_for
+from flask import Blueprint, abort, current_app, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from wtforms import DateField, SelectMultipleField, StringField, TextAreaField
+from wtforms import DateField, IntegerField, SelectMultipleField, StringField, TextAreaField
 from wtforms.validators import Length, Optional as Optional_
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .. import apikeys, catalog, links, security
+from .. import apikeys, catalog, config, links, security
 from ..database import atomic
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
@@ -41,6 +41,8 @@ class LimitsForm(FlaskForm):
     ip_allowlist = TextAreaField("IP allow-list (addresses or CIDR ranges, one per line)",
                                  validators=[Optional_(), Length(max=4000)],
                                  render_kw={"placeholder": "any address", "rows": 3})
+    max_concurrency = IntegerField("Calls in progress at once", validators=[Optional_()],
+                                   render_kw={"inputmode": "numeric"})
 
 
 def _keys_page(status=200, **extra):
@@ -123,13 +125,21 @@ def limits(key_id: int):
     key = _own(key_id)
     form = LimitsForm()
     form.allowed_models.choices = [(m.public_id, m.public_id) for m in catalog.enabled_models()]
+    # A key's owner may lower the operator's per-key limit on calls in flight, never raise it.
+    most = config.call_limits(current_app.config)[2]
+    form.max_concurrency.render_kw = {**form.max_concurrency.render_kw, "min": 1, "max": most,
+                                      "placeholder": str(most)}
     if request.method == "GET":
         form.allowed_models.data = sorted(json.loads(key.allowed_models)) if key.allowed_models else []
         form.spend_cap_total.data = format_usd(key.spend_cap_total)[1:] if key.spend_cap_total else ""
         form.spend_cap_monthly.data = format_usd(key.spend_cap_monthly)[1:] if key.spend_cap_monthly else ""
         form.expires_on.data = key.expires_at.date() if key.expires_at else None
         form.ip_allowlist.data = key.ip_allowlist or ""
+        form.max_concurrency.data = key.max_concurrency
     elif form.validate_on_submit():
+        concurrency = form.max_concurrency.data
+        if concurrency is not None and not 1 <= concurrency <= most:
+            form.max_concurrency.errors.append(f"Type a whole number from 1 to {most}, or leave it empty for {most}.")
         total = _usd_or_none(form.spend_cap_total.data, form.spend_cap_total)
         monthly = _usd_or_none(form.spend_cap_monthly.data, form.spend_cap_monthly)
         expires = (datetime.combine(form.expires_on.data, time.max, tzinfo=timezone.utc)
@@ -139,7 +149,8 @@ def limits(key_id: int):
                 with atomic():
                     apikeys.set_limits(key, apikeys.Limits(
                         allowed_models=form.allowed_models.data or None, ip_allowlist=form.ip_allowlist.data,
-                        spend_cap_total=total, spend_cap_monthly=monthly, expires_at=expires))
+                        spend_cap_total=total, spend_cap_monthly=monthly, expires_at=expires,
+                        max_concurrency=concurrency))
             except InvalidInput as exc:
                 field = {"expires_at": "expires_on"}.get(exc.field, exc.field)
                 getattr(form, field if field in form else "ip_allowlist").errors.append(str(exc))

@@ -113,3 +113,25 @@ def test_limits_form_errors(client, auth):
     db.session.rollback()
     key = db.session.get(ApiKey, key_id)
     assert (key.spend_cap_total, key.ip_allowlist, key.expires_at) == (None, None, None)
+
+
+def test_limits_form_lowers_calls_at_once_but_never_raises_them(app, client, auth):
+    app.config.update(PROXY_MAX_INFLIGHT=40)  # so the operator's per-key limit is 10
+    user = auth.user()
+    with atomic():
+        key, _ = apikeys.issue(user, "limited")
+        key_id = key.id
+    page = client.get(f"/keys/{key_id}/limits").get_data(as_text=True)
+    assert 'name="max_concurrency"' in page and 'max="10"' in page
+    for value in ("11", "0", "-1", "two"):
+        response = client.post(f"/keys/{key_id}/limits", data={"max_concurrency": value})
+        assert response.status_code == 422, value
+    db.session.rollback()
+    assert db.session.get(ApiKey, key_id).max_concurrency is None
+    assert client.post(f"/keys/{key_id}/limits", data={"max_concurrency": "3"}).status_code == 303
+    db.session.rollback()
+    assert db.session.get(ApiKey, key_id).max_concurrency == 3
+    assert 'value="3"' in client.get(f"/keys/{key_id}/limits").get_data(as_text=True)
+    assert client.post(f"/keys/{key_id}/limits", data={"max_concurrency": ""}).status_code == 303
+    db.session.rollback()
+    assert db.session.get(ApiKey, key_id).max_concurrency is None
