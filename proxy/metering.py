@@ -125,7 +125,7 @@ def _server_content(route: str, document: dict) -> bool:
     if isinstance(tools, list) and any(isinstance(t, dict) and isinstance(t.get("type"), str)
                                        and t["type"].startswith(_SERVER_TOOL_PREFIXES) for t in tools):
         return True
-    return bool(document.get("web_search_options"))  # OpenAI chat's search models
+    return document.get("web_search_options") is not None  # OpenAI chat's search models
 
 
 def input_ceiling(route: str, document: dict, body_bytes: int) -> int:

@@ -54,65 +54,30 @@ def hold_for(route: str, body: dict) -> int:
 
 
 # -- 1. fields billing depends on are checked by type and range ---------------------------
+# (every value and encoding is tried against the parser in tests/unit/test_rewrite.py; here, that
+# a refusal comes in the route's own shape and nothing reaches the upstream or the books)
 
-@pytest.mark.parametrize("route", ROUTES)
-@pytest.mark.parametrize("stream", ["true", 1, 0, "false", [], {}, "yes"])
-def test_a_stream_flag_that_is_not_a_boolean_is_refused(gateway, fake, key, route, stream):
+@pytest.mark.parametrize("route, field, value, phrase", [
+    ("chat", "stream", "true", "stream must be true or false"),
+    ("messages", "stream", 1, "stream must be true or false"),
+    ("responses", "stream", "true", "stream must be true or false"),
+    ("chat", "stream_options", {"include_usage": "true"}, "include_usage must be true or false"),
+    ("messages", "max_tokens", "100", "max_tokens must be a positive whole number"),
+    ("responses", "max_output_tokens", 1.5, "max_output_tokens must be a positive whole number"),
+    ("chat", "n", 129, "n must be a positive whole number from 1 to 128"),
+])
+def test_a_billing_field_of_the_wrong_type_is_refused(gateway, fake, key, route, field, value, phrase):
     path, body = ROUTES[route]
-    response = post(gateway, key, path, {**body, "stream": stream})
-    assert_bad_request(response, path, "stream must be true or false")
+    extra = {"stream": True} if field == "stream_options" else {}
+    assert_bad_request(post(gateway, key, path, {**body, **extra, field: value}), path, phrase)
     assert fake.received == [] and records() == []
 
 
 @pytest.mark.parametrize("route", ROUTES)
-@pytest.mark.parametrize("field, value, phrase", [
-    ("stream_options", "include_usage", "stream_options must be an object"),
-    ("stream_options", [True], "stream_options must be an object"),
-    ("stream_options", {"include_usage": "true"}, "include_usage must be true or false"),
-    ("stream_options", {"include_usage": 1}, "include_usage must be true or false"),
-])
-def test_stream_options_are_checked(gateway, fake, key, route, field, value, phrase):
+def test_a_body_two_parsers_could_read_differently_is_refused(gateway, fake, key, route):
     path, body = ROUTES[route]
-    assert_bad_request(post(gateway, key, path, {**body, "stream": True, field: value}), path, phrase)
-    assert fake.received == []
-
-
-@pytest.mark.parametrize("route, field", [("chat", "max_completion_tokens"), ("chat", "max_tokens"),
-                                          ("messages", "max_tokens"), ("responses", "max_output_tokens")])
-@pytest.mark.parametrize("value", ["100", 100.0, True, 0, -5, [100], 1e400])
-def test_output_limits_are_positive_whole_numbers(gateway, fake, key, route, field, value):
-    path, body = ROUTES[route]
-    raw = json.dumps({**body, field: "PLACEHOLDER"}).replace('"PLACEHOLDER"', "1e400" if value == 1e400
-                                                             else json.dumps(value)).encode()
-    response = post(gateway, key, path, raw)
-    assert response.status_code == 400, response.text
-    assert fake.received == [] and records() == []
-
-
-@pytest.mark.parametrize("n", [0, -1, 129, "2", 2.0, True])
-def test_n_is_checked(gateway, fake, key, n):
-    path, body = ROUTES["chat"]
-    assert_bad_request(post(gateway, key, path, {**body, "n": n}), path, "n must be a positive whole number from 1")
-    assert fake.received == []
-
-
-@pytest.mark.parametrize("route", ROUTES)
-@pytest.mark.parametrize("raw, phrase", [
-    (b'{"model": "M", "stream": false, "stream": true, "max_tokens": 5, "max_output_tokens": 5, '
-     b'"max_completion_tokens": 5}', "twice"),
-    (b'{"model": "M", "max_tokens": NaN}', "not valid JSON"),
-    (b'{"model": "M", "max_tokens": Infinity}', "not valid JSON"),
-    (b'{"model": "M", "messages": [{"role": "user", "content": "\xff\xfe"}]}', "not valid UTF-8"),
-    (b'\xef\xbb\xbf{"model": "M"}', "not valid JSON"),
-    (b'{"model": "M", "messages": [{"role": "user", "content": "\\ud800"}]}', "lone surrogate"),
-    (b'{"model": "M", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests deeper"),
-    (b'{"model": "M", "x": ' + b"[" * 200 + b"]" * 200 + b"}", "nests deeper"),
-    (b'{"model": "M", "x": ' + b'{"a":' * 200 + b"1" + b"}" * 200 + b"}", "nests deeper"),
-])
-def test_bodies_two_parsers_could_read_differently_are_refused(gateway, fake, key, route, raw, phrase):
-    path, body = ROUTES[route]
-    raw = raw.replace(b'"M"', json.dumps(body["model"]).encode())
-    assert_bad_request(post(gateway, key, path, raw), path, phrase)
+    raw = json.dumps({**body, "stream": False})[:-1].encode() + b', "stream": true}'
+    assert_bad_request(post(gateway, key, path, raw), path, "twice")
     assert fake.received == [] and records() == []
 
 
@@ -140,7 +105,7 @@ def test_a_stream_where_a_body_was_expected_is_charged_the_worst_case(gateway, f
 
 
 @pytest.mark.parametrize("route", ROUTES)
-@pytest.mark.parametrize("raw_body", [b"not json", b"", b"[1, 2]", b'"text"', b'{"unexpected": true}'])
+@pytest.mark.parametrize("raw_body", [b"not json", b"[1, 2]", b'{"unexpected": true}'])
 def test_an_unreadable_success_is_charged_the_worst_case(gateway, fake, key, route, raw_body):
     path, body = ROUTES[route]
     fake.next(raw_body=raw_body)
