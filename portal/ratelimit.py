@@ -99,12 +99,6 @@ def counters():
     return current_app.extensions["tollgate.counters"]
 
 
-def blocked(key: str, limit: int) -> Optional[int]:
-    """Seconds until `key` may try again when it has used up `limit`, else None."""
-    store = counters()
-    return store.retry_after(key) if store.count(key) >= limit else None
-
-
 def hit(key: str, window: int) -> int:
     return counters().hit(key, window)
 

@@ -8,6 +8,7 @@ from .. import catalog, legal, ratelimit
 from ..database import atomic
 from ..extensions import db
 from ..models import ContactMessage, LegalKind
+from ..ratelimit import Limit
 from .forms import ContactForm
 
 bp = Blueprint("pages", __name__)
@@ -62,12 +63,12 @@ def contact():
         form.email.data = current_user.email
     if form.validate_on_submit():
         ip = request.remote_addr or "unknown"
-        wait = ratelimit.blocked(f"contact:{ip}", CONTACT_LIMIT)
-        if wait:
+        # Taken before anything is stored, so parallel posts cannot all pass a check of the count.
+        wait = ratelimit.take(Limit(f"contact:{ip}", CONTACT_LIMIT, 3600))
+        if wait is not None:
             form.message.errors.append(f"You have sent several messages already; try again in "
                                        f"{max(1, wait // 60)} minutes.")
             return render_template("pages/contact.html", form=form), 429
-        ratelimit.hit(f"contact:{ip}", 3600)
         with atomic():
             db.session.add(ContactMessage(email=form.email.data.strip(), subject=form.subject.data.strip(),
                                           message=form.message.data.strip(), ip=ip,

@@ -1,4 +1,5 @@
-"""Reading the mail the app sent (the offline outbox) and pulling links out of it; parallel requests."""
+"""Reading the mail the app sent (the offline outbox) and pulling links out of it; terms and users
+who accepted them; parallel requests."""
 import email
 import re
 import threading
@@ -9,7 +10,9 @@ from pathlib import Path
 
 from portal import legal
 from portal.database import atomic
-from portal.models import LegalKind
+from portal.extensions import db
+from portal.models import LegalKind, User
+from tests.factories import make_user
 
 LINK = re.compile(r"https?://\S+")
 
@@ -36,11 +39,47 @@ def publish_terms(version="v1", significant=False, kind=LegalKind.TERMS):
         return legal.publish(kind, version, f"# Terms {version}\n\nBe nice.", significant=significant).id
 
 
+def user_who_accepted_the_terms(auth):
+    """Make the default user, record that they accepted the current terms, and log in as them."""
+    user = make_user()
+    with atomic():
+        legal.accept(db.session.get(User, user.id), legal.current(LegalKind.TERMS), "127.0.0.1")
+    assert auth.login().status_code == 302
+    return user
+
+
 def register(client, email="new@example.com", password="a long passphrase", accept=True):
     data = {"email": email, "password": password}
     if accept:
         data["accept_terms"] = "y"
     return client.post("/register", data=data)
+
+
+class MeetingCounters:
+    """The app's rate-limit counters, where each thread's first call returns only once `parties`
+    threads have made theirs: every parallel request has taken its first step at the throttle
+    before any goes on, so one that reads the count before taking it lets them all through, every
+    time, and one that takes first lets exactly the limit through."""
+
+    def __init__(self, real, parties: int):
+        self.real, self.barrier, self.arrived = real, threading.Barrier(parties), threading.local()
+
+    def __getattr__(self, name):
+        method = getattr(self.real, name)
+
+        def call(*args):
+            result = method(*args)
+            if not getattr(self.arrived, "yes", False):
+                self.arrived.yes = True
+                self.barrier.wait(timeout=30)  # a request that never gets here fails the test, not hangs it
+            return result
+        return call
+
+
+def meet_at_the_counters(monkeypatch, app, parties: int) -> None:
+    """Make the next `parties` requests (each on its own thread) meet at their first counter call."""
+    real = app.extensions["tollgate.counters"]
+    monkeypatch.setitem(app.extensions, "tollgate.counters", MeetingCounters(real, parties))
 
 
 def in_parallel(count, request):

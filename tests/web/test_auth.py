@@ -10,8 +10,10 @@ from portal import twofactor, users
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import TermsAcceptance, User
+from portal.views.auth import REGISTER_LIMIT_IP
 from tests.factories import PASSWORD, make_user
-from tests.web.helpers import LINK, last_link, outbox, path_of, publish_terms, register
+from tests.web.helpers import (LINK, in_parallel, last_link, meet_at_the_counters, outbox, path_of, publish_terms,
+                               register)
 
 
 def same_page(a: bytes, b: bytes) -> bool:
@@ -190,28 +192,26 @@ def test_registration_is_throttled_and_cannot_mail_bomb_an_owner(app, client):
     assert blocked.status_code == 429 and b"Too many sign-ups from your network" in blocked.data
 
 
+def test_parallel_sign_ups_from_one_address_stop_at_the_limit(app, client, monkeypatch):
+    """The per-address count is taken before the account is made, so parallel sign-ups count too."""
+    publish_terms()
+    meet_at_the_counters(monkeypatch, app, REGISTER_LIMIT_IP + 2)
+    responses = in_parallel(REGISTER_LIMIT_IP + 2, lambda i: register(app.test_client(), f"new{i}@example.com"))
+    assert sorted(r.status_code for r in responses) == [200] * REGISTER_LIMIT_IP + [429] * 2
+    db.session.rollback()
+    assert db.session.scalar(select(db.func.count()).select_from(User)) == REGISTER_LIMIT_IP
+
+
 @pytest.mark.parametrize("email", ["a@b", "no-at-sign", "x" * 300 + "@example.com"])
 def test_login_with_a_malformed_address_is_a_plain_failure(client, email):
     response = client.post("/login", data={"email": email, "password": "whatever12"})
     assert response.status_code == 422 and b"Email or password is not correct." in response.data
 
 
-def test_unknown_address_costs_a_password_check_too(app, monkeypatch):
-    from portal import users as domain
-    checked = []
-
-    class Recording:
-        def __init__(self, real):
-            self.real = real
-
-        def verify(self, hashed, password):
-            checked.append(hashed)
-            return self.real.verify(hashed, password)
-
-    monkeypatch.setattr(domain, "_hasher", Recording(domain._hasher))
-    assert domain.authenticate_password("nobody@example.com", "guess guess") is None
-    assert domain.authenticate_password("a@b", "guess guess") is None
-    assert checked == [domain._DUMMY_HASH, domain._DUMMY_HASH]
+def test_unknown_address_costs_a_password_check_too(app, password_checks):
+    assert users.authenticate_password("nobody@example.com", "guess guess") is None
+    assert users.authenticate_password("a@b", "guess guess") is None
+    assert password_checks == [users._DUMMY_HASH, users._DUMMY_HASH]
 
 
 def test_a_change_email_link_cannot_reset_the_password(app, client, auth):

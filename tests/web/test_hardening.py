@@ -6,7 +6,7 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from portal import apikeys, calls, catalog, legal
+from portal import apikeys, calls, catalog
 from portal.database import atomic
 from portal.errors import UnknownUpstream
 from portal.extensions import db
@@ -14,14 +14,9 @@ from portal.models import ApiKey, ContactMessage, LegalKind, TermsAcceptance, Us
 from portal.pricing import Price, Usage
 from portal.views.usage import csv_text
 from tests.conftest import make_app
-from tests.factories import PASSWORD, make_user
-from tests.web.helpers import publish_terms
+from tests.web.helpers import publish_terms, user_who_accepted_the_terms
 
 HX = {"HX-Request": "true"}
-
-
-def login(client, email="person@example.com"):
-    return client.post("/login", data={"email": email, "password": PASSWORD})
 
 
 def one_call(email: str, key_name: str, model_id: str = "model-a") -> str:
@@ -77,9 +72,8 @@ HUGE = "99999999999999999999"
     ("/terms/v1%00", 400),
     ("/privacy/" + "v" * 5000, 404),
 ])
-def test_odd_numbers_and_ids_are_400_or_404_never_500(client, url, status):
-    make_user()
-    login(client)
+def test_odd_numbers_and_ids_are_400_or_404_never_500(client, auth, url, status):
+    auth.user()
     response = client.get(url)
     assert response.status_code == status, response.data[:300]
     if response.mimetype == "text/csv":
@@ -87,17 +81,15 @@ def test_odd_numbers_and_ids_are_400_or_404_never_500(client, url, status):
 
 
 @pytest.mark.parametrize("action", ["rename", "limits", "revoke"])
-def test_posting_to_a_huge_key_id_is_404(client, action):
-    make_user()
-    login(client)
+def test_posting_to_a_huge_key_id_is_404(client, auth, action):
+    auth.user()
     assert client.post(f"/keys/{HUGE}/{action}", data={"name": "x"}).status_code == 404
 
 
 # --- text the database cannot hold: NUL and lone surrogates --------------------------------------
 
-def test_nul_in_a_form_field_is_refused(client):
-    make_user()
-    login(client)
+def test_nul_in_a_form_field_is_refused(client, auth):
+    auth.user()
     assert client.post("/keys/", data={"name": "lap\x00top"}).status_code == 400
     assert client.post("/contact", data={"email": "a@example.com", "subject": "hi",
                                          "message": "hello\x00"}).status_code == 400
@@ -108,9 +100,8 @@ def test_nul_in_a_form_field_is_refused(client):
     assert db.session.scalar(select(ApiKey)) is None and db.session.scalar(select(ContactMessage)) is None
 
 
-def test_invalid_utf8_in_a_form_is_stored_as_replacement_characters(client):
-    make_user()
-    login(client)
+def test_invalid_utf8_in_a_form_is_stored_as_replacement_characters(client, auth):
+    auth.user()
     # %ED%A0%80 is U+D800 (a lone surrogate) encoded as if it were a character: not UTF-8.
     response = client.post("/keys/", data="name=a%ED%A0%80b", content_type="application/x-www-form-urlencoded")
     assert response.status_code == 200
@@ -125,10 +116,9 @@ def test_invalid_utf8_in_a_form_is_stored_as_replacement_characters(client):
 
 @pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"message": "\\ud800", "email": "\\udc00"}',
                                   '{"name": {"a": 1}}', "[1, 2]", "not json"])
-def test_json_bodies_are_refused_by_the_portal(client, body):
+def test_json_bodies_are_refused_by_the_portal(client, auth, body):
     """The portal takes forms; Flask-WTF would read a JSON body into them, and choke on these."""
-    make_user()
-    login(client)
+    auth.user()
     for path in ("/contact", "/keys/", "/login", "/account/email", "/consent", "/keys/1/rename"):
         assert client.post(path, data=body, content_type="application/json").status_code == 400, path
     db.session.rollback()
@@ -139,10 +129,9 @@ def test_json_bodies_are_refused_by_the_portal(client, body):
 
 @pytest.mark.parametrize("name", ['=HYPERLINK("https://evil.example","x")', "+1+cmd|' /C calc'!A0", "-2+3",
                                   "@SUM(A1:A9)"])
-def test_csv_export_neutralises_formula_cells(client, name):
-    make_user(credit=50_000_000)
+def test_csv_export_neutralises_formula_cells(client, auth, name):
+    auth.user(credit=50_000_000)
     one_call("person@example.com", name)
-    login(client)
     rows = list(csv.DictReader(io.StringIO(client.get("/usage/export.csv").get_data(as_text=True), newline="")))
     assert rows[0]["key"] == "'" + name
     assert rows[0]["model"] == "model-a" and rows[0]["cost_micro_usd"] == "4500"  # numbers stay numbers
@@ -156,9 +145,8 @@ def test_csv_text_leaves_ordinary_text_alone():
 
 # --- pages that show a secret are never cached ----------------------------------------------------
 
-def test_new_key_page_and_fragment_are_not_stored(client):
-    make_user()
-    login(client)
+def test_new_key_page_and_fragment_are_not_stored(client, auth):
+    auth.user()
     assert "no-store" not in client.get("/keys/").headers.get("Cache-Control", "")
     for headers in ({}, HX):
         response = client.post("/keys/", data={"name": "ci"}, headers=headers)
@@ -166,9 +154,8 @@ def test_new_key_page_and_fragment_are_not_stored(client):
         assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_totp_secret_and_recovery_codes_are_not_stored(client):
-    make_user()
-    login(client)
+def test_totp_secret_and_recovery_codes_are_not_stored(client, auth):
+    auth.user()
     setup = client.get("/account/2fa")
     assert setup.headers["Cache-Control"] == "no-store"
     secret = setup.get_data(as_text=True).split('data-testid="totp-secret">')[1].split("<")[0]
@@ -203,13 +190,10 @@ def accepted_versions() -> list[tuple[str, str]]:
             for a in db.session.scalars(select(TermsAcceptance).order_by(TermsAcceptance.id))]
 
 
-def test_significant_privacy_policy_requires_consent(client):
+def test_significant_privacy_policy_requires_consent(client, auth):
     publish_terms("t1")
     publish_terms("p1", kind=LegalKind.PRIVACY, significant=True)  # before the account: agreed at sign-up
-    user = make_user()
-    with atomic():
-        legal.accept(db.session.get(User, user.id), legal.current(LegalKind.TERMS), "127.0.0.1")
-    login(client)
+    user_who_accepted_the_terms(auth)
     assert client.get("/keys/").status_code == 200
     publish_terms("p2", kind=LegalKind.PRIVACY)  # not significant: nothing asked
     assert client.get("/keys/").status_code == 200
@@ -224,12 +208,9 @@ def test_significant_privacy_policy_requires_consent(client):
     assert accepted_versions() == [("terms", "t1"), ("privacy", "p3")]
 
 
-def test_new_terms_and_privacy_policy_are_accepted_one_after_the_other(client):
+def test_new_terms_and_privacy_policy_are_accepted_one_after_the_other(client, auth):
     publish_terms("t1")
-    user = make_user()
-    with atomic():
-        legal.accept(db.session.get(User, user.id), legal.current(LegalKind.TERMS), "127.0.0.1")
-    login(client)
+    user_who_accepted_the_terms(auth)
     publish_terms("t2", significant=True)
     publish_terms("p1", kind=LegalKind.PRIVACY, significant=True)
     assert b"Our terms have changed" in client.get("/consent").data

@@ -15,12 +15,6 @@ def app_config():
     return {"PUBLIC_URL": PUBLIC}
 
 
-def login(client, **request_kwargs):
-    # The test client keeps cookies per host, so log in at the host the test goes on with.
-    kwargs = {k: v for k, v in request_kwargs.items() if k == "base_url"}
-    return client.post("/login", data={"email": "person@example.com", "password": PASSWORD}, **kwargs)
-
-
 # Ways a client can name a host of its choosing. Werkzeug compares hosts exactly, so each
 # spelling of the attacker's host is refused rather than normalised into something trusted.
 REFUSED = [
@@ -69,9 +63,9 @@ def test_verification_links_are_built_from_public_url(app, client, request_kwarg
 
 
 @pytest.mark.parametrize("request_kwargs", SERVED)
-def test_resent_verification_link_is_built_from_public_url(app, client, request_kwargs):
+def test_resent_verification_link_is_built_from_public_url(app, client, auth, request_kwargs):
     make_user(verified=False)
-    login(client, **request_kwargs)
+    auth.login(base_url=request_kwargs.get("base_url"))
     client.post("/verify/resend", **request_kwargs)
     assert last_link(app, "person@example.com").startswith(f"{PUBLIC}/verify/")
 
@@ -85,16 +79,16 @@ def test_already_registered_notice_links_to_public_url(app, client):
 
 
 @pytest.mark.parametrize("request_kwargs", SERVED)
-def test_email_change_link_is_built_from_public_url(app, client, request_kwargs):
+def test_email_change_link_is_built_from_public_url(app, client, auth, request_kwargs):
     make_user()
-    login(client, **request_kwargs)
+    auth.login(base_url=request_kwargs.get("base_url"))
     client.post("/account/email", data={"em-email": "new@example.com", "em-password": PASSWORD}, **request_kwargs)
     assert last_link(app, "new@example.com").startswith(f"{PUBLIC}/account/email/")
 
 
-def test_new_key_page_shows_public_url(client):
+def test_new_key_page_shows_public_url(client, auth):
     make_user()
-    login(client, base_url="http://127.0.0.1:5555")
+    auth.login(base_url="http://127.0.0.1:5555")
     html = client.post("/keys/", data={"name": "laptop"}, base_url="http://127.0.0.1:5555").get_data(as_text=True)
     assert f'OpenAI(base_url="{PUBLIC}/v1"' in html and f"curl {PUBLIC}/v1/chat/completions" in html
     assert "127.0.0.1" not in html

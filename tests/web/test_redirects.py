@@ -2,12 +2,12 @@
 import pyotp
 import pytest
 
-from portal import legal, links, twofactor
+from portal import links, twofactor
 from portal.database import atomic
 from portal.extensions import db
-from portal.models import LegalKind, User
-from tests.factories import PASSWORD, make_user
-from tests.web.helpers import publish_terms
+from portal.models import User
+from tests.factories import make_user
+from tests.web.helpers import publish_terms, user_who_accepted_the_terms
 
 DASHBOARD = "/dashboard/"
 
@@ -43,27 +43,23 @@ def test_is_local_path_accepts(target):
     assert links.is_local_path(target)
 
 
-def login(client, query=""):
-    return client.post(f"/login{query}", data={"email": "person@example.com", "password": PASSWORD})
-
-
 @pytest.mark.parametrize("raw", HOSTILE)
-def test_login_never_redirects_off_site(client, raw):
+def test_login_never_redirects_off_site(auth, raw):
     make_user()
-    response = login(client, f"?next={raw}")
+    response = auth.login(query=f"next={raw}")
     assert response.status_code == 302 and response.headers["Location"] == DASHBOARD
 
 
 @pytest.mark.parametrize("raw", ["/%00/evil.com", "%00//evil.com"])
-def test_nul_in_next_is_a_bad_request(client, raw):
+def test_nul_in_next_is_a_bad_request(auth, raw):
     make_user()
-    assert login(client, f"?next={raw}").status_code == 400
+    assert auth.login(query=f"next={raw}").status_code == 400
 
 
 @pytest.mark.parametrize("raw, location", LOCAL)
-def test_login_follows_local_next(client, raw, location):
+def test_login_follows_local_next(auth, raw, location):
     make_user()
-    assert login(client, f"?next={raw}").headers["Location"] == location
+    assert auth.login(query=f"next={raw}").headers["Location"] == location
 
 
 def two_factor_user() -> list[str]:
@@ -75,39 +71,37 @@ def two_factor_user() -> list[str]:
 
 
 @pytest.mark.parametrize("raw", SAMPLE)
-def test_two_factor_step_never_redirects_off_site(client, raw):
+def test_two_factor_step_never_redirects_off_site(client, auth, raw):
     codes = two_factor_user()
-    assert login(client, f"?next={raw}").headers["Location"] == "/login/2fa"
+    assert auth.login(query=f"next={raw}").headers["Location"] == "/login/2fa"
     response = client.post("/login/2fa", data={"code": codes[0]})
     assert response.status_code == 302 and response.headers["Location"] == DASHBOARD
 
 
-def test_two_factor_step_redirects_only_to_local_paths(client):
+def test_two_factor_step_redirects_only_to_local_paths(client, auth):
     codes = two_factor_user()
-    login(client, "?next=/%09/evil.com")
+    auth.login(query="next=/%09/evil.com")
     assert client.post("/login/2fa", data={"code": codes[0]}).headers["Location"] == DASHBOARD
-    client.post("/logout")
-    login(client, "?next=/keys/")
+    auth.logout()
+    auth.login(query="next=/keys/")
     assert client.post("/login/2fa", data={"code": codes[1]}).headers["Location"] == "/keys/"
 
 
-def consenting_user(client):
+def consenting_user(auth):
+    """Logged in, and asked to accept significant new terms."""
     publish_terms("v1")
-    user = make_user()
-    with atomic():
-        legal.accept(db.session.get(User, user.id), legal.current(LegalKind.TERMS), "127.0.0.1")
-    login(client)
+    user_who_accepted_the_terms(auth)
     publish_terms("v2", significant=True)
 
 
 @pytest.mark.parametrize("raw", SAMPLE)
-def test_consent_never_redirects_off_site(client, raw):
-    consenting_user(client)
+def test_consent_never_redirects_off_site(client, auth, raw):
+    consenting_user(auth)
     response = client.post(f"/consent?next={raw}", data={"decision": "accept"})
     assert response.status_code == 302 and response.headers["Location"] == DASHBOARD
 
 
 @pytest.mark.parametrize("raw, location", LOCAL)
-def test_consent_follows_local_next(client, raw, location):
-    consenting_user(client)
+def test_consent_follows_local_next(client, auth, raw, location):
+    consenting_user(auth)
     assert client.post(f"/consent?next={raw}", data={"decision": "accept"}).headers["Location"] == location

@@ -11,7 +11,7 @@ import time
 import pyotp
 import pytest
 
-from portal import twofactor, users
+from portal import twofactor
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import User
@@ -25,26 +25,6 @@ def at(client, address):
     """`client` as seen from `address` from now on."""
     client.environ_base["REMOTE_ADDR"] = address
     return client
-
-
-@pytest.fixture
-def password_checks(monkeypatch):
-    """The password hashes verified, one entry per check (argon2 is the expensive, guessable part)."""
-    checked = []
-
-    class Recording:
-        def __init__(self, real):
-            self.real = real
-
-        def verify(self, hashed, password):
-            checked.append(hashed)
-            return self.real.verify(hashed, password)
-
-        def __getattr__(self, name):
-            return getattr(self.real, name)
-
-    monkeypatch.setattr(users, "_hasher", Recording(users._hasher))
-    return checked
 
 
 @pytest.fixture
