@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from portal import apikeys, ledger
+from portal import apikeys, ledger, users
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import ApiKey
@@ -75,7 +75,7 @@ def test_one_account_cannot_take_the_process(app, gateway, fake, key):
         assert refused.headers["Retry-After"] == "1"
         # A second key of the same account shares the account's slots.
         with atomic():
-            second = apikeys.issue(db.session.scalar(db.select(ApiKey)).user, "second")[1]
+            second = apikeys.issue(users.find_user("caller@example.com"), "second")[1]
         assert_refused(post(gateway, second), 429, "rate_limit_error", "Your account")
         # Everyone else is served.
         assert post(gateway, other, {**BODY, "stream": False}).status_code == 200
