@@ -24,6 +24,22 @@ from portal import create_app, ledger, serving
 from portal.config import database_url
 from portal.extensions import db
 
+@pytest.fixture(autouse=True, scope="session")
+def light_password_hashing():
+    """argon2id at its smallest parameters: the same code paths at a fraction of the CPU.
+
+    Tests hash and check hundreds of passwords; at the production parameters that is minutes of
+    a 2-core machine. Hashes made here still verify like any argon2 hash.
+    """
+    from argon2 import PasswordHasher
+
+    from portal import users
+    production = users._hasher
+    users._hasher = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+    yield
+    users._hasher = production
+
+
 BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
