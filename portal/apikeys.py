@@ -154,14 +154,15 @@ def _refusal(key_id: int, amount: int, month: str) -> Exception:
     if key is None:
         return UnknownKey("unknown API key")
     this_month = key.spent_month if key.spent_month_key == month else 0
+    held = f", and calls in flight hold {format_usd(key.held)}" if key.held else ""
     if key.spend_cap_total is not None and key.spent_total + key.held + amount > key.spend_cap_total:
         return SpendCapReached(f"this key has spent {format_usd(key.spent_total)} of its "
-                               f"{format_usd(key.spend_cap_total)} total cap; the call could cost up to "
+                               f"{format_usd(key.spend_cap_total)} total cap{held}; the call could cost up to "
                                f"{format_usd(amount)}. {_ADVICE}")
     if key.spend_cap_monthly is not None and this_month + key.held + amount > key.spend_cap_monthly:
         return SpendCapReached(f"this key has spent {format_usd(this_month)} of its "
-                               f"{format_usd(key.spend_cap_monthly)} cap for {month}; the call could cost up to "
-                               f"{format_usd(amount)}. {_ADVICE}")
+                               f"{format_usd(key.spend_cap_monthly)} cap for {month}{held}; the call could cost "
+                               f"up to {format_usd(amount)}. {_ADVICE}")
     caps = [f"{format_usd(cap)} {name}" for cap, name in ((key.spend_cap_total, "total cap"),
                                                             (key.spend_cap_monthly, f"cap for {month}"))
             if cap is not None]
