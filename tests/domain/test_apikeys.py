@@ -74,6 +74,14 @@ def test_issue_stores_only_the_hash_and_a_short_hint(app):
     assert other != plaintext
 
 
+def test_keys_are_drawn_from_letters_and_digits(app):
+    """62 symbols a character: with 40 of them, a few keys show every kind (a miss is ~1e-13 likely)."""
+    user = make_user()
+    body = "".join(issue(user, f"k{i}")[1][3:] for i in range(5))
+    assert any(c.islower() for c in body) and any(c.isupper() for c in body) and any(c.isdigit() for c in body)
+    assert len(set(body)) > 40
+
+
 def test_issue_names_an_unnamed_key_default_and_refuses_a_long_name(app):
     user = make_user()
     assert key_row(issue(user, name="   ")[0]).name == "default"

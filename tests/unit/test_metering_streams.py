@@ -225,6 +225,7 @@ def test_estimates_round_up():
     assert metering.estimated_output_tokens({"content": "a"}) == 1
     assert metering.estimated_output_tokens({"content": "abcde"}) == 2
     assert metering.estimated_output_tokens({"content": ""}) == 0
+    assert metering.estimated_output_tokens({"content": ["abcd", "efgh"]}) == 2  # a list of text parts
 
 
 def test_every_kind_of_generated_text_counts_in_a_complete_response():
