@@ -5,7 +5,7 @@ from decimal import Decimal
 from .errors import InvalidAmount
 
 MICRO = 1_000_000
-_USD = re.compile(r"^\s*\$?(?P<digits>\d+(?:\.\d+)?|\.\d+)\s*$")
+_USD = re.compile(r"^\s*\$?(?P<digits>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*$")
 
 
 def parse_usd(text: str, *, what: str = "amount") -> int:

@@ -216,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
         if b.hang_before_headers:
             time.sleep(b.hang_before_headers)
         if b.before_headers is not None:
-            b.before_headers.wait(10)
+            b.before_headers.wait(60)
         route = ROUTES.get(self.path.split("?")[0])
         if b.status != 200 or route is None:
             key = headers.get("x-api-key") or headers.get("authorization", "")
@@ -251,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(30)
                 return
             if i == 1 and b.gate is not None:
-                b.gate.wait(10)
+                b.gate.wait(60)
             elif i and b.delay:
                 time.sleep(b.delay)
             self.wfile.write(event if b.close_delimited else b"%x\r\n%s\r\n" % (len(event), event))

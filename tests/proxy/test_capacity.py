@@ -37,7 +37,7 @@ def open_streams(gateway, fake, keys):
     gates = [fake.next(gate=threading.Event()).gate for _ in keys]
     client = requests.Session()
     client.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=len(keys) + 4))
-    streams = [client.post(f"{gateway}/v1/messages", json=BODY, headers={"x-api-key": k}, stream=True, timeout=10)
+    streams = [client.post(f"{gateway}/v1/messages", json=BODY, headers={"x-api-key": k}, stream=True, timeout=60)
                for k in keys]
     try:
         assert [s.status_code for s in streams] == [200] * len(keys)
@@ -51,7 +51,7 @@ def open_streams(gateway, fake, keys):
 
 
 def post(gateway, key, body=BODY, path="/v1/messages"):
-    return requests.post(f"{gateway}{path}", json=body, headers={"x-api-key": key}, timeout=10)
+    return requests.post(f"{gateway}{path}", json=body, headers={"x-api-key": key}, timeout=60)
 
 
 def assert_refused(response, status, kind, *phrases):
@@ -86,7 +86,7 @@ def test_one_account_cannot_take_the_process(app, gateway, fake, key):
 def test_refusals_are_in_the_openai_shape_on_openai_routes(app, gateway, fake, key):
     with open_streams(gateway, fake, [key, key]):
         refused = requests.post(f"{gateway}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                                json={"model": "gpt-test", "messages": []}, timeout=10)
+                                json={"model": "gpt-test", "messages": []}, timeout=60)
         assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
         error = refused.json()["error"]
         assert (error["type"], error["code"]) == ("rate_limit_error", "concurrency_limit_exceeded")

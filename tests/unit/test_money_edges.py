@@ -49,3 +49,10 @@ def test_div_round_half_up_edges(n, d, q):
 def test_div_round_half_up_refuses_bad_operands(n, d):
     with pytest.raises(ValueError):
         div_round_half_up(n, d)
+
+
+@pytest.mark.parametrize("text", ["٥", "５", "1.٥", "१०", "５.00"])
+def test_parse_usd_takes_only_ascii_digits(text):
+    """Python's \\d matches every script's digits; an amount is typed in 0-9 or refused."""
+    with pytest.raises(InvalidAmount):
+        parse_usd(text)
