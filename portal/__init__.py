@@ -41,8 +41,8 @@ def create_app(config: Optional[dict] = None) -> Flask:
 
     import proxy
 
-    from . import cli, ratelimit, security
-    from .views import account, auth, dashboard, errors, keys, pages, usage
+    from . import cli, ratelimit, security, stripe_gateway
+    from .views import account, auth, billing, codes, dashboard, errors, keys, pages, refunds, statement, usage, webhooks
 
     security.init_app(app)
     app.add_template_filter(format_usd, "usd")
@@ -50,11 +50,14 @@ def create_app(config: Optional[dict] = None) -> Flask:
     # Form macros as globals, so a block rendered alone for htmx has them too.
     app.jinja_env.globals["field"] = app.jinja_env.get_template("_macros.html").module.field
     ratelimit.init_app(app)
-    for blueprint in (pages.bp, auth.bp, dashboard.bp, keys.bp, usage.bp, account.bp):
+    stripe_gateway.init_app(app)
+    for blueprint in (pages.bp, auth.bp, dashboard.bp, keys.bp, usage.bp, account.bp, billing.bp, codes.bp, refunds.bp,
+                      statement.bp, webhooks.bp):
         app.register_blueprint(blueprint)
     app.before_request(auth.require_consent)
     proxy.init_app(app)
     csrf.exempt(proxy.bp)
+    csrf.exempt(webhooks.bp)  # Stripe signs its requests; there is no session to forge
 
     def http_error(exc: HTTPException):
         # Errors outside any blueprint's handlers (unknown routes, 405, 413): JSON under /v1,

@@ -23,7 +23,7 @@ from .money import format_usd, parse_usd
 from .pricing import Price
 
 users_cli = AppGroup("users", help="Create, verify and suspend users.")
-credits = AppGroup("credits", help="Grant credit.")
+credits = AppGroup("credits", help="Grant credit, record manual top-ups, expire old credit.")
 keys = AppGroup("keys", help="Issue API keys.")
 upstreams = AppGroup("upstreams", help="Configure upstream providers.")
 models = AppGroup("models", help="Configure public models and their prices.")
@@ -32,6 +32,9 @@ demo_cli = AppGroup("demo", help="Demo data for a local try-out.")
 terms_cli = AppGroup("terms", help="Publish the terms of service.")
 inbox_cli = AppGroup("inbox", help="What users sent the operator: contact messages and refund requests.")
 privacy_cli = AppGroup("privacy", help="Publish the privacy policy.")
+refunds_cli = AppGroup("refunds", help="Approve or reject requests for unused balance.")
+codes_cli = AppGroup("codes", help="Create gift codes.")
+refund_policy_cli = AppGroup("refund-policy", help="Publish the refund policy.")
 
 
 def domain_command(group: AppGroup, *args, **kwargs):
@@ -282,6 +285,18 @@ def ledger_release_stale(older_than_minutes):
     click.echo(f"released {len(released)} stale hold(s){': ' + ', '.join(map(str, released)) if released else ''}")
 
 
+# --- payments: users show, credits topup (payments.py) ------------------------------------------
+
+
+# --- expiry: credits expire (expiry.py) ----------------------------------------------------------
+
+
+# --- refunds: refunds list|approve|reject, refund-policy publish (refunds.py) -------------------
+
+
+# --- gift codes: codes create (giftcodes.py) -----------------------------------------------------
+
+
 @demo_cli.command("seed")
 def demo_seed():
     """Create the demo admin, demo user, echo upstream and demo model once; print the credentials."""
@@ -301,6 +316,7 @@ def serve():
 
 
 def register(app: Flask) -> None:
-    for group in (users_cli, credits, keys, upstreams, models, ledger_cli, demo_cli, terms_cli, privacy_cli, inbox_cli):
+    for group in (users_cli, credits, keys, upstreams, models, ledger_cli, demo_cli, terms_cli, privacy_cli, inbox_cli,
+                  refunds_cli, codes_cli, refund_policy_cli):
         app.cli.add_command(group)
     app.cli.add_command(serve)

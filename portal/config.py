@@ -147,6 +147,57 @@ def _trusted_proxy(environ) -> str:
                           f"(or '*'), got {raw!r}") from None
 
 
+# Checkout payment methods this gateway knows how to ask for (Stripe's names).
+PAYMENT_METHODS = ("card", "alipay", "wechat_pay", "link", "paypal", "us_bank_account", "sepa_debit",
+                   "ideal", "bancontact", "giropay", "eps", "p24", "klarna", "afterpay_clearpay", "cashapp")
+
+
+def _payment_methods(environ) -> tuple[str, ...]:
+    raw = environ.get("STRIPE_PAYMENT_METHODS") or "card"
+    methods = tuple(dict.fromkeys(m.strip().lower() for m in raw.split(",") if m.strip()))
+    unknown = [m for m in methods if m not in PAYMENT_METHODS]
+    if unknown or not methods:
+        raise ConfigError(f"STRIPE_PAYMENT_METHODS must be a comma-separated list of {', '.join(PAYMENT_METHODS)}; "
+                          f"unknown: {', '.join(unknown) or '(empty)'}")
+    return methods
+
+
+def _stripe(environ, production: bool) -> dict:
+    secret = (environ.get("STRIPE_SECRET_KEY") or "").strip()
+    webhook = (environ.get("STRIPE_WEBHOOK_SECRET") or "").strip()
+    if secret and not webhook:
+        # Without it no payment could ever be credited: Checkout would take money and nothing land.
+        raise ConfigError("STRIPE_WEBHOOK_SECRET must be set with STRIPE_SECRET_KEY (the signing secret of the "
+                          "webhook endpoint, whsec_...; `stripe listen` prints one for local development)")
+    api_base = (environ.get("STRIPE_API_BASE") or "").strip().rstrip("/")
+    if api_base and not api_base.startswith(("http://", "https://")):
+        raise ConfigError(f"STRIPE_API_BASE must be an http(s) URL, got {api_base!r}")
+    minimum = _usd(environ, "TOPUP_MIN_USD", "5")
+    maximum = _usd(environ, "TOPUP_MAX_USD", "500")
+    if not 0 < minimum <= maximum:
+        raise ConfigError("TOPUP_MIN_USD must be positive and at most TOPUP_MAX_USD")
+    presets = []
+    for part in (environ.get("TOPUP_PRESETS_USD") or "5,10,20,50,100").split(","):
+        try:
+            presets.append(parse_usd(part.strip(), what="TOPUP_PRESETS_USD"))
+        except InvalidAmount as exc:
+            raise ConfigError(str(exc)) from None
+    if any(not minimum <= p <= maximum for p in presets):
+        raise ConfigError("every TOPUP_PRESETS_USD amount must lie between TOPUP_MIN_USD and TOPUP_MAX_USD")
+    for name, value in (("TOPUP_MIN_USD", minimum), ("TOPUP_MAX_USD", maximum), *(("TOPUP_PRESETS_USD", p) for p in presets)):
+        if value % 10_000:
+            raise ConfigError(f"{name} must be whole cents: Stripe charges in cents")
+    return {
+        "STRIPE_SECRET_KEY": secret,
+        "STRIPE_WEBHOOK_SECRET": webhook,
+        "STRIPE_API_BASE": api_base,
+        "STRIPE_PAYMENT_METHODS": _payment_methods(environ),
+        "TOPUP_MIN": minimum,
+        "TOPUP_MAX": maximum,
+        "TOPUP_PRESETS": tuple(dict.fromkeys(presets)),
+    }
+
+
 def call_limits(config) -> tuple[int, int, int]:
     """Calls in flight at once per process: (in all, per account, per key), defaults applied.
 
@@ -207,6 +258,10 @@ def load(instance_path: str, environ=os.environ) -> dict:
         # Credit granted once when a new account confirms its email: a newcomer to the local demo
         # can make calls at once; production gives nothing unless the operator says so.
         "SIGNUP_CREDIT": _usd(environ, "SIGNUP_CREDIT_USD", "0" if production else "1"),
+        **_stripe(environ, production),
+        # The expiry job (expire credits, warn 30 and 7 days ahead) runs this often inside `serve`;
+        # 0 turns the timer off (run `flask credits expire` from cron instead).
+        "JOBS_INTERVAL_SECONDS": _int(environ, "JOBS_INTERVAL_SECONDS", 3600, minimum=0),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -46,6 +46,15 @@ class InsufficientFunds(DomainError):
         super().__init__(f"available balance does not cover {needed} micro-USD")
 
 
+class CreditsExpired(InsufficientFunds):
+    """The account's credits passed their expiry date (12 months after the last top-up)."""
+
+    def __init__(self, needed: int, available: int | None, expired_at):
+        super().__init__(needed, available)
+        self.expired_at = expired_at
+        self.args = (f"your credits expired on {expired_at:%Y-%m-%d}",)
+
+
 class HoldNotOpen(DomainError):
     """The hold was already settled or released (or never existed)."""
 

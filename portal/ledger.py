@@ -12,28 +12,74 @@ Design:
   IMMEDIATE) and Postgres (row lock, WHERE re-checked after the wait).
 - The one sanctioned overdraft: settling a hold for more than it reserved (the input estimate
   was low) charges the exact cost; the balance may dip below zero and further holds fail.
+- Two more sanctioned overdrafts, both forced from outside: money Stripe takes back (a refund
+  made in Stripe's dashboard, a dispute) is clawed back whatever the balance (`claw_back`).
+- Entries are hash-chained per account: each stores sha256 of its content and of the previous
+  entry's hash (`chain_hash`), and the account keeps the newest hash (`chain_head`). Altering or
+  removing any entry breaks every later hash, which `verify` recomputes.
+- Credits expire `VALIDITY_MONTHS` calendar months after the last paid top-up (`expiry_after`).
+  A hold is refused once that moment has passed, in the same conditional UPDATE that checks the
+  balance, so no call starts on expired credit even before the expiry job has run.
 - Functions here do not commit: callers wrap them in `database.atomic()` so that money rows
   and the records that explain them (usage, payments) land together or not at all.
 """
+import calendar
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Optional
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from .errors import HoldNotOpen, InsufficientFunds, InvalidAmount, ReferenceConflict
+from .errors import CreditsExpired, HoldNotOpen, InsufficientFunds, InvalidAmount, ReferenceConflict
 from .extensions import db
 from .models import Account, ApiKey, EntryKind, Hold, HoldStatus, LedgerEntry, utcnow
 
 CREDIT_KINDS = {EntryKind.GRANT, EntryKind.TOPUP, EntryKind.REFUND, EntryKind.ADJUSTMENT}
-DEBIT_KINDS = {EntryKind.CHARGE, EntryKind.EXPIRY, EntryKind.REFUND, EntryKind.ADJUSTMENT}
+DEBIT_KINDS = {EntryKind.CHARGE, EntryKind.EXPIRY, EntryKind.REFUND, EntryKind.ADJUSTMENT, EntryKind.DISPUTE}
+CLAW_BACK_KINDS = {EntryKind.REFUND, EntryKind.DISPUTE}
+VALIDITY_MONTHS = 12
+GENESIS = ""  # the "previous hash" of an account's first entry
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` calendar months later; a day the month lacks becomes its last.
+
+    So 31 March 2027 + 12 months is 31 March 2028, and 29 February 2028 + 12 months is
+    28 February 2029 (not 1 March): credits never last longer than the months promised.
+    """
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def expiry_after(topup_at: datetime) -> datetime:
+    """When credits expire if `topup_at` is the last paid top-up."""
+    return add_months(topup_at, VALIDITY_MONTHS)
+
+
+def stamp(moment: datetime) -> str:
+    """A moment as the chain hashes it: UTC, microseconds, 'Z'."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def chain_hash(previous: str, account_id: int, kind: str, amount: int, balance_after: int,
+               reference: Optional[str], memo: str, created_at: str) -> str:
+    """sha256 of an entry's content and the previous entry's hash (docs/billing.md shows it in 10 lines)."""
+    content = json.dumps([previous, account_id, kind, amount, balance_after, reference, memo, created_at],
+                         ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 # Statements are built once: on the proxy's hot path, building and caching a SQLAlchemy
 # statement per call costs several times what SQLite takes to run it (see docs/performance.md).
 _account, _hold, _entry = Account.__table__, Hold.__table__, LedgerEntry.__table__
 _covers = _account.c.balance - _account.c.held >= bindparam("amount")
-_RESERVE = (_account.update().where(_account.c.id == bindparam("account_id"), _covers)
+_unexpired = or_(_account.c.credits_expire_at.is_(None), _account.c.credits_expire_at > bindparam("now"))
+_RESERVE = (_account.update().where(_account.c.id == bindparam("account_id"), _covers, _unexpired)
             .values(held=_account.c.held + bindparam("amount")))
 _INSERT_HOLD = _hold.insert().values(account_id=bindparam("account_id"), amount=bindparam("amount"),
                                      memo=bindparam("memo"), api_key_id=bindparam("api_key_id")).returning(_hold.c.id)
@@ -42,21 +88,50 @@ _CLOSE_HOLD = (_hold.update().where(_hold.c.id == bindparam("hold_id"), _hold.c.
                .returning(_hold.c.account_id, _hold.c.amount))
 _UNHOLD = (_account.update().where(_account.c.id == bindparam("account_id"))
            .values(held=_account.c.held - bindparam("released")))
+# Every UPDATE that changes a balance returns the chain head as it stood: the UPDATE holds the
+# account's row (Postgres) or the database (SQLite) until commit, so no other entry of the
+# account can slip in between reading the head and moving it.
+_NEW_BALANCE = (_account.c.balance, _account.c.chain_head)
 _SETTLE = (_account.update().where(_account.c.id == bindparam("account_id"))
            .values(balance=_account.c.balance - bindparam("cost"), held=_account.c.held - bindparam("released"))
-           .returning(_account.c.balance))
+           .returning(*_NEW_BALANCE, _account.c.held, _account.c.low_balance_threshold,
+                      _account.c.low_balance_armed))
 _ADD = (_account.update().where(_account.c.id == bindparam("account_id"))
-        .values(balance=_account.c.balance + bindparam("delta")).returning(_account.c.balance))
+        .values(balance=_account.c.balance + bindparam("delta")).returning(*_NEW_BALANCE))
+# A paid top-up also moves the expiry (never backwards) and re-arms the low-balance mail.
 _ADD_TOPUP = (_account.update().where(_account.c.id == bindparam("account_id"))
-              .values(balance=_account.c.balance + bindparam("delta"), last_topup_at=bindparam("topup_at"))
-              .returning(_account.c.balance))
+              .values(balance=_account.c.balance + bindparam("delta"),
+                      last_topup_at=case((or_(_account.c.last_topup_at.is_(None),
+                                              _account.c.last_topup_at < bindparam("topup_at")),
+                                          bindparam("topup_at")), else_=_account.c.last_topup_at),
+                      credits_expire_at=case((or_(_account.c.credits_expire_at.is_(None),
+                                                  _account.c.credits_expire_at < bindparam("expires_at")),
+                                              bindparam("expires_at")), else_=_account.c.credits_expire_at),
+                      low_balance_armed=True)
+              .returning(*_NEW_BALANCE))
 _TAKE = (_account.update().where(_account.c.id == bindparam("account_id"), _covers)
-         .values(balance=_account.c.balance - bindparam("amount")).returning(_account.c.balance))
+         .values(balance=_account.c.balance - bindparam("amount")).returning(*_NEW_BALANCE))
+_FORCE_TAKE = (_account.update().where(_account.c.id == bindparam("account_id"))
+               .values(balance=_account.c.balance - bindparam("amount")).returning(*_NEW_BALANCE))
+# Compare-and-set: the balance read a moment before, only if it is still that, nothing is in
+# flight, and the credits are past their date.
+_EXPIRE = (_account.update().where(_account.c.id == bindparam("account_id"), _account.c.held == 0,
+                                   _account.c.balance == bindparam("amount"), _account.c.balance > 0,
+                                   _account.c.credits_expire_at <= bindparam("now"))
+           .values(balance=0).returning(*_NEW_BALANCE))
+_BALANCE = select(_account.c.balance).where(_account.c.id == bindparam("account_id"))
 _INSERT_ENTRY = _entry.insert().values(
     account_id=bindparam("account_id"), kind=bindparam("kind"), amount=bindparam("entry_amount"),
     balance_after=bindparam("balance_after"), reference=bindparam("reference"), memo=bindparam("memo"),
-    hold_id=bindparam("hold_id")).returning(_entry.c.id)
-_AVAILABLE = select(_account.c.balance - _account.c.held).where(_account.c.id == bindparam("account_id"))
+    hold_id=bindparam("hold_id"), created_at=bindparam("created_at"),
+    entry_hash=bindparam("entry_hash")).returning(_entry.c.id)
+_MOVE_HEAD = (_account.update().where(_account.c.id == bindparam("account_id"))
+              .values(chain_head=bindparam("head")))
+_DISARM = (_account.update().where(_account.c.id == bindparam("account_id"), _account.c.low_balance_armed.is_(True),
+                                   _account.c.balance - _account.c.held < _account.c.low_balance_threshold)
+           .values(low_balance_armed=False))
+_AVAILABLE = select(_account.c.balance - _account.c.held, _account.c.credits_expire_at).where(
+    _account.c.id == bindparam("account_id"))
 _BY_REFERENCE = select(_entry).where(_entry.c.reference == bindparam("reference"))
 
 
@@ -71,6 +146,7 @@ class Entry:
     balance_after: int
     reference: Optional[str]
     hold_id: Optional[int]
+    low_balance: bool = False  # settle only: this charge crossed the low-balance threshold
 
 
 def _run(statement, **params):
@@ -98,13 +174,31 @@ def _forget(account_id: int) -> None:
 
 
 def _available(account_id: int) -> Optional[int]:
-    return _run(_AVAILABLE, account_id=account_id).scalar()
+    row = _run(_AVAILABLE, account_id=account_id).first()
+    return None if row is None else row[0]
 
 
-def _record(account_id: int, kind: EntryKind, amount: int, balance_after: int, *, memo: str,
+def _refusal(account_id: int, amount: int, now: datetime) -> InsufficientFunds:
+    """Why a reservation of `amount` was refused: expired credits, or too little of them."""
+    row = _run(_AVAILABLE, account_id=account_id).first()
+    if row is None:
+        return InsufficientFunds(amount, None)
+    available, expires_at = row
+    if expires_at is not None and expires_at <= now:
+        return CreditsExpired(amount, available, expires_at)
+    return InsufficientFunds(amount, available)
+
+
+def _record(account_id: int, kind: EntryKind, amount: int, row, *, memo: str,
             reference: Optional[str] = None, hold_id: Optional[int] = None) -> Entry:
+    """Insert the entry for a balance UPDATE whose RETURNING gave `row` (new balance, old chain head)."""
+    balance_after, previous = row[0], row[1]
+    created_at = utcnow()
+    digest = chain_hash(previous, account_id, kind.value, amount, balance_after, reference, memo, stamp(created_at))
     entry_id = _run(_INSERT_ENTRY, account_id=account_id, kind=kind.value, entry_amount=amount,
-                    balance_after=balance_after, reference=reference, memo=memo, hold_id=hold_id).first().id
+                    balance_after=balance_after, reference=reference, memo=memo, hold_id=hold_id,
+                    created_at=created_at, entry_hash=digest).first().id
+    _run(_MOVE_HEAD, account_id=account_id, head=digest)
     _forget(account_id)
     return Entry(entry_id, account_id, kind.value, amount, balance_after, reference, hold_id)
 
@@ -138,47 +232,104 @@ def _idempotent(reference: Optional[str], account_id: int, kind: EntryKind, amou
 
 def credit(account_id: int, amount: int, kind: EntryKind, *, memo: str,
            reference: Optional[str] = None, topup_at: Optional[datetime] = None) -> Entry:
-    """Add money to an account (grant, top-up, refund reversal, adjustment)."""
+    """Add money to an account (grant, top-up, refund reversal, adjustment).
+
+    With `topup_at` the credit is a paid top-up (or counts as one): the last top-up moves to
+    that moment and the expiry to `expiry_after` it, and the low-balance mail is re-armed.
+    """
     _positive(amount)
     if kind not in CREDIT_KINDS:
         raise ValueError(f"{kind} is not a credit")
 
     def write():
         if topup_at is None:
-            balance = _run(_ADD, account_id=account_id, delta=amount).scalar()
+            row = _run(_ADD, account_id=account_id, delta=amount).first()
         else:
-            balance = _run(_ADD_TOPUP, account_id=account_id, delta=amount, topup_at=topup_at).scalar()
-        if balance is None:
+            row = _run(_ADD_TOPUP, account_id=account_id, delta=amount, topup_at=topup_at,
+                       expires_at=expiry_after(topup_at)).first()
+        if row is None:
             raise InvalidAmount(f"no account {account_id}")
-        return _record(account_id, kind, amount, balance, memo=memo, reference=reference)
+        return _record(account_id, kind, amount, row, memo=memo, reference=reference)
 
     return _idempotent(reference, account_id, kind, amount, write)
 
 
 def debit(account_id: int, amount: int, kind: EntryKind, *, memo: str,
           reference: Optional[str] = None) -> Entry:
-    """Take money out of the available balance (expiry, refund payout, adjustment), or raise InsufficientFunds."""
+    """Take money out of the available balance (refund payout, adjustment), or raise InsufficientFunds."""
     _positive(amount)
     if kind not in DEBIT_KINDS:
         raise ValueError(f"{kind} is not a debit")
 
     def write():
-        balance = _run(_TAKE, account_id=account_id, amount=amount).scalar()
-        if balance is None:
+        row = _run(_TAKE, account_id=account_id, amount=amount).first()
+        if row is None:
             raise InsufficientFunds(amount, _available(account_id))
-        return _record(account_id, kind, -amount, balance, memo=memo, reference=reference)
+        return _record(account_id, kind, -amount, row, memo=memo, reference=reference)
 
     return _idempotent(reference, account_id, kind, -amount, write)
+
+
+def claw_back(account_id: int, amount: int, kind: EntryKind, *, memo: str, reference: str) -> Entry:
+    """Take back money that Stripe returned to the payer (refund, dispute), even into a negative balance.
+
+    The money has already left: refusing the entry would only make the books wrong. A negative
+    balance refuses every hold until a top-up covers it. `reference` (the Stripe object) is required,
+    so a redelivered event never takes twice.
+    """
+    _positive(amount)
+    if kind not in CLAW_BACK_KINDS:
+        raise ValueError(f"{kind} cannot be clawed back")
+    if not reference:
+        raise ValueError("a claw-back needs the reference of what caused it")
+
+    def write():
+        row = _run(_FORCE_TAKE, account_id=account_id, amount=amount).first()
+        if row is None:
+            raise InvalidAmount(f"no account {account_id}")
+        return _record(account_id, kind, -amount, row, memo=memo, reference=reference)
+
+    return _idempotent(reference, account_id, kind, -amount, write)
+
+
+def expire(account_id: int, now: datetime, *, reference: str, memo: str) -> Optional[Entry]:
+    """Expire an account's whole balance when its credits are past their date; None when there is nothing to do.
+
+    Only an account with no call in flight is expired (a hold's money may still settle); the job
+    runs again and finds it later, and meanwhile no new hold starts on expired credit.
+    """
+    earlier = _run(_BY_REFERENCE, reference=reference).first()
+    if earlier is not None:
+        return None
+
+    def write():
+        balance = _run(_BALANCE, account_id=account_id).scalar()
+        if not balance or balance <= 0:
+            return None
+        row = _run(_EXPIRE, account_id=account_id, amount=balance, now=now).first()
+        if row is None:
+            return None  # a call is in flight, the date moved, or the balance just changed: next run
+        return _record(account_id, EntryKind.EXPIRY, -balance, row, memo=memo, reference=reference)
+
+    try:
+        with db.session.begin_nested():
+            return write()
+    except IntegrityError:
+        if _run(_BY_REFERENCE, reference=reference).first() is None:
+            raise
+        return None
 
 
 def hold(account_id: int, amount: int, *, memo: str = "", api_key_id: Optional[int] = None) -> int:
     """Reserve `amount` of the available balance for an in-flight call and return the hold's id.
 
-    Raises InsufficientFunds, changing nothing, when the available balance does not cover it.
+    Raises InsufficientFunds (CreditsExpired when the credits are past their date), changing
+    nothing, when the available balance does not cover it.
     """
     _non_negative(amount, "hold amount")
-    if _run(_RESERVE, account_id=account_id, amount=amount).rowcount != 1:
-        raise InsufficientFunds(amount, _available(account_id))
+    now = utcnow()
+    if _run(_RESERVE, account_id=account_id, amount=amount, now=now).rowcount != 1:
+        raise _refusal(account_id, amount, now)
     _forget(account_id)
     return _run(_INSERT_HOLD, account_id=account_id, amount=amount, memo=memo, api_key_id=api_key_id).scalar()
 
@@ -201,8 +352,14 @@ def settle(hold_id: int, cost: int, *, memo: str = "") -> Entry:
     """
     _non_negative(cost, "cost")
     account_id, reserved = _close(hold_id, HoldStatus.SETTLED)
-    balance = _run(_SETTLE, account_id=account_id, cost=cost, released=reserved).scalar()
-    return _record(account_id, EntryKind.CHARGE, -cost, balance, memo=memo, hold_id=hold_id)
+    row = _run(_SETTLE, account_id=account_id, cost=cost, released=reserved).first()
+    entry = _record(account_id, EntryKind.CHARGE, -cost, row, memo=memo, hold_id=hold_id)
+    balance, _, held, threshold, armed = row
+    if armed and balance - held < threshold and _run(_DISARM, account_id=account_id).rowcount == 1:
+        # This charge took the available balance below the owner's threshold, first since the
+        # last top-up: the caller mails them once the transaction commits.
+        return dataclasses.replace(entry, low_balance=True)
+    return entry
 
 
 def release(hold_id: int) -> None:
@@ -261,13 +418,33 @@ def verify() -> list[str]:
         if spent != charges_total:
             problems.append(f"api key {key_id}: spent {spent} != sum of its charges {charges_total}")
 
+    # Running balances and the hash chain, entry by entry in each account's order.
     running: dict[int, int] = {}
+    heads: dict[int, str] = {}
     entries = db.session.execute(
-        select(LedgerEntry.id, LedgerEntry.account_id, LedgerEntry.amount, LedgerEntry.balance_after)
+        select(LedgerEntry.id, LedgerEntry.account_id, LedgerEntry.kind, LedgerEntry.amount,
+               LedgerEntry.balance_after, LedgerEntry.reference, LedgerEntry.memo, LedgerEntry.created_at,
+               LedgerEntry.entry_hash)
         .order_by(LedgerEntry.account_id, LedgerEntry.id).execution_options(yield_per=5000)
     )
-    for entry_id, account_id, amount, balance_after in entries:
+    for entry_id, account_id, kind, amount, balance_after, reference, memo, created_at, entry_hash in entries:
         running[account_id] = running.get(account_id, 0) + amount
         if running[account_id] != balance_after:
             problems.append(f"entry {entry_id}: balance_after {balance_after} != running sum {running[account_id]}")
+        expected = chain_hash(heads.get(account_id, GENESIS), account_id, kind, amount, balance_after, reference,
+                              memo, stamp(created_at))
+        if entry_hash != expected:
+            problems.append(f"entry {entry_id}: hash does not match its content and the entry before it "
+                            "(altered, inserted or a predecessor removed)")
+        heads[account_id] = entry_hash  # the stored hash, so one bad entry is reported once
+    for account_id, head in db.session.execute(select(Account.id, Account.chain_head).order_by(Account.id)):
+        if head != heads.get(account_id, GENESIS):
+            problems.append(f"account {account_id}: chain head does not match its newest entry "
+                            "(the newest entries were removed or replaced)")
     return problems
+
+
+def statement_entries(account_id: int) -> list[LedgerEntry]:
+    """An account's entries, oldest first, as the statement and its chain show them."""
+    return list(db.session.scalars(select(LedgerEntry).where(LedgerEntry.account_id == account_id)
+                                   .order_by(LedgerEntry.id)))

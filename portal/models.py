@@ -61,6 +61,7 @@ class EntryKind(str, enum.Enum):
     REFUND = "refund"
     EXPIRY = "expiry"
     ADJUSTMENT = "adjustment"
+    DISPUTE = "dispute"  # a payment the payer's bank took back; debited whatever the balance
 
 
 class HoldStatus(str, enum.Enum):
@@ -128,8 +129,15 @@ class Account(db.Model):
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     held: Mapped[int] = mapped_column(BigInteger, default=0)
     last_topup_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # Last top-up + 12 calendar months (see expiry.py); None until the first paid top-up.
     credits_expire_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The hash of the account's newest ledger entry: the head of its chain (see ledger.py).
+    chain_head: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Low-balance mail: sent once when the available balance first falls below the threshold;
+    # a top-up re-arms it.
+    low_balance_threshold: Mapped[int] = mapped_column(BigInteger, default=1_000_000, server_default="1000000")
+    low_balance_armed: Mapped[bool] = mapped_column(default=True)
 
     user: Mapped[User] = relationship(back_populates="account")
 
@@ -236,6 +244,8 @@ class LedgerEntry(db.Model):
     memo: Mapped[str] = mapped_column(Text, default="")
     hold_id: Mapped[Optional[int]] = mapped_column(ForeignKey("hold.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # sha256 of this entry's content and the previous entry's hash (ledger.chain_hash).
+    entry_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class Hold(db.Model):
@@ -297,6 +307,7 @@ class UsageRecord(db.Model):
 class LegalKind(str, enum.Enum):
     TERMS = "terms"
     PRIVACY = "privacy"
+    REFUND_POLICY = "refunds"
 
 
 class LegalDocument(db.Model):
@@ -406,6 +417,129 @@ class RefundRequest(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=RefundStatus.REQUESTED.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # The person asked to leave (closing, or declining new terms and choosing to go): approval
+    # closes the account once the money is back.
+    close_account: Mapped[bool] = mapped_column(default=False)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)  # what approval paid back, in all
+    decision_reason: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class PaymentStatus(str, enum.Enum):
+    PENDING = "pending"    # Checkout Session created, not paid (yet)
+    PAID = "paid"          # credited
+    FAILED = "failed"      # an asynchronous method failed, or the session expired unpaid
+
+
+class PaymentSource(str, enum.Enum):
+    STRIPE = "stripe"
+    MANUAL = "manual"      # bank transfer, cash: `credits topup`, paid back by hand
+
+
+class Payment(db.Model):
+    """Money a person paid (or is paying) in: a Stripe Checkout Session or a manual top-up.
+
+    `refunded` and `disputed` are what has gone back, in micro-USD; the ledger holds the matching
+    debits, each referenced by the Stripe object that caused it.
+    """
+
+    __tablename__ = "payment"
+    __table_args__ = (
+        _enum_check("status", PaymentStatus),
+        _enum_check("source", PaymentSource),
+        CheckConstraint("amount > 0 AND refunded >= 0 AND disputed >= 0", name="payment_amounts_valid"),
+        Index("ix_payment_account", "account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.PENDING.value)
+    amount: Mapped[int] = mapped_column(BigInteger)  # micro-USD
+    checkout_session_id: Mapped[Optional[str]] = mapped_column(String(255), unique=True)
+    payment_intent_id: Mapped[Optional[str]] = mapped_column(String(255), unique=True)
+    charge_id: Mapped[Optional[str]] = mapped_column(String(255), index=True)
+    reference: Mapped[Optional[str]] = mapped_column(String(255), unique=True)  # manual: the operator's
+    method: Mapped[Optional[str]] = mapped_column(String(32))  # card, alipay, wechat_pay, bank transfer...
+    receipt_url: Mapped[Optional[str]] = mapped_column(Text)
+    invoice_url: Mapped[Optional[str]] = mapped_column(Text)
+    refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    disputed: Mapped[int] = mapped_column(BigInteger, default=0)
+    dispute_status: Mapped[Optional[str]] = mapped_column(String(32))
+    failure: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    paid_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+    @property
+    def unreturned(self) -> int:
+        """What of this payment has not gone back (by refund or dispute)."""
+        return max(self.amount - self.refunded - self.disputed, 0)
+
+
+class StripeEvent(db.Model):
+    """A webhook event, recorded under its id in the same transaction as its effect: once only."""
+
+    __tablename__ = "stripe_event"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    account_id: Mapped[Optional[int]] = mapped_column(ForeignKey("account.id"), index=True)
+    # What the handler did with it, in a line the operator can read.
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    # The operator should look at it (a dispute, an event for an unknown session...).
+    flagged: Mapped[bool] = mapped_column(default=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RefundPayout(db.Model):
+    """One payment's share of an approved refund: refunded through Stripe, or owed by hand."""
+
+    __tablename__ = "refund_payout"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_request_id: Mapped[int] = mapped_column(ForeignKey("refund_request.id"), index=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payment.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    stripe_refund_id: Mapped[Optional[str]] = mapped_column(String(255), unique=True)
+    by_hand: Mapped[bool] = mapped_column(default=False)  # a manual top-up's share: the operator pays it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GiftCode(db.Model):
+    """A code worth `amount`, redeemable once; only its SHA-256 is stored."""
+
+    __tablename__ = "gift_code"
+    __table_args__ = (CheckConstraint("amount > 0", name="gift_code_amount_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))  # the last characters, to tell codes apart
+    amount: Mapped[int] = mapped_column(BigInteger)
+    counts_as_topup: Mapped[bool] = mapped_column(default=False)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    redeemed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    redeemed_by: Mapped[Optional[int]] = mapped_column(ForeignKey("account.id"))
+
+
+class Notice(db.Model):
+    """A mail that must go out once (an expiry warning...): its key is unique, so a rerun finds it."""
+
+    __tablename__ = "notice"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    account_id: Mapped[Optional[int]] = mapped_column(ForeignKey("account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobRun(db.Model):
+    """When a periodic job last started: claimed by a conditional update, so one process runs it."""
+
+    __tablename__ = "job_run"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
 
 class ContactMessage(db.Model):
