@@ -95,17 +95,7 @@ class StripeGateway:
                 session_id, params={"expand": ["payment_intent.latest_charge", "invoice"]})
         except stripe.StripeError as exc:
             raise StripeUnavailable(_message(exc)) from None
-        intent = session.get("payment_intent")
-        charge = intent.get("latest_charge") if isinstance(intent, dict) or hasattr(intent, "get") else None
-        invoice = session.get("invoice")
-        method = None
-        if charge is not None and not isinstance(charge, str):
-            details = charge.get("payment_method_details") or {}
-            method = details.get("type")
-        return PaymentDetails(
-            payment_intent=_id(intent), charge=_id(charge), method=method,
-            receipt_url=None if charge is None or isinstance(charge, str) else charge.get("receipt_url"),
-            invoice_url=None if invoice is None or isinstance(invoice, str) else invoice.get("hosted_invoice_url"))
+        return details_of(session.to_dict())
 
     def refund(self, *, payment_intent: str, amount_cents: int, idempotency_key: str, metadata: dict) -> str:
         """Refund part of a payment; returns the refund's id. The key makes a retry refund once."""
@@ -116,6 +106,19 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise StripeUnavailable(_message(exc)) from None
         return refund.id
+
+
+def details_of(session: dict) -> PaymentDetails:
+    """PaymentDetails from a session as a plain dict, its payment intent and invoice expanded or not."""
+    intent = session.get("payment_intent")
+    charge = intent.get("latest_charge") if isinstance(intent, dict) else None
+    invoice = session.get("invoice")
+    expanded_charge = charge if isinstance(charge, dict) else {}
+    return PaymentDetails(
+        payment_intent=_id(intent), charge=_id(charge),
+        method=(expanded_charge.get("payment_method_details") or {}).get("type"),
+        receipt_url=expanded_charge.get("receipt_url"),
+        invoice_url=invoice.get("hosted_invoice_url") if isinstance(invoice, dict) else None)
 
 
 def _message(exc: "stripe.StripeError") -> str:

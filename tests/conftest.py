@@ -211,3 +211,18 @@ def gateway(app):
     server.task_dispatcher.shutdown(timeout=5)
     thread.join(timeout=5)
     assert not thread.is_alive(), "waitress did not stop"
+
+
+@pytest.fixture
+def fake_stripe():
+    """A fake of Stripe's API on loopback, one per test (see tests/fake_stripe.py)."""
+    from tests.fake_stripe import FakeStripe
+    fake = FakeStripe()
+    yield fake
+    fake.close()
+
+
+def stripe_settings(fake) -> dict:
+    """App configuration that points the Stripe gateway at `fake`."""
+    from tests.fake_stripe import SECRET_KEY, WEBHOOK_SECRET
+    return {"STRIPE_SECRET_KEY": SECRET_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "STRIPE_API_BASE": fake.url}
