@@ -4,9 +4,10 @@ Every command runs in one transaction and turns domain errors into a one-line me
 non-zero exit status.
 """
 import functools
+import re
 import sys
 import unicodedata
-from datetime import timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import click
@@ -14,7 +15,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from . import apikeys, calls, catalog, demo, ledger, legal, serving, users
+from . import apikeys, calls, catalog, demo, expiry, giftcodes, ledger, legal, serving, users
 from .database import atomic
 from .errors import DomainError
 from .extensions import db
@@ -95,16 +96,21 @@ def users_unsuspend(email):
 @click.argument("usd")
 @click.option("--reason", required=True, help="Why the credit is given (kept in the ledger).")
 @click.option("--reference", help="Idempotency reference: granting twice with it credits once.")
-def credits_grant(email, usd, reason, reference):
-    """Grant USD (a decimal string such as 5 or 0.000050) to a user's balance."""
+@click.option("--counts-as-topup", is_flag=True,
+              help="Move the credit expiry to 12 months from now, as a paid top-up does (it still is not paid money).")
+def credits_grant(email, usd, reason, reference, counts_as_topup):
+    """Grant USD (a decimal string such as 5 or 0.000050) to a user's balance; by default the expiry stays."""
     amount = parse_usd(usd)
     if amount == 0:
         raise click.ClickException("amount must be greater than zero")
     if not reason.strip():
         raise click.ClickException("--reason must not be empty")
     user = users.find_user(email)
-    entry = ledger.credit(user.account.id, amount, EntryKind.GRANT, memo=reason.strip(), reference=reference)
-    click.echo(f"granted {format_usd(amount)} to {user.email}; balance {format_usd(entry.balance_after)}")
+    entry = ledger.credit(user.account.id, amount, EntryKind.GRANT, memo=reason.strip(), reference=reference,
+                          topup_at=utcnow() if counts_as_topup else None)
+    expiry = user.account.credits_expire_at
+    click.echo(f"granted {format_usd(amount)} to {user.email}; balance {format_usd(entry.balance_after)}"
+               f"{f'; credits expire {expiry:%Y-%m-%d %H:%M} UTC' if expiry else ''}")
 
 
 @domain_command(keys, "create")
@@ -289,12 +295,81 @@ def ledger_release_stale(older_than_minutes):
 
 
 # --- expiry: credits expire (expiry.py) ----------------------------------------------------------
+class Moment(click.ParamType):
+    """An ISO 8601 moment with its timezone ("2027-11-28T00:00:00Z")."""
+
+    name = "ISO8601"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date and time, e.g. 2027-11-28T00:00:00Z", param, ctx)
+        if moment.tzinfo is None:
+            self.fail(f"{value!r} has no timezone; add one, e.g. 2027-11-28T00:00:00Z or +01:00", param, ctx)
+        return moment
+
+
+@domain_command(credits, "expire")
+@click.option("--now", "now", type=Moment(), help="Act as if it were this moment (default: now).")
+def credits_expire(now):
+    """Expire credit past its date and send the 30- and 7-day warnings; safe to run again.
+
+    From cron, hourly:  0 * * * *  cd /srv/tollgate && .venv/bin/flask --app wsgi credits expire
+    """
+    # The job commits account by account and mails after each commit (see expiry.py); the
+    # transaction this command is wrapped in has nothing left to do by then.
+    report = expiry.run(now)
+    for item in report.expired:
+        click.echo(f"expired {format_usd(item.amount)} of account {item.account_id} ({shown(item.email)}): "
+                   f"credits expired on {item.expired_at:%Y-%m-%d}")
+    for item in report.warned:
+        click.echo(f"warned {shown(item.email)} (account {item.account_id}, {format_usd(item.balance)}): "
+                   f"credits expire on {item.expires_at:%Y-%m-%d}, {item.days}-day warning")
+    for account_id in report.in_flight:
+        click.echo(f"skipped account {account_id}: a call is in flight; a later run expires it")
+    click.echo(expiry.summary(report))
 
 
 # --- refunds: refunds list|approve|reject, refund-policy publish (refunds.py) -------------------
 
 
 # --- gift codes: codes create (giftcodes.py) -----------------------------------------------------
+
+
+def _code_expiry(text: str | None):
+    """An ISO 8601 moment (UTC when it names no offset); a date alone means the end of that day, UTC."""
+    if text is None:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+            day = date.fromisoformat(text.strip())
+            return datetime.combine(day + timedelta(days=1), datetime.min.time(), timezone.utc)
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.ClickException(f"--expires must be an ISO 8601 date or moment, got {text!r}") from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+@domain_command(codes_cli, "create")
+@click.argument("usd")
+@click.option("--count", type=click.IntRange(1, giftcodes.MAX_COUNT), default=1, show_default=True,
+              help="How many codes to make.")
+@click.option("--expires", help="ISO 8601 moment (UTC unless it says otherwise); a date alone: the end of that day, UTC.")
+@click.option("--counts-as-topup", is_flag=True, help="Redeeming moves the credits' expiry like a paid top-up.")
+def codes_create(usd, count, expires, counts_as_topup):
+    """Make gift codes worth USD each; every code is printed once, one per line, and never again."""
+    amount = parse_usd(usd)
+    expires_at = _code_expiry(expires)
+    codes = giftcodes.create(amount, count, expires_at, counts_as_topup)
+    for code in codes:
+        click.echo(code)
+    # On stderr, so `codes create ... > codes.txt` writes only codes.
+    click.echo(f"created {len(codes)} gift code(s) of {format_usd(amount)} each, "
+               f"{'expiring ' + expires_at.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M UTC') if expires_at else 'never expiring'}, "
+               f"{'counting' if counts_as_topup else 'not counting'} as a top-up for expiry", err=True)
 
 
 @demo_cli.command("seed")
@@ -312,6 +387,8 @@ def serve():
     server = serving.create(app, app.config["HOST"], app.config["PORT"])
     click.echo(f"serving on http://{app.config['HOST']}:{server.effective_port}/ ({app.config['PORTAL_ENV']}, "
                f"{app.config['SERVE_THREADS']} threads)")
+    if expiry.start_timer(app) is not None:  # a database claim keeps other processes from running it too
+        click.echo(f"expiry job: every {app.config['JOBS_INTERVAL_SECONDS']} seconds")
     server.run()
 
 

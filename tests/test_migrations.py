@@ -1,8 +1,10 @@
 """The migrations build exactly the schema the models describe, from empty, on every backend."""
 import flask_migrate
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
+from sqlalchemy.exc import DBAPIError
 
 from portal import create_app
 from portal.extensions import db
@@ -25,4 +27,45 @@ def test_upgrade_from_empty_matches_models_and_downgrades_cleanly(database, tmp_
             flask_migrate.upgrade()
             with db.engine.connect() as conn:
                 assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+            db.engine.dispose()
+
+
+def test_0007_chains_the_entries_that_existed_before_it(database, tmp_path):
+    """Entries written before the hash chain get one, in each account's order; the append-only guard stays."""
+    from sqlalchemy import text
+
+    from portal import ledger
+
+    with database.empty() as url:
+        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "t"})
+        with app.app_context():
+            flask_migrate.upgrade(revision="0006")
+            with db.engine.begin() as conn:
+                for user_id in (1, 2):
+                    conn.execute(text("INSERT INTO user_account (id, email, email_normalized, is_verified, is_admin, "
+                                      "status, created_at, session_epoch) VALUES (:id, :e, :e, true, false, 'active', "
+                                      "CURRENT_TIMESTAMP, 0)"), {"id": user_id, "e": f"u{user_id}@example.com"})
+                    conn.execute(text("INSERT INTO account (id, user_id, balance, held, created_at) "
+                                      "VALUES (:id, :id, 0, 0, CURRENT_TIMESTAMP)"), {"id": user_id})
+                balances = {1: 0, 2: 0}
+                for account_id, kind, amount, memo, reference in [
+                        (1, "grant", 1_000_000, "welcome", None), (2, "topup", 5_000_000, "card ünïcode", "stripe:x"),
+                        (1, "charge", -1_234, "echo-1 req_1", None), (2, "charge", -7, "", None)]:
+                    balances[account_id] += amount
+                    conn.execute(text("INSERT INTO ledger_entry (account_id, kind, amount, balance_after, reference, memo, "
+                                      "created_at) VALUES (:a, :k, :m, :b, :r, :memo, :t)"),
+                                 {"a": account_id, "k": kind, "m": amount, "b": balances[account_id], "r": reference,
+                                  "memo": memo, "t": "2026-10-01 12:00:00.123456"})
+                    conn.execute(text("UPDATE account SET balance = :b WHERE id = :a"),
+                                 {"b": balances[account_id], "a": account_id})
+            flask_migrate.upgrade()
+            hashes = db.session.scalars(text("SELECT entry_hash FROM ledger_entry ORDER BY id")).all()
+            assert all(len(h) == 64 for h in hashes) and len(set(hashes)) == 4
+            assert ledger.verify() == []
+            db.session.rollback()
+            with pytest.raises(DBAPIError, match="append-only"):  # the guard is back after the migration
+                db.session.execute(text("UPDATE ledger_entry SET memo = 'x'"))
+                db.session.commit()
+            db.session.rollback()
+            db.session.remove()
             db.engine.dispose()

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from portal import apikeys, catalog, ledger
 from portal.extensions import db
 from portal.database import atomic
-from portal.models import ApiKey, ContactMessage, LedgerEntry, ModelPrice, RefundRequest, Upstream, User
+from portal.models import ApiKey, ContactMessage, LedgerEntry, ModelPrice, RefundRequest, Upstream, User, utcnow
 from tests.factories import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +78,21 @@ def test_credits_grant_with_reference_credits_once(app, cli):
     for _ in range(2):
         ok(cli("credits", "grant", "g@example.com", "1", "--reason", "promo", "--reference", "promo-42"))
     assert db.session.scalar(select(db.func.sum(LedgerEntry.amount))) == 1_000_000
+
+
+def test_credits_grant_moves_the_expiry_only_when_it_counts_as_a_topup(app, cli):
+    user = make_user("g@example.com")
+    ok(cli("credits", "grant", "g@example.com", "1", "--reason", "plain"))
+    db.session.rollback()
+    assert (user.account.last_topup_at, user.account.credits_expire_at) == (None, None)
+    before = utcnow()
+    out = ok(cli("credits", "grant", "g@example.com", "2", "--reason", "prize", "--counts-as-topup"))
+    db.session.rollback()
+    account = user.account
+    assert account.last_topup_at >= before
+    assert account.credits_expire_at == ledger.expiry_after(account.last_topup_at)
+    assert f"credits expire {account.credits_expire_at:%Y-%m-%d}" in out
+    assert account.balance == 3_000_000
 
 
 @pytest.mark.parametrize("args, message", [
