@@ -7,9 +7,12 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Optional
 
-from . import apikeys, ledger
+from flask import current_app
+
+from . import apikeys, ledger, notices
 from .catalog import ServingModel
 from .database import atomic
 from .extensions import db
@@ -113,6 +116,7 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
                         call.request_id, usage, call.bounds, bounded)
             usage = bounded
     cost = 0 if usage is None else quote(call.price, usage)
+    low_balance = False
     with atomic():
         # Rows are locked in the same order as open_call (key, then account): concurrent calls on
         # one key never wait for each other in a cycle (Postgres would abort one as a deadlock).
@@ -121,7 +125,8 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
             ledger.release(call.hold_id)
             entry_id = None
         else:
-            entry_id = ledger.settle(call.hold_id, cost, memo=f"{call.public_id} {call.request_id}").id
+            entry = ledger.settle(call.hold_id, cost, memo=f"{call.public_id} {call.request_id}")
+            entry_id, low_balance = entry.id, entry.low_balance
         usage = usage or Usage()
         db.session.connection().execute(_INSERT_RECORD, dict(
             request_id=call.request_id, account_id=call.account_id, api_key_id=call.api_key_id,
@@ -134,6 +139,10 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
             first_byte_ms=outcome.first_byte_ms, duration_ms=outcome.duration_ms,
         ))
     db.session.close()
+    if low_balance:
+        # This charge was the one that crossed the owner's threshold (the ledger says so once).
+        # The mail goes from a background thread: the client's response never waits for SMTP.
+        notices.later(current_app._get_current_object(), partial(notices.send_low_balance, call.account_id))
     return cost
 
 

@@ -15,7 +15,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from . import apikeys, calls, catalog, demo, expiry, giftcodes, ledger, legal, serving, users
+from . import apikeys, calls, catalog, demo, expiry, giftcodes, ledger, legal, payments, serving, users
+from . import refunds as refund_requests
 from .database import atomic
 from .errors import DomainError
 from .extensions import db
@@ -108,9 +109,9 @@ def credits_grant(email, usd, reason, reference, counts_as_topup):
     user = users.find_user(email)
     entry = ledger.credit(user.account.id, amount, EntryKind.GRANT, memo=reason.strip(), reference=reference,
                           topup_at=utcnow() if counts_as_topup else None)
-    expiry = user.account.credits_expire_at
+    expires_at = user.account.credits_expire_at
     click.echo(f"granted {format_usd(amount)} to {user.email}; balance {format_usd(entry.balance_after)}"
-               f"{f'; credits expire {expiry:%Y-%m-%d %H:%M} UTC' if expiry else ''}")
+               f"{f'; credits expire {expires_at:%Y-%m-%d %H:%M} UTC' if expires_at else ''}")
 
 
 @domain_command(keys, "create")
@@ -212,7 +213,9 @@ def _publish(kind: LegalKind, path: str, version: str, significant: bool) -> Non
     except (OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
     document = legal.publish(kind, version, body, significant=significant)
-    note = " (significant: users must accept it at their next visit)" if significant else ""
+    # The refund policy is shown, not consented to: no one is held at the consent page for it.
+    note = (" (significant: users must accept it at their next visit)"
+            if significant and kind is not LegalKind.REFUND_POLICY else "")
     click.echo(f"published {kind.value} version {document.version}{note}")
 
 
@@ -294,6 +297,64 @@ def ledger_release_stale(older_than_minutes):
 # --- payments: users show, credits topup (payments.py) ------------------------------------------
 
 
+def _day(moment) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+@users_cli.command("show")
+@click.argument("email")
+def users_show(email):
+    """Show a user's status, balance, expiry, what they paid in the past 12 months, and open questions."""
+    try:
+        user = users.find_user(email)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    view = payments.overview(user)
+    account = view.account
+    status = user.status + (f" ({shown(user.status_reason)})" if user.status_reason and user.status != "active" else "")
+    click.echo(f"{shown(user.email)} (account {account.id})")
+    click.echo(f"  status:        {status}")
+    click.echo(f"  balance:       {format_usd(account.balance)}")
+    click.echo(f"  held:          {format_usd(account.held)}")
+    click.echo(f"  available:     {format_usd(account.available)}")
+    click.echo(f"  last top-up:   {_day(account.last_topup_at)}")
+    click.echo(f"  expires:       {_day(account.credits_expire_at)}")
+    click.echo(f"  paid, past 12 months: {format_usd(view.paid_gross)} "
+               f"({format_usd(view.paid_net)} net of refunds and disputes)")
+    refund = view.open_refund
+    click.echo("  open refund request: " + ("none" if refund is None else
+               f"#{refund.id} of {refund.created_at:%Y-%m-%d} ({format_usd(refund.balance_at_request)} at the time)"))
+    for payment in view.disputed:
+        click.echo(f"  dispute: payment #{payment.id} of {format_usd(payment.amount)}: {payment.dispute_status}, "
+                   f"{format_usd(payment.disputed)} debited")
+    for event in view.flagged:
+        click.echo(f"  flagged: {event.received_at:%Y-%m-%d %H:%M} {event.type} {event.id}: {shown(event.outcome)}")
+
+
+@domain_command(credits, "topup")
+@click.argument("email")
+@click.argument("usd")
+@click.option("--reference", required=True,
+              help="The transfer's or receipt's number: recording it twice credits once.")
+@click.option("--method", default="bank transfer", show_default=True, help="How the money was paid.")
+def credits_topup(email, usd, reference, method):
+    """Record a paid top-up received by hand (bank transfer, cash): it moves the expiry, unlike a grant."""
+    amount = parse_usd(usd)
+    user = users.find_user(email)
+    again = payments.manual_payment(reference) is not None
+    payment = payments.record_manual_topup(user, amount, reference, method)
+    if again:
+        click.echo(f"already recorded: payment #{payment.id} of {format_usd(payment.amount)} with reference "
+                   f"{shown(payment.reference)}; nothing credited")
+        return
+    db.session.flush()
+    account = user.account
+    db.session.refresh(account)
+    click.echo(f"credited {format_usd(amount)} to {shown(user.email)} (payment #{payment.id}, {shown(method)}); "
+               f"balance {format_usd(account.balance)}, credits valid until {_day(account.credits_expire_at)}")
+
+
+
 # --- expiry: credits expire (expiry.py) ----------------------------------------------------------
 class Moment(click.ParamType):
     """An ISO 8601 moment with its timezone ("2027-11-28T00:00:00Z")."""
@@ -334,6 +395,81 @@ def credits_expire(now):
 
 
 # --- refunds: refunds list|approve|reject, refund-policy publish (refunds.py) -------------------
+
+
+@domain_command(refunds_cli, "list")
+@click.option("--all", "include_closed", is_flag=True, help="Also list paid, refused and cancelled requests.")
+def refunds_list(include_closed):
+    """List refund requests, open ones first, with what approving would refund now."""
+    rows = refund_requests.listing(include_closed)
+    for row in rows:
+        r = row.request
+        line = (f"#{r.id} {r.created_at:%Y-%m-%d %H:%M} {shown(r.contact_email)} [{r.status}] "
+                f"balance when asked {format_usd(r.balance_at_request)}")
+        if row.refundable is not None:
+            plan = row.refundable
+            line += f"; refundable now {format_usd(plan.amount)}"
+            line += f" ({format_usd(plan.by_hand)} of it by hand)" if plan.by_hand else ""
+            line += " (credits expired)" if plan.expired else ""
+        else:
+            line += f"; refunded {format_usd(r.amount_refunded)}"
+        line += "; close the account when paid" if r.close_account else ""
+        if r.reason:
+            line += f"\n  reason: {shown(r.reason, multiline=True)}"
+        if r.decision_reason:
+            line += f"\n  note: {shown(r.decision_reason, multiline=True)}"
+        click.echo(line)
+    if not rows:
+        click.echo("no open refund requests" if not include_closed else "no refund requests")
+
+
+@refunds_cli.command("approve")
+@click.argument("request_id", type=int)
+def refunds_approve(request_id):
+    """Refund a request newest payment first (Stripe, or by hand for manual top-ups); safe to run again."""
+    # Not a domain_command: approval commits payment by payment (a Stripe refund cannot be rolled back).
+    try:
+        result = refund_requests.approve(request_id)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    for p in result.payouts:
+        if p.by_hand:
+            click.echo(f"to pay back by hand: {format_usd(p.amount)} of payment {p.payment.id} "
+                       f"({shown(p.payment.method or 'manual')}{', ' + shown(p.payment.reference) if p.payment.reference else ''})")
+        else:
+            click.echo(f"refunded {format_usd(p.amount)} of payment {p.payment.id} through Stripe ({p.stripe_refund_id})")
+    refund = result.request
+    if not result.done:
+        raise click.ClickException(f"refund request {request_id} is still open, {format_usd(refund.amount_refunded)} "
+                                   f"refunded so far: {result.stopped}")
+    if refund.amount_refunded == 0:
+        click.echo(f"refund request {request_id} closed as paid with $0.00: {refund.decision_reason}")
+    else:
+        click.echo(f"refund request {request_id} paid: {format_usd(refund.amount_refunded)} in all")
+    if result.closed_account:
+        click.echo("the account is closed, as the person asked")
+    click.echo(f"mailed {shown(refund.contact_email)}")
+
+
+@refunds_cli.command("reject")
+@click.argument("request_id", type=int)
+@click.option("--reason", required=True, help="Why: the person is told it by mail.")
+def refunds_reject(request_id, reason):
+    """Refuse a refund request; the balance stays and the person is told the reason."""
+    try:
+        refund = refund_requests.reject(request_id, reason)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"refund request {refund.id} refused; mailed {shown(refund.contact_email)}")
+
+
+@domain_command(refund_policy_cli, "publish")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--version", required=True, help="Version label shown to users, e.g. 2026-11.")
+@click.option("--significant", is_flag=True, help="Mark the version as a significant change.")
+def refund_policy_publish(file, version, significant):
+    """Publish a new version of the refund policy from a Markdown file (shown at /legal/refunds)."""
+    _publish(LegalKind.REFUND_POLICY, file, version, significant)
 
 
 # --- gift codes: codes create (giftcodes.py) -----------------------------------------------------

@@ -1,4 +1,4 @@
-"""Terms and privacy versions, and who accepted which."""
+"""Terms, privacy and refund-policy versions, and who accepted which (the refund policy asks no consent)."""
 from typing import Optional
 
 import markdown
@@ -9,7 +9,8 @@ from .errors import AlreadyExists, InvalidInput
 from .extensions import db
 from .models import LegalDocument, LegalKind, TermsAcceptance, User, utcnow
 
-TITLES = {LegalKind.TERMS.value: "terms of service", LegalKind.PRIVACY.value: "privacy policy"}
+TITLES = {LegalKind.TERMS.value: "terms of service", LegalKind.PRIVACY.value: "privacy policy",
+          LegalKind.REFUND_POLICY.value: "refund policy"}
 
 
 def publish(kind: LegalKind, version: str, body: str, *, significant: bool = False) -> LegalDocument:

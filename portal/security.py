@@ -24,7 +24,7 @@ def no_store(response):
 # would fail deep inside the database as a 500. Neither belongs in anything a person typed.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Portal endpoints that take a JSON body (a payment webhook, say) and read it themselves.
-JSON_ENDPOINTS: set[str] = set()
+JSON_ENDPOINTS: set[str] = {"webhooks.stripe_webhook"}
 
 
 def refuse_unreadable_input():

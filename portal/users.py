@@ -9,7 +9,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import apikeys, email_links, ledger, legal, logins, refunds
+from . import apikeys, email_links, ledger, legal, links, logins, refunds
 from .errors import AlreadyExists, InvalidInput, ReferenceConflict, UnknownUser
 from .extensions import db
 from .models import Account, EntryKind, Hold, HoldStatus, LegalDocument, TokenPurpose, User, UserStatus, utcnow
@@ -266,16 +266,23 @@ def close(user: User, password: str, with_refund: bool) -> None:
                            "call starts), then close the account.")
     if account.balance < 0:
         raise InvalidInput(f"Your balance is {format_usd(account.balance)}, which is owed, so the account cannot be "
-                           f"closed yet. Top up at least {format_usd(-account.balance)} (or write to us from the "
-                           "contact page), then close it.")
+                           f"closed yet. Top up at least {format_usd(-account.balance)} on the billing page "
+                           f"({links.public_url('billing.index')}), or write to us from the contact page, then close it.")
     if account.balance > 0 and not with_refund:
         raise InvalidInput("Your balance is not zero: tick 'refund my balance' to close the account and ask for "
                            "a refund, or use up the balance first.")
     if account.balance > 0:
-        refunds.request(user, "account closed")
+        refunds.request(user, "account closed", close_account=True)
+    terminate(user, "closed by the user")
+
+
+def terminate(user: User, reason: str) -> None:
+    """End an account for good: keys revoked, sessions ended, address freed; the books stay."""
+    if user.status == UserStatus.TERMINATED.value:
+        return
     apikeys.revoke_all(user)
     logins.end_all(user)
-    set_status(user, UserStatus.TERMINATED, "closed by the user")
+    set_status(user, UserStatus.TERMINATED, reason)
     user.email = user.email_normalized = f"closed-{user.id}@invalid"
     user.password_hash = None
     user.totp_secret = user.totp_enabled_at = None

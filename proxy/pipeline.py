@@ -12,8 +12,8 @@ from typing import Iterable, Optional, Union
 
 from flask import Flask
 
-from portal import calls
-from portal.errors import InsufficientFunds, SpendCapReached
+from portal import calls, ledger, links
+from portal.errors import CreditsExpired, InsufficientFunds, SpendCapReached
 from portal.extensions import db
 from portal.money import format_usd
 from portal.pricing import Usage
@@ -109,23 +109,32 @@ class Gateway:
         try:
             return calls.open_call(calls.new_request_id(), caller, model, worst_case, bounds,
                                    client_ip=req.client_ip, route=route.name, streamed=body.stream)
+        except CreditsExpired as exc:
+            raise ApiError(402, self._expired(exc), code="credits_expired") from None
         except InsufficientFunds as exc:
             raise ApiError(402, self._insufficient(exc, model, route, body)) from None
         except SpendCapReached as exc:
             raise ApiError(403, sentence(exc), code="spend_cap_reached") from None
 
     @staticmethod
+    def _expired(exc: CreditsExpired) -> str:
+        # Said before the expiry job has run too: the ledger refuses the hold by the date alone.
+        return (f"Your credits expired on {exc.expired_at:%Y-%m-%d} ({ledger.VALIDITY_MONTHS} months after your "
+                f"last top-up). Top up at {links.public_url('billing.index')} to use them again.")
+
+    @staticmethod
     def _insufficient(exc: InsufficientFunds, model, route: Route, body: Rewritten) -> str:
         available = format_usd(max(exc.available or 0, 0))
+        billing = links.public_url("billing.index")
         if not route.output_limit_fields:
             return (f"Insufficient balance: this call needs {format_usd(exc.needed)} available and you have "
-                    f"{available}. Top up your balance in the portal.")
+                    f"{available}. Top up at {billing} to continue.")
         output = f"{body.max_output} output tokens" + (f" for each of {body.choices} choices" if body.choices > 1
                                                       else "")
         smaller = f"a smaller {route.limit_hint}" + (f" or {route.choices_field}" if body.choices > 1 else "")
         return (f"Insufficient balance: this call needs up to {format_usd(exc.needed)} held "
                 f"(the input plus {output} of {model.public_id}) and you have {available} "
-                f"available. Top up your balance, or send {smaller}.")
+                f"available. Top up at {billing} or send {smaller}.")
 
     def _send(self, req: CallRequest, route: Route, model, body: Rewritten):
         if model.upstream.protocol == "echo":

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from portal import catalog
 from portal.extensions import db
-from portal.models import Account
+from portal.models import Account, utcnow
 
 from . import bp
 from .admission import authenticate
@@ -63,6 +63,10 @@ def models():
 def balance():
     caller = authenticate(_api_key(), request.remote_addr)
     account = db.session.scalar(select(Account).where(Account.id == caller.account_id))
+    expires_at, last_topup_at = account.credits_expire_at, account.last_topup_at
     return jsonify(balance_micro_usd=account.balance, held_micro_usd=account.held,
                    available_micro_usd=account.balance - account.held, currency="USD",
-                   credits_expire_at=account.credits_expire_at.isoformat() if account.credits_expire_at else None)
+                   credits_expire_at=expires_at.isoformat() if expires_at else None,
+                   # True from the date on, whether or not the expiry job has run yet (calls are refused).
+                   credits_expired=expires_at is not None and expires_at <= utcnow(),
+                   last_topup_at=last_topup_at.isoformat() if last_topup_at else None)

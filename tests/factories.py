@@ -24,3 +24,23 @@ def make_model(public_id="echo-1", price=Price(input=2_000_000, output=8_000_000
             catalog.add_upstream(upstream, "echo")
         model, _ = catalog.set_model(public_id, upstream, price)
     return model
+
+
+def open_checkout(user, cents=2_000, *, record=True) -> str:
+    """A Checkout Session made through the app's Stripe gateway and, as topups.start_checkout does, its pending Payment."""
+    import uuid
+
+    from portal import stripe_gateway
+    from portal.extensions import db
+    from portal.models import Payment, PaymentSource, PaymentStatus
+
+    checkout = stripe_gateway.gateway().create_checkout(
+        account_id=user.account.id, user_id=user.id, email=user.email, amount_cents=cents, methods=("card",),
+        success_url="http://localhost/billing/?session={CHECKOUT_SESSION_ID}", cancel_url="http://localhost/billing/",
+        description="Tollgate credit", idempotency_key=uuid.uuid4().hex)
+    if record:
+        with atomic():
+            db.session.add(Payment(account_id=user.account.id, source=PaymentSource.STRIPE.value,
+                                   status=PaymentStatus.PENDING.value, amount=stripe_gateway.micro(cents),
+                                   checkout_session_id=checkout.id))
+    return checkout.id

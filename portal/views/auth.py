@@ -283,7 +283,8 @@ def consent():
             user = db.session.get(User, current_user.id)
             refund = refunds.request(user, form.reason.data or "declined the new terms")
             apikeys.revoke_all(user)
-        return render_template("auth/refund_received.html", refund=refund)
+        return render_template("auth/refund_received.html", refund=refund,
+                               refundable=refunds.refundable(db.session.get(User, current_user.id).account))
     refund = refunds.open_request(current_user)
     return render_template("auth/consent.html", form=form, terms=terms, html=legal.render(terms), refund=refund)
 

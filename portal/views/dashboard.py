@@ -2,7 +2,7 @@
 from flask import Blueprint, render_template
 from flask_login import current_user, login_required
 
-from .. import usage
+from .. import topups, usage
 from ..money import format_usd
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -27,5 +27,5 @@ def spend_chart(days: list) -> dict:
 @login_required
 def index():
     account = current_user.account
-    return render_template("dashboard/index.html", account=account,
+    return render_template("dashboard/index.html", account=account, standing=topups.standing(account),
                            chart=spend_chart(usage.daily_spend(account.id)), recent=usage.recent(account.id))

@@ -1,4 +1,4 @@
-"""Public pages: home, pricing, terms, privacy, contact; and the health check."""
+"""Public pages: home, pricing, terms, privacy, refund policy, contact; and the health check."""
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import text
@@ -54,6 +54,13 @@ def terms(version):
 @bp.get("/privacy/<version>")
 def privacy(version):
     return _legal_page(LegalKind.PRIVACY, version)
+
+
+@bp.get("/legal/refunds", defaults={"version": None})
+@bp.get("/legal/refunds/<version>")
+def refunds(version):
+    # Until the operator publishes one, the page shows the built-in policy (refunds.py's rules).
+    return _legal_page(LegalKind.REFUND_POLICY, version)
 
 
 @bp.route("/contact", methods=["GET", "POST"])

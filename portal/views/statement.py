@@ -1,9 +1,42 @@
 """The statement: every ledger entry with running balances, as a page, CSV and JSON (with the hash chain)."""
-from flask import Blueprint
+from flask import Blueprint, Response, render_template, request, stream_with_context, url_for
+from flask_login import current_user, login_required
+
+from .. import statement
+from ..models import utcnow
 
 bp = Blueprint("statement", __name__, url_prefix="/statement")
 
 
 @bp.get("/")
+@login_required
 def index():
-    return "statement: to be written", 501
+    # ?format= as well as the file URLs, so a link with either form downloads.
+    match request.args.get("format"):
+        case "csv":
+            return csv_download()
+        case "json":
+            return json_download()
+    found = statement.build(current_user.account.id)
+    return render_template("statement/index.html", statement=found, rows=list(reversed(found.rows)),
+                           csv_url=url_for("statement.csv_download"), json_url=url_for("statement.json_download"),
+                           verify_script=statement.VERIFY_SCRIPT)
+
+
+def _download(chunks, mimetype: str, extension: str) -> Response:
+    response = Response(stream_with_context(chunks), mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="statement-{utcnow().date().isoformat()}.{extension}"'
+    response.headers["Cache-Control"] = "private, no-store"  # a person's money: no shared cache keeps it
+    return response
+
+
+@bp.get("/statement.csv")
+@login_required
+def csv_download():
+    return _download(statement.csv_lines(current_user.account.id), "text/csv", "csv")
+
+
+@bp.get("/statement.json")
+@login_required
+def json_download():
+    return _download(statement.json_chunks(current_user.account.id), "application/json", "json")

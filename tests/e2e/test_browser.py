@@ -3,9 +3,6 @@
 Register, open the verification link from the outbox, log in, create a key, call the proxy with it,
 see the call and its receipt, revoke the key, and re-consent after a significant terms change.
 """
-import os
-import shutil
-
 import pytest
 from openai import AuthenticationError, OpenAI
 
@@ -14,20 +11,10 @@ from portal.database import atomic
 from portal.pricing import Price
 from tests.web.helpers import last_link, publish_terms
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+from tests.e2e.conftest import CHROMIUM
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="Debian's chromium is not installed (make test and .ci/run install it)")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

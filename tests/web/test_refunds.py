@@ -31,6 +31,7 @@ def test_closing_with_a_negative_balance_is_refused(client, auth):
     refused = close(client)
     assert refused.status_code == 422
     assert b"Your balance is -$2.00, which is owed" in refused.data and b"Top up at least $2.00" in refused.data
+    assert b"http://localhost/billing/" in refused.data
     db.session.rollback()
     assert db.session.get(User, user.id).status == "active"
 
