@@ -169,6 +169,9 @@ def _stripe(environ, production: bool) -> dict:
         # Without it no payment could ever be credited: Checkout would take money and nothing land.
         raise ConfigError("STRIPE_WEBHOOK_SECRET must be set with STRIPE_SECRET_KEY (the signing secret of the "
                           "webhook endpoint, whsec_...; `stripe listen` prints one for local development)")
+    if webhook and not all(part.strip().startswith("whsec_") for part in webhook.split(",")):
+        raise ConfigError("STRIPE_WEBHOOK_SECRET must be the endpoint's signing secret (whsec_...), or two of them "
+                          "separated by a comma while you roll it")
     api_base = (environ.get("STRIPE_API_BASE") or "").strip().rstrip("/")
     if api_base and not api_base.startswith(("http://", "https://")):
         raise ConfigError(f"STRIPE_API_BASE must be an http(s) URL, got {api_base!r}")

@@ -77,7 +77,7 @@ class SqliteDatabase:
 
 
 class PostgresDatabase:
-    """A database of our own on the given server, migrated once and truncated for each test."""
+    """A database of our own on the given server, migrated once and emptied for each test."""
 
     name = "postgres"
 
@@ -88,8 +88,16 @@ class PostgresDatabase:
             conn.execute(f'CREATE DATABASE "{self.dbname}"')
         self.url = self.admin_url.set(database=self.dbname).render_as_string(hide_password=False)
         migrate(self.url, root)
-        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-        self.truncate = f"TRUNCATE {tables} RESTART IDENTITY CASCADE"
+        # Emptying the tables between tests: DELETE (with triggers, including the ledger's
+        # append-only guard, off for this transaction) and restarting the id sequences is a
+        # quarter of TRUNCATE's cost on tables this small, and TRUNCATE ran before every test.
+        url = make_url(self.url)
+        with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+                             dbname=self.dbname) as conn:
+            sequences = [row[0] for row in conn.execute("SELECT sequence_name FROM information_schema.sequences")]
+        self.clear = ("SET LOCAL session_replication_role = replica;"
+                         + "".join(f'DELETE FROM "{t.name}";' for t in reversed(db.metadata.sorted_tables))
+                         + "".join(f'ALTER SEQUENCE "{name}" RESTART;' for name in sequences))
 
     def _admin(self):
         url = self.admin_url
@@ -99,8 +107,8 @@ class PostgresDatabase:
     def fresh(self) -> str:
         url = make_url(self.url)
         with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username,
-                             password=url.password, dbname=self.dbname, autocommit=True) as conn:
-            conn.execute(self.truncate)
+                             password=url.password, dbname=self.dbname) as conn:
+            conn.execute(self.clear)  # one transaction, committed on leaving the block
         return self.url
 
     @contextmanager
@@ -152,7 +160,7 @@ def app(database, tmp_path, app_config, request):
     with app.app_context():
         yield app
         # Mail queued for the background sender runs in this app's database: let it finish before
-        # the next test truncates it (a late reader can deadlock with Postgres's TRUNCATE).
+        # the next test empties it (a late reader could block or deadlock with that).
         notices.drain()
         if request.node.get_closest_marker("books_broken") is None:
             # Whatever a test did, the books still add up: every balance, held amount and key counter.

@@ -116,3 +116,34 @@ def test_waitress_believes_forwarded_headers_only_from_the_trusted_proxy(tmp_pat
     options = serving.options(config)
     assert (options["trusted_proxy"], options["trusted_proxy_count"], options["trusted_proxy_headers"]) == \
         ("10.0.0.2", 1, {"x-forwarded-for", "x-forwarded-proto"})
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"STRIPE_SECRET_KEY": "sk_test_x"}, "STRIPE_WEBHOOK_SECRET must be set with STRIPE_SECRET_KEY"),
+    ({"STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "sk_test_x"}, "signing secret \\(whsec_"),
+    ({"STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_a,,"}, "signing secret \\(whsec_"),
+    ({"STRIPE_PAYMENT_METHODS": "card,bitcoin"}, "unknown: bitcoin"),
+    ({"STRIPE_PAYMENT_METHODS": " , "}, "unknown: \\(empty\\)"),
+    ({"STRIPE_API_BASE": "ftp://x"}, "STRIPE_API_BASE must be an http"),
+    ({"TOPUP_MIN_USD": "10", "TOPUP_MAX_USD": "5"}, "TOPUP_MIN_USD must be positive and at most TOPUP_MAX_USD"),
+    ({"TOPUP_MIN_USD": "0"}, "TOPUP_MIN_USD must be positive"),
+    ({"TOPUP_PRESETS_USD": "5,1000"}, "every TOPUP_PRESETS_USD amount must lie between"),
+    ({"TOPUP_PRESETS_USD": "5.005"}, "TOPUP_PRESETS_USD must be whole cents"),
+    ({"TOPUP_PRESETS_USD": "five"}, "TOPUP_PRESETS_USD"),
+    ({"JOBS_INTERVAL_SECONDS": "-1"}, "JOBS_INTERVAL_SECONDS must be at least 0"),
+])
+def test_bad_payment_settings_are_named(tmp_path, environ, message):
+    with pytest.raises(ConfigError, match=message):
+        load(str(tmp_path), environ)
+
+
+def test_payment_settings_defaults_and_spelling(tmp_path):
+    config = load(str(tmp_path), {})
+    assert (config["STRIPE_SECRET_KEY"], config["STRIPE_PAYMENT_METHODS"]) == ("", ("card",))
+    assert (config["TOPUP_MIN"], config["TOPUP_MAX"], config["JOBS_INTERVAL_SECONDS"]) == (5_000_000, 500_000_000, 3600)
+    config = load(str(tmp_path), {"STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_new, whsec_old",
+                                  "STRIPE_PAYMENT_METHODS": "Card, alipay,wechat_pay,card", "TOPUP_PRESETS_USD": "10,10,25.50",
+                                  "STRIPE_API_BASE": "http://127.0.0.1:12111/"})
+    assert config["STRIPE_PAYMENT_METHODS"] == ("card", "alipay", "wechat_pay")
+    assert config["TOPUP_PRESETS"] == (10_000_000, 25_500_000)
+    assert config["STRIPE_API_BASE"] == "http://127.0.0.1:12111"

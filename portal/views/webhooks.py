@@ -21,6 +21,19 @@ def _refuse(message: str):
     return jsonify(error=message), 400
 
 
+def _verify(payload: bytes, signature, secrets: str) -> None:
+    # While a signing secret is rolled (Stripe keeps the old one valid for up to a day), the
+    # setting may hold both, comma-separated: a body signed with either is accepted.
+    candidates = [s.strip() for s in secrets.split(",") if s.strip()]
+    for candidate in candidates[:-1]:
+        try:
+            verify_event(payload, signature, candidate)
+            return
+        except stripe.SignatureVerificationError:
+            continue
+    verify_event(payload, signature, candidates[-1])
+
+
 @bp.post("/stripe/webhook")
 def stripe_webhook():
     secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
@@ -28,7 +41,7 @@ def stripe_webhook():
         return _refuse("webhooks are not configured")
     payload = request.get_data()  # the raw bytes: the signature is over them, not over parsed JSON
     try:
-        verify_event(payload, request.headers.get("Stripe-Signature"), secret)
+        _verify(payload, request.headers.get("Stripe-Signature"), secret)
         event = json.loads(payload)  # the verified bytes as plain dicts, whatever stripe-python builds from them
     except stripe.SignatureVerificationError:
         log.warning("stripe webhook: refused a body whose signature does not verify")

@@ -97,6 +97,20 @@ def test_a_wrong_secret_or_stale_signature_is_refused(app, client, fake_stripe, 
     assert events() == [] and amounts(user) == []
 
 
+def test_both_secrets_work_while_the_signing_secret_is_rolled(app, client, fake_stripe):
+    app.config["STRIPE_WEBHOOK_SECRET"] = f"whsec_the_new_one, {WEBHOOK_SECRET}"
+    user = make_user()
+    old, new = open_checkout(user), open_checkout(user)
+    for session_id in (old, new):
+        fake_stripe.pay(session_id)
+    assert deliver(client, fake_stripe.session_event("checkout.session.completed", old)).status_code == 200
+    assert deliver(client, fake_stripe.session_event("checkout.session.completed", new),
+                   secret="whsec_the_new_one").status_code == 200
+    refused(deliver(client, fake_stripe.session_event("checkout.session.completed", new), secret="whsec_neither"),
+            "Stripe-Signature")
+    assert len(amounts(user)) == 2
+
+
 def test_webhooks_refused_when_not_configured(app, client):
     app.config["STRIPE_WEBHOOK_SECRET"] = ""
     refused(deliver(client, event("customer.created", {"id": "cus_1"})), "webhooks are not configured")
