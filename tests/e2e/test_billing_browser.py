@@ -6,11 +6,14 @@ balance and the receipt link on our pages come from that webhook.
 """
 import pytest
 
+from portal import ledger
+from portal.database import atomic
 from portal.extensions import db
-from portal.models import Account, Payment
+from portal.models import Account, EntryKind, Payment
 from tests.conftest import stripe_settings
 from tests.e2e.conftest import CHROMIUM
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, make_user, open_checkout
+from tests.fake_stripe import deliver
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="Debian's chromium is not installed (make test and .ci/run install it)")
@@ -93,4 +96,26 @@ def test_top_up_on_a_phone_without_javascript(app, site, browser, fake_stripe):
     page.get_by_role("heading", name="Past top-ups").wait_for()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert page.get_by_role("link", name="Receipt").count() == 1
+    context.close()
+
+
+def test_money_pages_fit_a_phone(app, site, browser, fake_stripe):
+    """Billing, statement and refund pages with long Stripe ids and memos stay inside a phone's width."""
+    user = make_user(credit=2_000_000)
+    for cents in (2_000, 123_456):
+        session_id = open_checkout(user, cents)
+        fake_stripe.pay(session_id, method="wechat_pay")
+        assert deliver(f"{site}/stripe/webhook", fake_stripe.session_event("checkout.session.completed",
+                                                                           session_id)).status_code == 200
+    with atomic():
+        ledger.credit(user.account.id, 1, EntryKind.GRANT, memo="a goodwill credit with a rather long reason " * 3,
+                      reference="support-ticket-" + "x" * 60)
+        ledger.settle(ledger.hold(user.account.id, 10_000), 9_999, memo="claude-sonnet req_" + "a" * 32)
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    log_in(page, site)
+    for path in ("/dashboard/", "/billing/", "/statement/", "/billing/refund/", "/legal/refunds", "/usage/",
+                 "/keys/", "/account/"):
+        page.goto(site + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], path
     context.close()
