@@ -127,9 +127,9 @@ _INSERT_ENTRY = _entry.insert().values(
     entry_hash=bindparam("entry_hash")).returning(_entry.c.id)
 _MOVE_HEAD = (_account.update().where(_account.c.id == bindparam("account_id"))
               .values(chain_head=bindparam("head")))
-_DISARM = (_account.update().where(_account.c.id == bindparam("account_id"), _account.c.low_balance_armed.is_(True),
-                                   _account.c.balance - _account.c.held < _account.c.low_balance_threshold)
-           .values(low_balance_armed=False))
+# No condition needed: settle's UPDATE returned the armed flag while holding the account's row (or
+# the database) until commit, so no other charge can have read it armed meanwhile.
+_DISARM = _account.update().where(_account.c.id == bindparam("account_id")).values(low_balance_armed=False)
 _AVAILABLE = select(_account.c.balance - _account.c.held, _account.c.credits_expire_at).where(
     _account.c.id == bindparam("account_id"))
 _BY_REFERENCE = select(_entry).where(_entry.c.reference == bindparam("reference"))
@@ -355,9 +355,10 @@ def settle(hold_id: int, cost: int, *, memo: str = "") -> Entry:
     row = _run(_SETTLE, account_id=account_id, cost=cost, released=reserved).first()
     entry = _record(account_id, EntryKind.CHARGE, -cost, row, memo=memo, hold_id=hold_id)
     balance, _, held, threshold, armed = row
-    if armed and balance - held < threshold and _run(_DISARM, account_id=account_id).rowcount == 1:
+    if armed and balance - held < threshold:
         # This charge took the available balance below the owner's threshold, first since the
         # last top-up: the caller mails them once the transaction commits.
+        _run(_DISARM, account_id=account_id)
         return dataclasses.replace(entry, low_balance=True)
     return entry
 

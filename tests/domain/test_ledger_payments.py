@@ -1,5 +1,6 @@
 """The ledger's payment rules: paid top-ups move the expiry, expired credit refuses holds,
 claw-backs may overdraw, and every entry extends the account's hash chain."""
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,6 +11,7 @@ from portal.database import atomic
 from portal.errors import CreditsExpired, InsufficientFunds
 from portal.extensions import db
 from portal.models import Account, EntryKind, LedgerEntry, utcnow
+from tests.domain.test_concurrency import race
 from tests.factories import make_user
 
 
@@ -153,3 +155,22 @@ def test_settle_says_once_when_the_balance_first_falls_below_the_threshold(app):
     with atomic():  # a top-up re-arms it
         ledger.credit(user.account.id, 1_000_000, EntryKind.TOPUP, memo="card", topup_at=utcnow())
         assert ledger.settle(ledger.hold(user.account.id, 500_000), 500_000).low_balance is True
+
+
+def test_of_charges_racing_below_the_threshold_exactly_one_says_so(app):
+    user = make_user()
+    with atomic():
+        ledger.credit(user.account.id, 1_800_000, EntryKind.TOPUP, memo="card", topup_at=utcnow())
+        holds = [ledger.hold(user.account.id, 200_000) for _ in range(8)]
+    pending = list(holds)
+    lock = threading.Lock()
+
+    def attempt():
+        with lock:
+            hold_id = pending.pop()
+        with atomic():
+            return ledger.settle(hold_id, 200_000).low_balance
+
+    outcomes = race(app, 8, attempt)
+    assert sorted(outcomes) == [False] * 7 + [True]
+    assert account(user).low_balance_armed is False
