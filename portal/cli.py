@@ -20,7 +20,7 @@ from . import refunds as refund_requests
 from .database import atomic
 from .errors import DomainError
 from .extensions import db
-from .models import ContactMessage, EntryKind, LegalKind, RefundRequest, utcnow
+from .models import Account, ContactMessage, EntryKind, LegalKind, RefundRequest, StripeEvent, User, utcnow
 from .money import format_usd, parse_usd
 from .pricing import Price
 
@@ -272,6 +272,20 @@ def inbox_refunds(limit):
                    f"[{refund.status}] {shown(refund.reason, multiline=True)}")
     if not rows:
         click.echo("no refund requests")
+
+
+@inbox_cli.command("payments")
+@click.option("--limit", default=20, show_default=True, help="How many, newest first.")
+def inbox_payments(limit):
+    """Show Stripe events flagged for you: disputes, and payments that could not be credited as they were."""
+    rows = db.session.execute(select(StripeEvent, User.email).outerjoin(Account, Account.id == StripeEvent.account_id)
+                              .outerjoin(User, User.id == Account.user_id).where(StripeEvent.flagged.is_(True))
+                              .order_by(StripeEvent.received_at.desc()).limit(limit)).all()
+    for event, email in rows:
+        click.echo(f"{event.received_at:%Y-%m-%d %H:%M} {event.type} {event.id} {shown(email) if email else '(no account)'}"
+                   f"\n  {shown(event.outcome)}")
+    if not rows:
+        click.echo("nothing flagged")
 
 
 @ledger_cli.command("verify")

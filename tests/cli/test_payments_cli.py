@@ -118,6 +118,26 @@ def test_users_show_tells_the_operator_everything(app, cli):
     assert len(flagged) == 1 and "charge.dispute.created" in flagged[0] and "dp_test_show" in flagged[0]
 
 
+def test_inbox_payments_lists_what_is_flagged_across_users(app, cli):
+    assert "nothing flagged" in ok(cli("inbox", "payments"))
+    user = make_user("d@example.com")
+    paid_by_stripe(user, 2_000)
+    payments.handle_event(event("charge.dispute.created", {
+        "id": "dp_test_inbox", "object": "dispute", "amount": 2_000, "charge": "ch_test_show",
+        "payment_intent": "pi_test_show", "currency": "usd", "reason": "fraudulent", "status": "needs_response"}))
+    payments.handle_event(event("checkout.session.completed", {
+        "id": "cs_test_nobody", "object": "checkout.session", "payment_status": "paid", "amount_total": 500,
+        "currency": "usd", "metadata": {"account_id": "999999"}}))
+    payments.handle_event(event("customer.created", {"id": "cus_1", "object": "customer"}))  # not flagged
+
+    lines = ok(cli("inbox", "payments")).splitlines()
+
+    assert len([line for line in lines if not line.startswith("  ")]) == 2
+    assert any("charge.dispute.created" in line and "d@example.com" in line for line in lines)
+    assert any("checkout.session.completed" in line and "(no account)" in line for line in lines)
+    assert any("unknown account" in line for line in lines)
+
+
 def test_users_show_leaves_out_payments_older_than_twelve_months(app, cli):
     user = make_user("s@example.com")
     ok(cli("credits", "topup", "s@example.com", "40", "--reference", "R-old"))
