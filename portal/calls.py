@@ -12,7 +12,7 @@ from typing import Optional
 
 from flask import current_app
 
-from . import apikeys, ledger, notices
+from . import apikeys, autotopup, ledger, notices
 from .catalog import ServingModel
 from .database import atomic
 from .extensions import db
@@ -116,7 +116,7 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
                         call.request_id, usage, call.bounds, bounded)
             usage = bounded
     cost = 0 if usage is None else quote(call.price, usage)
-    low_balance = False
+    low_balance = auto_topup_due = False
     with atomic():
         # Rows are locked in the same order as open_call (key, then account): concurrent calls on
         # one key never wait for each other in a cycle (Postgres would abort one as a deadlock).
@@ -126,7 +126,7 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
             entry_id = None
         else:
             entry = ledger.settle(call.hold_id, cost, memo=f"{call.public_id} {call.request_id}")
-            entry_id, low_balance = entry.id, entry.low_balance
+            entry_id, low_balance, auto_topup_due = entry.id, entry.low_balance, entry.auto_topup_due
         usage = usage or Usage()
         db.session.connection().execute(_INSERT_RECORD, dict(
             request_id=call.request_id, account_id=call.account_id, api_key_id=call.api_key_id,
@@ -143,6 +143,9 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
         # This charge was the one that crossed the owner's threshold (the ledger says so once).
         # The mail goes from a background thread: the client's response never waits for SMTP.
         notices.later(current_app._get_current_object(), partial(notices.send_low_balance, call.account_id))
+    if auto_topup_due:
+        # The attempt itself re-checks every rule under its own conditional UPDATE.
+        autotopup.after_charge(current_app._get_current_object(), call.account_id)
     return cost
 
 

@@ -95,7 +95,8 @@ _NEW_BALANCE = (_account.c.balance, _account.c.chain_head)
 _SETTLE = (_account.update().where(_account.c.id == bindparam("account_id"))
            .values(balance=_account.c.balance - bindparam("cost"), held=_account.c.held - bindparam("released"))
            .returning(*_NEW_BALANCE, _account.c.held, _account.c.low_balance_threshold,
-                      _account.c.low_balance_armed))
+                      _account.c.low_balance_armed, _account.c.auto_topup_enabled,
+                      _account.c.auto_topup_payment_method, _account.c.auto_topup_threshold))
 _ADD = (_account.update().where(_account.c.id == bindparam("account_id"))
         .values(balance=_account.c.balance + bindparam("delta")).returning(*_NEW_BALANCE))
 # A paid top-up also moves the expiry (never backwards) and re-arms the low-balance mail.
@@ -147,6 +148,7 @@ class Entry:
     reference: Optional[str]
     hold_id: Optional[int]
     low_balance: bool = False  # settle only: this charge crossed the low-balance threshold
+    auto_topup_due: bool = False  # settle only: automatic top-up is on and the available balance is under its threshold
 
 
 def _run(statement, **params):
@@ -354,13 +356,15 @@ def settle(hold_id: int, cost: int, *, memo: str = "") -> Entry:
     account_id, reserved = _close(hold_id, HoldStatus.SETTLED)
     row = _run(_SETTLE, account_id=account_id, cost=cost, released=reserved).first()
     entry = _record(account_id, EntryKind.CHARGE, -cost, row, memo=memo, hold_id=hold_id)
-    balance, _, held, threshold, armed = row
+    balance, _, held, threshold, armed, auto_on, card, auto_threshold = row
+    # Both read from settle's own RETURNING: calls of accounts with nothing to do run no extra query.
+    due = bool(auto_on and card and balance - held < auto_threshold)
     if armed and balance - held < threshold:
         # This charge took the available balance below the owner's threshold, first since the
         # last top-up: the caller mails them once the transaction commits.
         _run(_DISARM, account_id=account_id)
-        return dataclasses.replace(entry, low_balance=True)
-    return entry
+        return dataclasses.replace(entry, low_balance=True, auto_topup_due=due)
+    return dataclasses.replace(entry, auto_topup_due=due) if due else entry
 
 
 def release(hold_id: int) -> None:

@@ -138,6 +138,17 @@ class Account(db.Model):
     # a top-up re-arms it.
     low_balance_threshold: Mapped[int] = mapped_column(BigInteger, default=1_000_000, server_default="1000000")
     low_balance_armed: Mapped[bool] = mapped_column(default=True)
+    # Automatic top-up (autotopup.py): the card saved at a Checkout top-up, charged off-session
+    # when the available balance falls below the threshold, at most hourly, within a monthly ceiling.
+    stripe_customer_id: Mapped[Optional[str]] = mapped_column(String(255))
+    auto_topup_payment_method: Mapped[Optional[str]] = mapped_column(String(255))  # pm_...
+    auto_topup_card: Mapped[Optional[str]] = mapped_column(String(64))  # "visa •••• 4242", for display
+    auto_topup_enabled: Mapped[bool] = mapped_column(default=False)
+    auto_topup_threshold: Mapped[int] = mapped_column(BigInteger, default=5_000_000, server_default="5000000")
+    auto_topup_amount: Mapped[int] = mapped_column(BigInteger, default=20_000_000, server_default="20000000")
+    auto_topup_monthly_limit: Mapped[int] = mapped_column(BigInteger, default=100_000_000,
+                                                          server_default="100000000")
+    auto_topup_last_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(back_populates="account")
 
@@ -468,6 +479,8 @@ class Payment(db.Model):
     failure: Mapped[Optional[str]] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     paid_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # An off-session charge of the saved card (autotopup.py), not a Checkout Session.
+    auto_topup: Mapped[bool] = mapped_column(default=False)
 
     @property
     def unreturned(self) -> int:

@@ -20,7 +20,7 @@ Money rules, all through the ledger:
 Mail goes out only after the transaction that decided it commits.
 """
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Optional
 
@@ -28,7 +28,7 @@ from flask import render_template
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from . import ledger, links, mail, notices, refunds, users
+from . import autotopup, ledger, links, mail, notices, refunds, users
 from .database import atomic
 from .errors import InvalidAmount, InvalidInput, ReferenceConflict
 from .extensions import db
@@ -121,9 +121,7 @@ def _details_before(kind: str, obj: dict) -> Optional[PaymentDetails]:
     except StripeUnavailable as exc:
         log.warning("stripe: no payment details for session %s (%s); using the event's", obj["id"], exc)
         return own
-    return PaymentDetails(*(theirs or ours for theirs, ours in zip(
-        (fetched.payment_intent, fetched.charge, fetched.method, fetched.receipt_url, fetched.invoice_url),
-        (own.payment_intent, own.charge, own.method, own.receipt_url, own.invoice_url))))
+    return PaymentDetails(*(getattr(fetched, f.name) or getattr(own, f.name) for f in fields(PaymentDetails)))
 
 
 def _dispatch(kind: str, obj: dict, details: Optional[PaymentDetails]) -> Effect:
@@ -142,6 +140,10 @@ def _dispatch(kind: str, obj: dict, details: Optional[PaymentDetails]) -> Effect
             return _dispute_created(obj)
         case "charge.dispute.closed":
             return _dispute_closed(obj)
+        case "payment_intent.succeeded":
+            return _intent_succeeded(obj)
+        case "payment_intent.payment_failed":
+            return _intent_failed(obj)
         case _:
             return Effect("ignored: not an event this portal acts on")
 
@@ -220,6 +222,8 @@ def _session_paid(obj: dict, details: Optional[PaymentDetails]) -> Effect:
                           memo=f"top-up by Stripe Checkout (payment #{payment.id})", topup_at=now)
     payment.status, payment.paid_at, payment.failure = PaymentStatus.PAID.value, now, None
     _fill(payment, details)
+    if (obj.get("metadata") or {}).get("save_card") == "true":
+        note += autotopup.save_card(payment.account_id, details)
     account = db.session.get(Account, payment.account_id)
     context = {"amount": paid, "balance": entry.balance_after, "expires_at": account.credits_expire_at,
                "months": ledger.VALIDITY_MONTHS, "receipt_url": payment.receipt_url,
@@ -255,6 +259,84 @@ def _session_failed(obj: dict, details: Optional[PaymentDetails], why: str, *, m
                               f"Your top-up of {format_usd(payment.amount)} did not go through",
                               {"amount": payment.amount, "method": payment.method})
     return Effect(f"failed: {why} (session {obj['id']}); nothing credited", payment.account_id, mail=mail_args)
+
+
+# -- automatic top-ups (autotopup.py): PaymentIntents charged off-session --------------------------
+
+_NOT_AUTO = ("ignored: not an automatic top-up (a Checkout Session's payment is credited by the session's "
+             "events)")
+
+
+def _auto_payment(obj: dict) -> tuple[Optional[Payment], Optional[Effect]]:
+    """The automatic top-up (locked) an intent's id or metadata names; or the Effect of ignoring or refusing it.
+
+    Only intents whose metadata says `auto_topup` and whose row is an automatic top-up of the
+    account the metadata names: a Checkout Session's intent is never credited twice this way.
+    """
+    metadata = obj.get("metadata") or {}
+    if metadata.get("auto_topup") != "true":
+        return None, Effect(_NOT_AUTO)
+    intent_id = obj.get("id") if isinstance(obj.get("id"), str) and obj.get("id") else None
+    raw = str(metadata.get("payment_id") or "")
+    payment_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 16 else None
+    payment = _locked(Payment.payment_intent_id == intent_id if intent_id else None,
+                      Payment.id == payment_id if payment_id is not None else None)
+    if payment is None or not payment.auto_topup or str(payment.account_id) != str(metadata.get("account_id")):
+        return None, Effect(f"flagged: no automatic top-up matches payment intent {intent_id}; nothing done",
+                            payment.account_id if payment is not None else None, flagged=True)
+    if intent_id and payment.payment_intent_id not in (None, intent_id):
+        return None, Effect(f"flagged: payment #{payment.id} belongs to intent {payment.payment_intent_id}, not "
+                            f"{intent_id}; nothing done", payment.account_id, flagged=True)
+    payment.payment_intent_id = payment.payment_intent_id or intent_id
+    return payment, None
+
+
+def _intent_succeeded(obj: dict) -> Effect:
+    payment, refused = _auto_payment(obj)
+    if refused is not None:
+        return refused
+    intent_id, currency, received = obj["id"], obj.get("currency"), obj.get("amount_received")
+    if currency != CURRENCY or not isinstance(received, int) or isinstance(received, bool) or received <= 0:
+        return Effect(f"flagged: intent {intent_id} is {received!r} {currency!r}, not a positive USD amount; "
+                      "nothing credited", payment.account_id, flagged=True)
+    if payment.status == PaymentStatus.PAID.value:
+        return Effect(f"already credited: intent {intent_id} (payment #{payment.id})", payment.account_id)
+    paid, note, flagged = micro(received), "", False
+    if payment.status == PaymentStatus.FAILED.value:
+        # Marked failed when Stripe could not be reached, yet the charge went through: the money arrived.
+        note, flagged = f" (it was marked failed: {payment.failure}; flagged)", True
+    if payment.amount != paid:
+        note, flagged = note + f" (the top-up was for {format_usd(payment.amount)}; flagged)", True
+        payment.amount = paid
+    now = utcnow()
+    entry = ledger.credit(payment.account_id, paid, EntryKind.TOPUP, reference=f"stripe:payment_intent:{intent_id}",
+                          memo=f"automatic top-up (payment #{payment.id})", topup_at=now)
+    payment.status, payment.paid_at, payment.failure = PaymentStatus.PAID.value, now, None
+    charge = obj.get("latest_charge")
+    payment.charge_id = payment.charge_id or (charge if isinstance(charge, str) else (charge or {}).get("id"))
+    account = db.session.get(Account, payment.account_id)
+    context = {"amount": paid, "balance": entry.balance_after, "expires_at": account.credits_expire_at,
+               "months": ledger.VALIDITY_MONTHS, "receipt_url": None, "invoice_url": None}
+    return Effect(f"credited {format_usd(paid)} to account {payment.account_id} for automatic top-up "
+                  f"(intent {intent_id}){note}", payment.account_id, flagged,
+                  mail=_mail_for(payment.account_id, "mail/topup_paid.txt",
+                                 f"Your automatic top-up of {format_usd(paid)} has arrived", context))
+
+
+def _intent_failed(obj: dict) -> Effect:
+    payment, refused = _auto_payment(obj)
+    if refused is not None:
+        return refused
+    if payment.status == PaymentStatus.PAID.value:
+        return Effect(f"flagged: intent {obj['id']} failed after payment #{payment.id} was credited; nothing changed",
+                      payment.account_id, flagged=True)
+    reason = str((obj.get("last_payment_error") or {}).get("message") or "the card was declined")[:300]
+    if not autotopup.record_failure(payment, reason):
+        return Effect(f"already failed: intent {obj['id']} (payment #{payment.id}); nothing changed",
+                      payment.account_id)
+    return Effect(f"failed: automatic top-up of account {payment.account_id} (intent {obj['id']}): {reason}; "
+                  "turned off", payment.account_id,
+                  mail=_mail_for(payment.account_id, *autotopup.failure_mail(payment.amount, reason)))
 
 
 # -- refunds and disputes made in Stripe --------------------------------------------------------

@@ -22,6 +22,15 @@ class StripeUnavailable(Exception):
     """Stripe could not be reached or refused the request; the message is safe to show."""
 
 
+class CardDeclined(Exception):
+    """The bank refused an off-session charge (declined, or it wants the payer present); Stripe's message."""
+
+    def __init__(self, message: str, code: Optional[str] = None, payment_intent: Optional[str] = None):
+        super().__init__(message)
+        self.code = code
+        self.payment_intent = payment_intent
+
+
 def cents(micro_usd: int) -> int:
     if micro_usd % MICRO_PER_CENT:
         raise ValueError(f"{micro_usd} micro-USD is not a whole number of cents")
@@ -47,6 +56,10 @@ class PaymentDetails:
     method: Optional[str]
     receipt_url: Optional[str]
     invoice_url: Optional[str]
+    # A session that saved its card for automatic top-ups: the customer and the card (pm_...).
+    customer: Optional[str] = None
+    payment_method: Optional[str] = None
+    card: Optional[str] = None  # "visa •••• 4242"
 
 
 def _id(value) -> Optional[str]:
@@ -63,22 +76,38 @@ class StripeGateway:
 
     def create_checkout(self, *, account_id: int, user_id: int, email: str, amount_cents: int,
                         methods: tuple[str, ...], success_url: str, cancel_url: str, description: str,
-                        idempotency_key: str) -> Checkout:
-        """A Checkout Session (mode payment) for one top-up; the webhook credits it when paid."""
+                        idempotency_key: str, save_card: bool = False,
+                        customer: Optional[str] = None) -> Checkout:
+        """A Checkout Session (mode payment) for one top-up; the webhook credits it when paid.
+
+        `save_card` keeps the card for off-session charges (automatic top-ups): card only, on the
+        account's Stripe `customer`, or a new one Stripe creates.
+        """
         metadata = {"account_id": str(account_id), "user_id": str(user_id), "amount_cents": str(amount_cents)}
+        intent_data = {"metadata": metadata, "description": description}
+        if save_card:
+            metadata["save_card"] = "true"
+            methods = ("card",)
+            intent_data["setup_future_usage"] = "off_session"
         params = {
             "mode": "payment",
             "payment_method_types": list(methods),
             "line_items": [{"quantity": 1, "price_data": {
                 "currency": CURRENCY, "unit_amount": amount_cents, "product_data": {"name": description}}}],
-            "customer_email": email,
             "client_reference_id": str(account_id),
             "metadata": metadata,
-            "payment_intent_data": {"metadata": metadata, "description": description},
+            "payment_intent_data": intent_data,
             "invoice_creation": {"enabled": True, "invoice_data": {"metadata": metadata}},
             "success_url": success_url,
             "cancel_url": cancel_url,
         }
+        # Stripe takes either an existing customer or an address (and then makes one if asked).
+        if customer:
+            params["customer"] = customer
+        else:
+            params["customer_email"] = email
+            if save_card:
+                params["customer_creation"] = "always"
         if "wechat_pay" in methods:
             params["payment_method_options"] = {"wechat_pay": {"client": "web"}}
         try:
@@ -92,7 +121,8 @@ class StripeGateway:
         """The payment behind a paid session, with its receipt and invoice links."""
         try:
             session = self.client.v1.checkout.sessions.retrieve(
-                session_id, params={"expand": ["payment_intent.latest_charge", "invoice"]})
+                session_id, params={"expand": ["payment_intent.latest_charge", "payment_intent.payment_method",
+                                               "invoice"]})
         except stripe.StripeError as exc:
             raise StripeUnavailable(_message(exc)) from None
         return details_of(session.to_dict())
@@ -107,6 +137,33 @@ class StripeGateway:
             raise StripeUnavailable(_message(exc)) from None
         return refund.id
 
+    def charge_saved_card(self, *, customer: str, payment_method: str, amount_cents: int, idempotency_key: str,
+                          metadata: dict, description: str = "") -> tuple[str, str]:
+        """Charge a saved card with nobody present (confirm, off_session); return (intent id, status).
+
+        Raises CardDeclined when the bank refuses (declined, or it asks for authentication the
+        absent payer cannot give), StripeUnavailable for anything else.
+        """
+        try:
+            intent = self.client.v1.payment_intents.create(params={
+                "amount": amount_cents, "currency": CURRENCY, "customer": customer, "payment_method": payment_method,
+                "confirm": True, "off_session": True, "payment_method_types": ["card"], "metadata": metadata,
+                "description": description}, options={"idempotency_key": idempotency_key})
+        except stripe.CardError as exc:
+            error = (exc.json_body or {}).get("error") or {}
+            raise CardDeclined(_message(exc), getattr(exc, "code", None),
+                               _id(error.get("payment_intent"))) from None
+        except stripe.StripeError as exc:
+            raise StripeUnavailable(_message(exc)) from None
+        return intent.id, intent.status
+
+    def detach_card(self, payment_method: str) -> None:
+        """Remove a saved card from its Stripe customer, so it can never be charged again."""
+        try:
+            self.client.v1.payment_methods.detach(payment_method)
+        except stripe.StripeError as exc:
+            raise StripeUnavailable(_message(exc)) from None
+
 
 def details_of(session: dict) -> PaymentDetails:
     """PaymentDetails from a session as a plain dict, its payment intent and invoice expanded or not."""
@@ -114,11 +171,22 @@ def details_of(session: dict) -> PaymentDetails:
     charge = intent.get("latest_charge") if isinstance(intent, dict) else None
     invoice = session.get("invoice")
     expanded_charge = charge if isinstance(charge, dict) else {}
+    method = intent.get("payment_method") if isinstance(intent, dict) else None
     return PaymentDetails(
         payment_intent=_id(intent), charge=_id(charge),
         method=(expanded_charge.get("payment_method_details") or {}).get("type"),
         receipt_url=expanded_charge.get("receipt_url"),
-        invoice_url=invoice.get("hosted_invoice_url") if isinstance(invoice, dict) else None)
+        invoice_url=invoice.get("hosted_invoice_url") if isinstance(invoice, dict) else None,
+        customer=_id(session.get("customer")), payment_method=_id(method),
+        card=card_label((method or {}).get("card") if isinstance(method, dict) else None)
+        or card_label((expanded_charge.get("payment_method_details") or {}).get("card")))
+
+
+def card_label(card: Optional[dict]) -> Optional[str]:
+    """A card for display, such as "visa •••• 4242", from its brand and last four digits; or None."""
+    if not isinstance(card, dict) or not card.get("last4"):
+        return None
+    return f"{card.get('brand') or 'card'} •••• {card['last4']}"[:64]
 
 
 def _message(exc: "stripe.StripeError") -> str:

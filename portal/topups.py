@@ -53,6 +53,11 @@ def methods() -> tuple[str, ...]:
     return tuple(current_app.config["STRIPE_PAYMENT_METHODS"])
 
 
+def can_save_card() -> bool:
+    """True when a top-up can save its card for automatic top-ups (Stripe on, cards offered)."""
+    return available() and "card" in methods()
+
+
 def available() -> bool:
     """True when card top-ups can be started (Stripe is configured)."""
     return stripe_gateway.gateway() is not None
@@ -75,14 +80,18 @@ def _check_user(user: User) -> None:
         raise TopupRefused("Confirm your email address before topping up: we sent you a link.")
 
 
-def start_checkout(user: User, amount_micro: int, *, success_url: str, cancel_url: str) -> stripe_gateway.Checkout:
+def start_checkout(user: User, amount_micro: int, *, success_url: str, cancel_url: str,
+                   save_card: bool = False) -> stripe_gateway.Checkout:
     """Open a Checkout Session for `amount_micro` and record it as a pending Payment; the caller redirects.
 
-    Raises InvalidAmount (field "amount"), TopupRefused, or TopupUnavailable (no Stripe, or Stripe
-    refused; nothing is recorded then).
+    `save_card` asks Stripe to keep the card for automatic top-ups (card only; the webhook
+    stores it on the account once the session is paid). Raises InvalidAmount (field "amount"),
+    TopupRefused, or TopupUnavailable (no Stripe, or Stripe refused; nothing is recorded then).
     """
     check_amount(amount_micro)
     _check_user(user)
+    if save_card and "card" not in methods():
+        raise TopupsUnavailable("Cards are not offered on this site, so none can be saved for automatic top-ups.")
     gateway = stripe_gateway.gateway()
     if gateway is None:
         raise TopupsUnavailable("Card top-ups are not configured on this site.")
@@ -95,7 +104,8 @@ def start_checkout(user: User, amount_micro: int, *, success_url: str, cancel_ur
             account_id=account_id, user_id=user.id, email=user.email, amount_cents=amount_cents,
             methods=methods(), success_url=success_url, cancel_url=cancel_url,
             description=f"Tollgate credit, {format_usd(amount_micro)}",
-            idempotency_key=f"checkout:{account_id}:{uuid.uuid4().hex}")
+            idempotency_key=f"checkout:{account_id}:{uuid.uuid4().hex}",
+            save_card=save_card, customer=user.account.stripe_customer_id)
     except stripe_gateway.StripeUnavailable as exc:
         raise TopupsUnavailable(f"The payment could not be started: {exc}. Nothing was charged; "
                                 "try again in a few minutes.") from None

@@ -8,8 +8,13 @@ Its "hosted Checkout page" (GET /pay/<session>) marks the session paid, delivers
 `checkout.session.completed` to `webhook_url` when one is set, and redirects to the success URL:
 enough for a browser to top up end to end.
 
-Events are built in Stripe's shapes (`event`, `session_event`, `charge_refunded`, `dispute`) and
-signed with the real `stripe.WebhookSignature.generate_signature_header` (`signed`).
+Automatic top-ups: a session created with `setup_future_usage=off_session` gets a customer
+(`cus_...`, or the one it was given) and, once paid, a saved card (`pm_...`, expandable with its
+brand and last4). POST /v1/payment_intents (confirm, off_session) answers a succeeded intent, or
+a 402 card error when `decline_next` is set ("card_declined", "authentication_required").
+
+Events are built in Stripe's shapes (`event`, `session_event`, `charge_refunded`, `dispute`,
+`intent_event`, `session_intent_event`) and signed with the real `stripe.WebhookSignature.generate_signature_header` (`signed`).
 """
 import json
 import secrets
@@ -68,6 +73,9 @@ class FakeStripe:
         self.webhook_secret = WEBHOOK_SECRET
         self.fail_refunds = False  # answer refunds with a Stripe error
         self.fail_checkout = False
+        self.intents: dict[str, dict] = {}
+        self.payment_methods: dict[str, dict] = {}
+        self.decline_next: Optional[str] = None  # the next off-session charge fails with this card error code
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -95,6 +103,7 @@ class FakeStripe:
             "payment_intent": None, "invoice": None, "payment_status": "unpaid", "status": "open",
             "success_url": params.get("success_url"), "cancel_url": params.get("cancel_url"),
             "url": f"{self.url}/pay/{session_id}", "livemode": False, "created": int(time.time()),
+            "customer": params.get("customer") or (_id("cus") if params.get("customer_creation") == "always" else None),
             "_params": params,
         }
         self.sessions[session_id] = session
@@ -114,6 +123,12 @@ class FakeStripe:
                     "payment_method_details": {"type": method},
                     "receipt_url": f"https://pay.stripe.com/receipts/{session_id}",
                 }
+                intent_data = session["_params"].get("payment_intent_data") or {}
+                if intent_data.get("setup_future_usage") == "off_session" and method == "card":
+                    card = {"id": _id("pm"), "object": "payment_method", "type": "card",
+                            "customer": session["customer"], "card": {"brand": "visa", "last4": "4242"}}
+                    self.payment_methods[card["id"]] = card
+                    session["_payment_method"] = card
             session["status"] = "complete"
             session["payment_status"] = "paid" if paid else "unpaid"
             return public(session)
@@ -128,7 +143,8 @@ class FakeStripe:
         out = public(session)
         if session["payment_intent"]:
             out["payment_intent"] = {"id": session["payment_intent"], "object": "payment_intent",
-                                     "latest_charge": session["_charge"]}
+                                     "latest_charge": session["_charge"],
+                                     "payment_method": session.get("_payment_method")}
             out["invoice"] = {"id": session["invoice"], "object": "invoice",
                               "hosted_invoice_url": f"https://invoice.stripe.com/i/{session['invoice']}"}
         return out
@@ -153,7 +169,48 @@ class FakeStripe:
         self.refunds[refund["id"]] = refund
         return 200, refund
 
+    def charge_card(self, params: dict) -> tuple[int, dict]:
+        """An off-session PaymentIntent, confirmed at once: succeeded, or a card error (`decline_next`)."""
+        intent = {"id": _id("pi"), "object": "payment_intent", "amount": int(params["amount"]),
+                  "amount_received": 0, "currency": params.get("currency"), "customer": params.get("customer"),
+                  "payment_method": params.get("payment_method"), "metadata": params.get("metadata", {}),
+                  "description": params.get("description"), "status": "succeeded", "latest_charge": None,
+                  "last_payment_error": None, "created": int(time.time())}
+        known = self.payment_methods.get(params.get("payment_method", ""))
+        if known is None or known["customer"] != params.get("customer"):
+            return 400, error(f"No such PaymentMethod: '{params.get('payment_method')}'", code="resource_missing")
+        code, self.decline_next = self.decline_next, None
+        if code:
+            message = {"authentication_required": "Your card was declined. This transaction requires "
+                                                  "authentication."}.get(code, "Your card was declined.")
+            intent.update(status="requires_payment_method",
+                          last_payment_error={"type": "card_error", "code": code, "message": message})
+            self.intents[intent["id"]] = intent
+            return 402, {"error": {"type": "card_error", "code": code, "message": message,
+                                   "decline_code": "generic_decline", "payment_intent": intent}}
+        intent.update(amount_received=intent["amount"], latest_charge=_id("ch"))
+        self.intents[intent["id"]] = intent
+        return 200, intent
+
+    def charges(self) -> list[dict]:
+        """The off-session charges asked for (POST /v1/payment_intents), as sent."""
+        return [parse_form(r["body"]) for r in self.requests
+                if r["method"] == "POST" and r["path"] == "/v1/payment_intents"]
+
     # --- events ------------------------------------------------------------------------------
+
+    def intent_event(self, event_type: str, intent_id: str) -> dict:
+        """`payment_intent.succeeded` or `payment_intent.payment_failed` for an off-session charge."""
+        return event(event_type, dict(self.intents[intent_id]))
+
+    def session_intent_event(self, session_id: str) -> dict:
+        """The `payment_intent.succeeded` Stripe also sends for a paid Checkout Session's intent."""
+        session = self.sessions[session_id]
+        amount = session["amount_total"]
+        return event("payment_intent.succeeded", {
+            "id": session["payment_intent"], "object": "payment_intent", "amount": amount, "amount_received": amount,
+            "currency": session["currency"], "status": "succeeded", "latest_charge": session["_charge"]["id"],
+            "metadata": (session["_params"].get("payment_intent_data") or {}).get("metadata", {})})
 
     def session_event(self, event_type: str, session_id: str) -> dict:
         return event(event_type, public(self.sessions[session_id]))
@@ -225,6 +282,16 @@ class FakeStripe:
                 elif self.path == "/v1/refunds":
                     with fake.lock:
                         status, out = fake.refund(params)
+                elif self.path == "/v1/payment_intents":
+                    with fake.lock:
+                        status, out = fake.charge_card(params)
+                elif self.path.startswith("/v1/payment_methods/") and self.path.endswith("/detach"):
+                    with fake.lock:
+                        card = fake.payment_methods.get(self.path.split("/")[3])
+                        if card is None:
+                            return self._send(404, error("No such PaymentMethod", code="resource_missing"))
+                        card["customer"] = None
+                        status, out = 200, card
                 else:
                     return self._send(404, error(f"Unrecognized request URL (POST: {self.path})"))
                 if key and status == 200:
@@ -243,6 +310,11 @@ class FakeStripe:
                     if session is None:
                         return self._send(404, error("No such checkout.session", code="resource_missing"))
                     return self._send(200, fake.expanded(session) if "expand" in query else public(session))
+                if path.startswith("/v1/payment_intents/"):
+                    intent = fake.intents.get(path.rsplit("/", 1)[1])
+                    if intent is None:
+                        return self._send(404, error("No such payment_intent", code="resource_missing"))
+                    return self._send(200, intent)
                 return self._send(404, error(f"Unrecognized request URL (GET: {path})"))
 
             def _pay(self, rest: str):

@@ -4,9 +4,9 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, flash, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from wtforms import StringField
+from wtforms import BooleanField, StringField
 
-from .. import links, notices, payments, security, topups
+from .. import autotopup, links, notices, payments, security, topups
 from ..database import atomic
 from ..errors import DomainError, InvalidAmount
 from ..extensions import db
@@ -30,11 +30,29 @@ class TopupForm(FlaskForm):
     # that Enter in this field never submits a preset; the custom amount is dollars.
     amount = StringField("Other amount, USD", render_kw={"inputmode": "decimal", "autocomplete": "off",
                                                          "placeholder": "25.00"})
+    # Only this form saves a card: one checkbox cannot belong to the preset buttons' form too.
+    save_card = BooleanField("Save my card for automatic top-ups")
 
 
 class AlertForm(FlaskForm):
     threshold = StringField("Mail me when my available balance falls below, USD",
                             render_kw={"inputmode": "decimal", "autocomplete": "off"})
+
+
+class AutoTopupForm(FlaskForm):
+    auto_enabled = BooleanField("Top up automatically")
+    auto_threshold = StringField("When my available balance falls below, USD",
+                                 render_kw={"inputmode": "decimal", "autocomplete": "off"})
+    auto_amount = StringField("Charge my card, USD", render_kw={"inputmode": "decimal", "autocomplete": "off"})
+    auto_limit = StringField("At most this much a month, USD", render_kw={"inputmode": "decimal", "autocomplete": "off"})
+
+
+class ForgetCardForm(FlaskForm):
+    """Only its CSRF token."""
+
+
+def _dollars(amount: int) -> str:
+    return format_usd(amount)[1:].replace(",", "")
 
 
 def _checkout_origin() -> str:
@@ -63,7 +81,12 @@ def _page(status=200, block="content", form_error=None, **forms):
     gross, net = payments.paid_in_past_year(account.id)
     alert = forms.pop("alert", None) or AlertForm(
         formdata=None, threshold=format_usd(account.low_balance_threshold)[1:].replace(",", ""))
+    auto = forms.pop("auto", None) or AutoTopupForm(
+        formdata=None, auto_enabled=account.auto_topup_enabled, auto_threshold=_dollars(account.auto_topup_threshold),
+        auto_amount=_dollars(account.auto_topup_amount), auto_limit=_dollars(account.auto_topup_monthly_limit))
     response = render(PAGE, block, status, account=account, standing=topups.standing(account),
+                      auto=auto, forget=ForgetCardForm(formdata=None), can_save_card=topups.can_save_card(),
+                      auto_month=autotopup.charged_this_month(account.id),
                       form=forms.pop("form", None) or TopupForm(formdata=None), alert=alert,
                       configured=topups.available(), presets=topups.presets(), limits=topups.limits(),
                       methods=topups.methods(), method_names=METHOD_NAMES, payments=topups.history(account.id),
@@ -109,7 +132,7 @@ def checkout():
         session = topups.start_checkout(
             db.session.get(User, current_user.id), _amount(form),
             success_url=links.public_url("billing.success") + "?session_id={CHECKOUT_SESSION_ID}",
-            cancel_url=links.public_url("billing.cancel"))
+            cancel_url=links.public_url("billing.cancel"), save_card=bool(form.save_card.data))
     except InvalidAmount as exc:
         form.amount.errors = [*form.amount.errors, str(exc)]
         return _page(422, "topup", form=form)
@@ -155,3 +178,47 @@ def alerts():
                       if threshold else "Low-balance mail is off.")
                 return redirect_to(url_for("billing.index"))
     return _page(422, "alerts", alert=form)
+
+
+@bp.post("/auto-topup")
+@login_required
+def auto_topup():
+    form = AutoTopupForm()
+    if form.validate_on_submit():
+        values = {}
+        for name, example in (("auto_threshold", "5"), ("auto_amount", "20"), ("auto_limit", "100")):
+            text = (getattr(form, name).data or "").strip().replace(",", "")
+            try:
+                if len(text) > MAX_AMOUNT_TEXT:
+                    raise InvalidAmount("too long")
+                values[name] = parse_usd(text or "x")
+            except InvalidAmount:
+                getattr(form, name).errors = [f"Type an amount in dollars, such as {example} or {example}.50."]
+        if len(values) == 3:
+            try:
+                with atomic():
+                    autotopup.configure(_account(), enabled=bool(form.auto_enabled.data),
+                                        threshold=values["auto_threshold"], amount=values["auto_amount"],
+                                        monthly_limit=values["auto_limit"])
+            except InvalidAmount as exc:
+                field = getattr(form, exc.field or "auto_amount")
+                field.errors = [*field.errors, str(exc)]
+            else:
+                account = _account()
+                flash(f"Automatic top-up is on: {format_usd(values['auto_amount'])} when your available balance "
+                      f"falls below {format_usd(values['auto_threshold'])}, at most "
+                      f"{format_usd(values['auto_limit'])} a month."
+                      + ("" if account.auto_topup_payment_method else
+                         " It starts once you save a card with your next top-up.")
+                      if form.auto_enabled.data else "Automatic top-up is off.")
+                return redirect_to(url_for("billing.index"))
+    return _page(422, "autotopup", auto=form)
+
+
+@bp.post("/auto-topup/forget-card")
+@login_required
+def forget_card():
+    # CSRFProtect has checked the token (the form carries nothing else).
+    autotopup.forget_card(_account())
+    flash("Your card is forgotten and automatic top-up is off.")
+    return redirect_to(url_for("billing.index"))

@@ -174,3 +174,21 @@ def test_of_charges_racing_below_the_threshold_exactly_one_says_so(app):
     outcomes = race(app, 8, attempt)
     assert sorted(outcomes) == [False] * 7 + [True]
     assert account(user).low_balance_armed is False
+
+
+@pytest.mark.parametrize("enabled, card, held, due", [
+    (True, "pm_1", 0, False),         # $6 available, threshold $5
+    (True, "pm_1", 2_000_000, True),  # a call in flight leaves $4 available
+    (False, "pm_1", 2_000_000, False),
+    (True, None, 2_000_000, False),
+])
+def test_settle_says_when_an_automatic_topup_is_due(app, enabled, card, held, due):
+    user = make_user()
+    with atomic():
+        ledger.credit(user.account.id, 8_000_000, EntryKind.TOPUP, memo="card", topup_at=utcnow())
+        db.session.execute(update(Account).where(Account.id == user.account.id).values(
+            auto_topup_enabled=enabled, auto_topup_payment_method=card, auto_topup_threshold=5_000_000))
+        if held:
+            ledger.hold(user.account.id, held)
+        entry = ledger.settle(ledger.hold(user.account.id, 2_000_000), 2_000_000)
+    assert entry.auto_topup_due is due
