@@ -6,8 +6,8 @@ smtps://user:pass@host:465 (TLS from the start), smtp://host:25 (no login).
 import logging
 import smtplib
 import ssl
-import time
 import uuid
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -60,7 +60,8 @@ def send(to: str, subject: str, body: str) -> None:
             return
         outbox = Path(current_app.config["MAIL_OUTBOX"])
         outbox.mkdir(parents=True, exist_ok=True)
-        path = outbox / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
+        # Microseconds in the name: files sort in the order they were written (tests read "the last mail").
+        path = outbox / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.eml"
         path.write_bytes(bytes(message))
         log.info("mail to %s written to %s: %s", to, path, subject)
     except (OSError, smtplib.SMTPException, ValueError):

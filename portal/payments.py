@@ -239,9 +239,13 @@ def _session_unpaid(obj: dict, details: Optional[PaymentDetails]) -> Effect:
     if refused is not None:
         return refused
     _fill(payment, details)
-    # A delayed method (a bank debit, say): the money is on its way; async_payment_succeeded credits it.
+    # A delayed method (a bank debit, say): the money is on its way; async_payment_succeeded credits
+    # it. The payer is told now, so a balance that has not moved yet is no surprise.
+    mail_args = _mail_for(payment.account_id, "mail/topup_pending.txt",
+                          f"Your top-up of {format_usd(payment.amount)} is on its way",
+                          {"amount": payment.amount, "method": payment.method})
     return Effect(f"pending: session {obj['id']} completed but not paid yet ({obj.get('payment_status')}); "
-                  "nothing credited", payment.account_id)
+                  "nothing credited", payment.account_id, mail=mail_args)
 
 
 def _session_failed(obj: dict, details: Optional[PaymentDetails], why: str, *, mail_user: bool) -> Effect:

@@ -112,11 +112,13 @@ def test_delayed_method_stays_pending_until_it_succeeds(app, fake_stripe):
 
     assert outcome.startswith("pending") and entries(user) == []
     assert payment_of(session_id).status == "pending" and fresh_account(user).last_topup_at is None
-    assert mail_to(app, user) == []
+    [pending] = mail_to(app, user)  # told at once that the money is on its way, not yet credited
+    assert pending["Subject"] == "Your top-up of $10.00 is on its way"
 
     fake_stripe.pay(session_id, "us_bank_account")
     payments.handle_event(fake_stripe.session_event("checkout.session.async_payment_succeeded", session_id))
     assert entries(user) == [("topup", 10_000_000)] and payment_of(session_id).status == "paid"
+    assert len(mail_to(app, user)) == 2
 
 
 def test_failed_payment_credits_nothing_and_tells_the_user(app, fake_stripe):
@@ -130,7 +132,9 @@ def test_failed_payment_credits_nothing_and_tells_the_user(app, fake_stripe):
     assert outcome.startswith("failed") and entries(user) == []
     payment = payment_of(session_id)
     assert (payment.status, payment.failure) == ("failed", "the payment failed")
-    [message] = mail_to(app, user)
+    mails = mail_to(app, user)  # "on its way" when it completed, then this (files of one second sort by chance)
+    assert sorted("on its way" in m["Subject"] for m in mails) == [False, True]
+    [message] = [m for m in mails if "on its way" not in m["Subject"]]
     assert "did not go through" in message["Subject"] and "Nothing was credited" in message.get_content()
 
 
