@@ -222,6 +222,7 @@ def _session_paid(obj: dict, details: Optional[PaymentDetails]) -> Effect:
                           memo=f"top-up by Stripe Checkout (payment #{payment.id})", topup_at=now)
     payment.status, payment.paid_at, payment.failure = PaymentStatus.PAID.value, now, None
     _fill(payment, details)
+    note, flagged = _catch_up(payment, details, note, flagged)
     if (obj.get("metadata") or {}).get("save_card") == "true":
         note += autotopup.save_card(payment.account_id, details)
     account = db.session.get(Account, payment.account_id)
@@ -232,6 +233,43 @@ def _session_paid(obj: dict, details: Optional[PaymentDetails]) -> Effect:
                   payment.account_id, flagged,
                   mail=_mail_for(payment.account_id, "mail/topup_paid.txt",
                                  f"Your top-up of {format_usd(paid)} has arrived", context))
+
+
+def _catch_up(payment: Payment, details: Optional[PaymentDetails], note: str, flagged: bool) -> tuple[str, bool]:
+    """Apply what the charge says went back before this credit (events arrive in any order).
+
+    A `charge.refunded` that came first matched no payment and took nothing; the charge's running
+    total tells it now, under the same reference that event would use, so nothing is taken twice.
+    A dispute that came first is not measurable here: the user is suspended and it is flagged.
+    """
+    if details is None or not payment.charge_id:
+        return note, flagged
+    if details.amount_refunded and _take_refunded(payment, payment.charge_id, details.amount_refunded):
+        note += f"; {format_usd(payment.refunded)} of it was already refunded in Stripe and is debited"
+    if details.disputed:
+        user = _owner(payment.account_id)
+        if user.status == UserStatus.ACTIVE.value:
+            users.suspend(user, f"payment #{payment.id} is disputed with the bank; the operator will review it")
+        note, flagged = note + "; the charge is disputed: the user is suspended (flagged)", True
+    return note, flagged
+
+
+def _take_refunded(payment: Payment, charge_id: str, refunded_cents: int) -> int:
+    """Debit what of Stripe's running refund total has not been taken yet; return the amount debited."""
+    # Only what we have not taken back yet is new, and never more than what of the payment is
+    # still with us (refunded + disputed <= amount).
+    new = min(micro(refunded_cents) - payment.refunded, payment.unreturned)
+    if new <= 0:
+        return 0
+    ledger.claw_back(payment.account_id, new, EntryKind.REFUND,
+                     memo=f"refund made in Stripe (payment #{payment.id}, charge {charge_id})",
+                     reference=f"stripe:charge-refunded:{charge_id}:{refunded_cents}")
+    payment.refunded += new
+    return new
+
+
+def _owner(account_id: int) -> User:
+    return db.session.scalar(select(User).join(Account, Account.user_id == User.id).where(Account.id == account_id))
 
 
 def _session_unpaid(obj: dict, details: Optional[PaymentDetails]) -> Effect:
@@ -371,16 +409,11 @@ def _charge_refunded(obj: dict) -> Effect:
     if refunded_cents is None:
         return Effect(f"flagged: charge {charge_id} has no USD amount_refunded; nothing debited",
                       payment.account_id, flagged=True)
-    # Stripe sends the running total: only what we have not taken back yet is new, and never
-    # more than what of the payment is still with us (refunded + disputed <= amount).
-    new = min(micro(refunded_cents) - payment.refunded, payment.unreturned)
-    if new <= 0:
+    # Stripe sends the running total (see _take_refunded).
+    new = _take_refunded(payment, charge_id, refunded_cents)
+    if not new:
         return Effect(f"nothing new: {format_usd(micro(refunded_cents))} of charge {charge_id} refunded, "
                       f"{format_usd(payment.refunded)} already debited", payment.account_id)
-    ledger.claw_back(payment.account_id, new, EntryKind.REFUND,
-                     memo=f"refund made in Stripe (payment #{payment.id}, charge {charge_id})",
-                     reference=f"stripe:charge-refunded:{charge_id}:{refunded_cents}")
-    payment.refunded += new
     return Effect(f"debited {format_usd(new)} refunded in Stripe from account {payment.account_id} "
                   f"(charge {charge_id}, {format_usd(payment.refunded)} refunded in all)", payment.account_id)
 
@@ -394,8 +427,7 @@ def _dispute_created(obj: dict) -> Effect:
                       "nothing debited", flagged=True)
     payment.dispute_status = str(obj.get("status") or "needs_response")[:32]
     reason = obj.get("reason") or "no reason given"
-    user = db.session.scalar(select(User).join(Account, Account.user_id == User.id)
-                             .where(Account.id == payment.account_id))
+    user = _owner(payment.account_id)
     if user.status != UserStatus.TERMINATED.value:
         users.suspend(user, f"payment #{payment.id} is disputed with the bank (Stripe dispute {dispute_id}, "
                             f"{reason}); the operator will review it")

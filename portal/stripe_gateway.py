@@ -60,6 +60,10 @@ class PaymentDetails:
     customer: Optional[str] = None
     payment_method: Optional[str] = None
     card: Optional[str] = None  # "visa •••• 4242"
+    # What the charge says has already gone back: events can arrive out of order, and a refund or
+    # dispute may be older than the event that credits the payment.
+    amount_refunded: int = 0  # cents, Stripe's running total
+    disputed: bool = False
 
 
 def _id(value) -> Optional[str]:
@@ -179,7 +183,13 @@ def details_of(session: dict) -> PaymentDetails:
         invoice_url=invoice.get("hosted_invoice_url") if isinstance(invoice, dict) else None,
         customer=_id(session.get("customer")), payment_method=_id(method),
         card=card_label((method or {}).get("card") if isinstance(method, dict) else None)
-        or card_label((expanded_charge.get("payment_method_details") or {}).get("card")))
+        or card_label((expanded_charge.get("payment_method_details") or {}).get("card")),
+        amount_refunded=_whole(expanded_charge.get("amount_refunded")),
+        disputed=expanded_charge.get("disputed") is True)
+
+
+def _whole(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def card_label(card: Optional[dict]) -> Optional[str]:
@@ -194,7 +204,7 @@ def _message(exc: "stripe.StripeError") -> str:
     return getattr(exc, "user_message", None) or "Stripe could not complete the request"
 
 
-def verify_event(payload: bytes, signature: Optional[str], secret: str) -> dict:
+def verify_event(payload: bytes, signature: Optional[str], secret: str) -> "stripe.Event":
     """The event in a webhook body, if the Stripe-Signature header signs it with `secret` (within 5 minutes).
 
     Raises ValueError (not JSON) or stripe.SignatureVerificationError (missing, wrong or stale).

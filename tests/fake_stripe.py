@@ -118,7 +118,7 @@ class FakeStripe:
                 session["invoice"] = _id("in")
                 session["_charge"] = {
                     "id": _id("ch"), "object": "charge", "amount": session["amount_total"],
-                    "amount_refunded": 0, "currency": session["currency"], "refunded": False,
+                    "amount_refunded": 0, "currency": session["currency"], "refunded": False, "disputed": False,
                     "payment_intent": session["payment_intent"], "metadata": session["metadata"],
                     "payment_method_details": {"type": method},
                     "receipt_url": f"https://pay.stripe.com/receipts/{session_id}",
@@ -226,6 +226,7 @@ class FakeStripe:
     def dispute(self, session_id: str, status: str = "needs_response", *, dispute_id: Optional[str] = None,
                 amount_cents: Optional[int] = None) -> dict:
         charge = self.charge_of(session_id)
+        charge["disputed"] = True
         obj = {"id": dispute_id or _id("dp"), "object": "dispute", "amount": amount_cents or charge["amount"],
                "charge": charge["id"], "payment_intent": charge["payment_intent"], "currency": charge["currency"],
                "reason": "fraudulent", "status": status, "created": int(time.time())}

@@ -185,6 +185,38 @@ def test_partial_then_full_refund_debits_exactly_the_new_parts(app, client, fake
     assert amounts(user) == [("topup", 50_000_000), ("refund", -20_000_000), ("refund", -30_000_000)]
 
 
+def test_a_refund_delivered_before_the_payment_is_taken_when_the_payment_is_credited(app, client, fake_stripe):
+    """Stripe does not promise order: a refund (or a late retry of `completed`) can come first."""
+    user = make_user()
+    session_id = open_checkout(user, 5_000)
+    fake_stripe.pay(session_id)
+    early = fake_stripe.charge_refunded(session_id, 2_000)
+    accepted(deliver(client, early))  # matches no paid payment yet: recorded, flagged, nothing taken
+    assert amounts(user) == [] and events()[-1].flagged
+
+    accepted(deliver(client, fake_stripe.session_event("checkout.session.completed", session_id)))
+    assert amounts(user) == [("topup", 50_000_000), ("refund", -20_000_000)]
+
+    accepted(deliver(client, early))  # redelivered: already recorded
+    accepted(deliver(client, event("charge.refunded", dict(fake_stripe.charge_of(session_id)))))  # same total
+    accepted(deliver(client, fake_stripe.charge_refunded(session_id)))  # the rest, later
+    assert amounts(user) == [("topup", 50_000_000), ("refund", -20_000_000), ("refund", -30_000_000)]
+
+
+def test_a_dispute_delivered_before_the_payment_suspends_when_the_payment_is_credited(app, client, fake_stripe):
+    user = make_user()
+    session_id = open_checkout(user, 5_000)
+    fake_stripe.pay(session_id)
+    accepted(deliver(client, fake_stripe.dispute(session_id)))
+    assert db.session.get(User, user.id).status == "active"  # nothing of ours matched it yet
+
+    accepted(deliver(client, fake_stripe.session_event("checkout.session.completed", session_id)))
+
+    db.session.rollback()
+    assert db.session.get(User, user.id).status == "suspended"
+    assert events()[-1].flagged and "disputed" in events()[-1].outcome
+
+
 def test_a_refund_into_a_negative_balance_then_a_hold_is_refused(app, client, fake_stripe):
     user = make_user()
     session_id = paid_session(client, fake_stripe, user, 1_000)
