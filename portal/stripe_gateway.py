@@ -75,8 +75,11 @@ def _id(value) -> Optional[str]:
 
 class StripeGateway:
     def __init__(self, secret_key: str, api_base: str = ""):
+        # Bounded waits (stripe-python's default is 80 s a try): a refund approval calls Stripe while
+        # it holds the payment's row, and on SQLite the write lock that every settlement waits for.
         self.client = stripe.StripeClient(
-            secret_key, base_addresses={"api": api_base} if api_base else None, max_network_retries=2)
+            secret_key, base_addresses={"api": api_base} if api_base else None, max_network_retries=1,
+            http_client=stripe.RequestsClient(timeout=(5, 20)))
 
     def create_checkout(self, *, account_id: int, user_id: int, email: str, amount_cents: int,
                         methods: tuple[str, ...], success_url: str, cancel_url: str, description: str,
