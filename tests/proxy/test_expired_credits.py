@@ -67,6 +67,29 @@ def test_messages_on_expired_credit_is_402_in_anthropic_shape(gateway, fake, exp
     assert fake.received == []
 
 
+@pytest.mark.parametrize("path, body, stream", [
+    ("/v1/responses", {"model": "gpt-test", "input": "hi", "max_output_tokens": 50}, False),
+    ("/v1/embeddings", {"model": "gpt-test", "input": "hi"}, False),
+    ("/v1/chat/completions", dict(CHAT_BODY, stream=True), True),
+    ("/v1/messages", dict(MESSAGES_BODY, stream=True), True),
+    ("/v1/chat/completions", dict(CHAT_BODY, model="echo-1"), False),  # the offline model too
+])
+def test_every_billed_route_refuses_expired_credit_before_the_upstream(gateway, fake, expired, path, body, stream):
+    expires_at, key = expired
+    response = call(gateway, key, path, body)
+    assert response.status_code == 402, response.text
+    assert response.headers["content-type"].startswith("application/json")  # an error, never a stream
+    assert f"Your credits expired on {expires_at:%Y-%m-%d}" in response.text
+    assert fake.received == [] and records() == []
+
+
+def test_counting_tokens_is_free_and_still_answers_on_expired_credit(gateway, fake, expired):
+    _, key = expired
+    response = call(gateway, key, "/v1/messages/count_tokens", {"model": "claude-test",
+                                                               "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 200, response.text
+
+
 def test_credit_topped_up_within_the_year_still_works(gateway, fake, app, catalog_ready):
     _, key = user_with_key("recent@example.com", topup_days_ago=300)
     fake.next(input=5, output=5)
