@@ -27,6 +27,9 @@ def at(*args) -> datetime:
     (at(2027, 12, 31, 23, 59), at(2028, 12, 31, 23, 59)),
     (at(2027, 1, 30), at(2028, 1, 30)),
     (at(2027, 2, 28), at(2028, 2, 28)),           # not "the last day of February" (29th in 2028)
+    (at(2028, 2, 29, 23, 59, 59, 999_999), at(2029, 2, 28, 23, 59, 59, 999_999)),  # the time of day, exactly
+    (at(2026, 12, 31), at(2027, 12, 31)),
+    (at(2027, 1, 1), at(2028, 1, 1)),
 ])
 def test_credits_last_twelve_calendar_months(topup, expires):
     assert ledger.expiry_after(topup) == expires
@@ -38,6 +41,9 @@ def test_credits_last_twelve_calendar_months(topup, expires):
     (at(2027, 12, 31), 2, at(2028, 2, 29)),
     (at(2027, 3, 31), 1, at(2027, 4, 30)),
     (at(2027, 11, 15), 3, at(2028, 2, 15)),
+    (at(2027, 8, 31), 1, at(2027, 9, 30)),
+    (at(2027, 11, 30), 3, at(2028, 2, 29)),
+    (at(2027, 12, 15), 1, at(2028, 1, 15)),
 ])
 def test_a_day_the_month_lacks_becomes_its_last(start, months, result):
     assert ledger.add_months(start, months) == result

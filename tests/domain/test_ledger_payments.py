@@ -24,27 +24,6 @@ def moment(*args) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
 
 
-@pytest.mark.parametrize("topup, expires", [
-    (moment(2027, 3, 31, 10, 30), moment(2028, 3, 31, 10, 30)),
-    (moment(2028, 2, 29, 23, 59, 59, 999_999), moment(2029, 2, 28, 23, 59, 59, 999_999)),
-    (moment(2026, 12, 31), moment(2027, 12, 31)),
-    (moment(2027, 1, 1), moment(2028, 1, 1)),
-])
-def test_credits_expire_twelve_calendar_months_after_the_topup(topup, expires):
-    assert ledger.expiry_after(topup) == expires
-
-
-@pytest.mark.parametrize("start, months, result", [
-    (moment(2027, 1, 31), 1, moment(2027, 2, 28)),
-    (moment(2028, 1, 31), 1, moment(2028, 2, 29)),
-    (moment(2027, 8, 31), 1, moment(2027, 9, 30)),
-    (moment(2027, 11, 30), 3, moment(2028, 2, 29)),
-    (moment(2027, 12, 15), 1, moment(2028, 1, 15)),
-])
-def test_add_months_keeps_the_day_or_takes_the_last_of_the_month(start, months, result):
-    assert ledger.add_months(start, months) == result
-
-
 def test_a_paid_topup_moves_the_expiry_and_a_grant_does_not(app):
     user = make_user()
     with atomic():
