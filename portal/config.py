@@ -147,9 +147,12 @@ def _trusted_proxy(environ) -> str:
                           f"(or '*'), got {raw!r}") from None
 
 
-# Checkout payment methods this gateway knows how to ask for (Stripe's names).
-PAYMENT_METHODS = ("card", "alipay", "wechat_pay", "link", "paypal", "us_bank_account", "sepa_debit",
-                   "ideal", "bancontact", "giropay", "eps", "p24", "klarna", "afterpay_clearpay", "cashapp")
+# Checkout payment methods this gateway knows how to ask for (Stripe's names), with the names
+# people know them by (the billing page shows these).
+PAYMENT_METHODS = {"card": "card", "alipay": "Alipay", "wechat_pay": "WeChat Pay", "link": "Link", "paypal": "PayPal",
+                   "us_bank_account": "US bank account", "sepa_debit": "SEPA debit", "ideal": "iDEAL",
+                   "bancontact": "Bancontact", "giropay": "giropay", "eps": "EPS", "p24": "Przelewy24",
+                   "klarna": "Klarna", "afterpay_clearpay": "Afterpay", "cashapp": "Cash App Pay"}
 
 
 def _payment_methods(environ) -> tuple[str, ...]:

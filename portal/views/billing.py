@@ -10,6 +10,7 @@ from .. import autotopup, links, notices, payments, security, topups
 from ..database import atomic
 from ..errors import DomainError, InvalidAmount
 from ..extensions import db
+from ..config import PAYMENT_METHODS
 from ..models import Account, User
 from ..money import format_usd, parse_usd
 from .htmx import redirect_to, render
@@ -17,11 +18,6 @@ from .htmx import redirect_to, render
 bp = Blueprint("billing", __name__, url_prefix="/billing")
 PAGE = "billing/index.html"
 STRIPE_CHECKOUT = "https://checkout.stripe.com"
-# Stripe's names of the payment methods, as people know them.
-METHOD_NAMES = {"card": "card", "alipay": "Alipay", "wechat_pay": "WeChat Pay", "link": "Link", "paypal": "PayPal",
-                "us_bank_account": "US bank account", "sepa_debit": "SEPA debit", "cashapp": "Cash App Pay",
-                "afterpay_clearpay": "Afterpay", "ideal": "iDEAL", "bancontact": "Bancontact", "giropay": "giropay",
-                "eps": "EPS", "p24": "Przelewy24", "klarna": "Klarna"}
 MAX_AMOUNT_TEXT = 32  # "$1,000,000.00" fits many times over; longer is not an amount
 
 
@@ -89,7 +85,7 @@ def _page(status=200, block="content", form_error=None, **forms):
                       auto_month=autotopup.charged_this_month(account.id),
                       form=forms.pop("form", None) or TopupForm(formdata=None), alert=alert,
                       configured=topups.available(), presets=topups.presets(), limits=topups.limits(),
-                      methods=topups.methods(), method_names=METHOD_NAMES, payments=topups.history(account.id),
+                      methods=topups.methods(), method_names=PAYMENT_METHODS, payments=topups.history(account.id),
                       paid_year=gross, paid_year_net=net,
                       form_error=form_error)
     return _allow_checkout_redirect(response)
