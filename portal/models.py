@@ -10,7 +10,7 @@ import enum
 from datetime import datetime, timezone
 from typing import Optional
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -195,6 +195,9 @@ class Upstream(db.Model):
     protocol: Mapped[str] = mapped_column(String(16))
     base_url: Mapped[Optional[str]] = mapped_column(String(500))
     api_key: Mapped[Optional[str]] = mapped_column(Text)
+    # How the upstream reports usage (proxy.metering.DIALECTS): set by the operator or guessed
+    # from the base URL's host.
+    dialect: Mapped[str] = mapped_column(String(32), default="generic-openai", server_default="generic-openai")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:  # never show the credential
@@ -209,6 +212,16 @@ class CatalogModel(db.Model):
     upstream_id: Mapped[int] = mapped_column(ForeignKey("upstream.id"))
     upstream_model: Mapped[str] = mapped_column(String(128))
     max_output_tokens: Mapped[int] = mapped_column(default=4096)
+    # Input tokens the model accepts in all: what a request whose input is not in its body (a
+    # previous response, a file id, an image URL, a server tool's results) is held at.
+    context_window: Mapped[Optional[int]] = mapped_column(BigInteger)
+    # Such requests are held at the context window ("hold") or refused ("refuse").
+    input_by_reference: Mapped[str] = mapped_column(String(16), default="hold", server_default="hold")
+    # A requested service tier the model has no prices for is refused ("refuse") or left out of
+    # the request ("strip").
+    unpriced_tier: Mapped[str] = mapped_column(String(16), default="refuse", server_default="refuse")
+    # Server tool uses one call may be held for when the request sets no limit (None: TOOL_CALLS_CEILING).
+    tool_calls_ceiling: Mapped[Optional[int]] = mapped_column()
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -223,8 +236,14 @@ class ModelPrice(db.Model):
         Index("ix_model_price_current", "model_id", "effective_at"),
         CheckConstraint(
             "input >= 0 AND output >= 0 AND (cache_read IS NULL OR cache_read >= 0)"
-            " AND (cache_write IS NULL OR cache_write >= 0)",
+            " AND (cache_write_5m IS NULL OR cache_write_5m >= 0)",
             name="prices_not_negative",
+        ),
+        CheckConstraint(
+            "(cache_write_1h IS NULL OR cache_write_1h >= 0) AND (input_audio IS NULL OR input_audio >= 0)"
+            " AND (output_audio IS NULL OR output_audio >= 0) AND (reasoning IS NULL OR reasoning >= 0)"
+            " AND (long_context_above IS NULL OR long_context_above > 0)",
+            name="class_prices_not_negative",
         ),
     )
 
@@ -233,7 +252,17 @@ class ModelPrice(db.Model):
     input: Mapped[int] = mapped_column(BigInteger)
     output: Mapped[int] = mapped_column(BigInteger)
     cache_read: Mapped[Optional[int]] = mapped_column(BigInteger)
-    cache_write: Mapped[Optional[int]] = mapped_column(BigInteger)
+    cache_write_5m: Mapped[Optional[int]] = mapped_column(BigInteger)
+    cache_write_1h: Mapped[Optional[int]] = mapped_column(BigInteger)
+    input_audio: Mapped[Optional[int]] = mapped_column(BigInteger)
+    output_audio: Mapped[Optional[int]] = mapped_column(BigInteger)
+    reasoning: Mapped[Optional[int]] = mapped_column(BigInteger)
+    # Integers only in these (micro-dollars per thousand units / per million tokens; JSON keeps
+    # integers exact): {"web_search": 10000000}, {"input": 6000000, ...}, {"priority": {...}}.
+    fees: Mapped[Optional[dict]] = mapped_column(JSON)
+    long_context_above: Mapped[Optional[int]] = mapped_column(BigInteger)
+    long_context: Mapped[Optional[dict]] = mapped_column(JSON)
+    service_tiers: Mapped[Optional[dict]] = mapped_column(JSON)
     effective_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -301,7 +330,16 @@ class UsageRecord(db.Model):
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cache_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_5m_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_1h_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    input_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    output_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    units: Mapped[Optional[dict]] = mapped_column(JSON)          # fee units: {"web_search": 3}
+    service_tier: Mapped[Optional[str]] = mapped_column(String(32))  # as the upstream reported it
+    long_context: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # For the operator: unpriced classes, units or tiers, and how the meter read the usage.
+    flags: Mapped[Optional[list]] = mapped_column(JSON)
     cost: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(32))
     usage_estimated: Mapped[bool] = mapped_column(default=False)
