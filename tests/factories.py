@@ -1,8 +1,11 @@
 """Small helpers that make users, credit and models through the domain modules."""
+from sqlalchemy import func, select
+
 from portal import catalog, ledger, users
 from portal.database import atomic
 from portal.errors import UnknownUpstream
-from portal.models import EntryKind
+from portal.extensions import db
+from portal.models import EntryKind, ModelPrice
 from portal.pricing import Price
 
 PASSWORD = "correct horse battery"
@@ -24,6 +27,17 @@ def make_model(public_id="echo-1", price=Price(input=2_000_000, output=8_000_000
             catalog.add_upstream(upstream, "echo")
         model, _ = catalog.set_model(public_id, upstream, price)
     return model
+
+
+def stored_price(public_id: str) -> Price:
+    """The model's current price as the database has it (a fresh read)."""
+    db.session.rollback()
+    return catalog.as_price(catalog.current_price(catalog.find_model(public_id).id))
+
+
+def price_rows() -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(ModelPrice))
 
 
 def open_checkout(user, cents=2_000, *, record=True) -> str:

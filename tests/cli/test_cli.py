@@ -152,6 +152,7 @@ def test_upstreams_add(app, cli):
     (["x", "--protocol", "echo", "--base-url", "https://h"], "the echo upstream is built in"),
     (["bad name", "--protocol", "echo"], "upstream name must be"),
 ])
+@pytest.mark.one_backend  # input checks no database can change
 def test_upstreams_add_refuses_bad_input(app, cli, args, message):
     refused(cli("upstreams", "add", *args), message)
     assert db.session.scalar(select(Upstream)) is None
@@ -173,7 +174,7 @@ def test_models_set_records_price_history(app, cli):
     ok(cli("models", "set", "claude-x", "--upstream", "echo", "--input", "2.5", "--output", "15"))
     model = catalog.find_model("claude-x")
     assert (model.upstream_model, model.max_output_tokens) == ("claude-x-2026", 32000)
-    history = [(p.input, p.output, p.cache_read, p.cache_write)
+    history = [(p.input, p.output, p.cache_read, p.cache_write_5m)
                for p in db.session.scalars(select(ModelPrice).order_by(ModelPrice.id))]
     assert history == [(3_000_000, 15_000_000, 300_000, 3_750_000), (2_500_000, 15_000_000, None, None)]
     current = catalog.current_price(model.id)
@@ -190,6 +191,7 @@ def test_models_set_records_price_history(app, cli):
      "max output tokens must be positive"),
     (["m", "--upstream", "echo", "--output", "1"], "Missing option '--input'"),
 ])
+@pytest.mark.one_backend  # input checks no database can change
 def test_models_set_refuses_bad_input(app, cli, args, message):
     ok(cli("upstreams", "add", "echo", "--protocol", "echo"))
     refused(cli("models", "set", *args), message)
@@ -258,7 +260,8 @@ def test_models_list_disable_enable(app, cli):
     ok(cli("upstreams", "add", "echo", "--protocol", "echo"))
     ok(cli("models", "set", "m1", "--upstream", "echo", "--input", "3", "--output", "15", "--cache-read", "0.3"))
     listing = ok(cli("models", "list"))
-    assert "m1\tenabled\techo/m1\tmax_out=4096\tinput=$3.00 output=$15.00 cache_read=$0.30 cache_write=$3.00" in listing
+    assert "m1\tenabled\techo/m1\tmax_out=4096\t" in listing
+    assert "  per million: input=$3.00 output=$15.00 cache_read=$0.30\n" in listing
     ok(cli("models", "disable", "m1"))
     assert "m1\tdisabled" in ok(cli("models", "list"))
     assert catalog.enabled_models() == []

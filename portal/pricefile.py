@@ -1,0 +1,382 @@
+"""Price files: the catalog's models and prices as JSON (import and export) or CSV (import).
+
+A file is checked whole before anything changes, then applied in the caller's one transaction:
+all of it or none of it. Errors name the model and the field, and say what to write instead.
+The shape is docs/billing.md's "Price files"; prices are decimal strings of USD, never floats.
+The `models set` options are read here too (`price_from_options`), so the CLI stays a wrapper.
+"""
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Collection, Optional, Sequence
+
+from sqlalchemy import select
+
+from . import catalog
+from .errors import InvalidAmount, InvalidInput
+from .extensions import db
+from .models import CatalogModel
+from .money import parse_usd
+from .pricing import BASE_TIERS, NAME_PATTERN, PRICE_FIELDS, TOKEN_CLASSES, Price, price_from_spec, price_to_spec
+
+MODEL_FIELDS = ("upstream_model", "max_output_tokens", *catalog.MODEL_SETTINGS)
+FIELDS = ("id", "upstream", *MODEL_FIELDS, *sorted(PRICE_FIELDS))
+_WHOLE_FIELDS = ("max_output_tokens", "context_window", "tool_calls_ceiling")
+_MAX_ERRORS = 20
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One model of a price file, checked for shape; `apply` checks it against the catalog."""
+
+    where: str     # for messages: "models[2] (claude-sonnet)", "line 4 (claude-sonnet)"
+    id: str
+    upstream: str
+    price: Price
+    fields: dict   # the MODEL_FIELDS the file gives; the others are kept
+
+
+def _refuse(errors: list[str], what: str) -> InvalidInput:
+    shown = errors[:_MAX_ERRORS]
+    more = f"\n  ... and {len(errors) - _MAX_ERRORS} more" if len(errors) > _MAX_ERRORS else ""
+    return InvalidInput(f"{what} has {len(errors)} error{'s' if len(errors) > 1 else ''}; nothing was changed:\n  "
+                        + "\n  ".join(shown) + more)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _entry(where: str, spec, upstreams: Collection[str]) -> Entry:
+    if not isinstance(spec, dict):
+        raise InvalidInput(f"{where} must be an object with id, upstream and usd_per_million")
+    if isinstance(spec.get("id"), str):
+        where = f"{where} ({spec['id']})"
+    unknown = [name for name in spec if name not in FIELDS]
+    if unknown:
+        raise InvalidInput(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(FIELDS)})")
+    for name, example in (("id", "claude-sonnet"), ("upstream", "anthropic")):
+        if not isinstance(spec.get(name), str):
+            raise InvalidInput(f"{where}.{name} is required: a name such as \"{example}\"")
+    fields = {name: spec[name] for name in MODEL_FIELDS if name in spec}
+    try:
+        model_id = catalog.clean_name(spec["id"], "a model id", 128)
+        _check_fields(fields)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}.{exc.field or 'id'}: {exc}") from None
+    try:
+        price = price_from_spec({name: spec[name] for name in PRICE_FIELDS if name in spec}, where)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    if spec["upstream"] not in upstreams:
+        raise InvalidInput(f"{where}.upstream: no upstream named {spec['upstream']!r}; add it first "
+                           f"(flask --app wsgi upstreams add {spec['upstream']} --protocol ... --base-url ...)")
+    return Entry(where, model_id, spec["upstream"], price, fields)
+
+
+def _check_fields(fields: dict) -> None:
+    """InvalidInput with `field` for a model field of the wrong type or out of range."""
+    if "upstream_model" in fields:
+        value = fields["upstream_model"]
+        if not isinstance(value, str):
+            raise InvalidInput(f"must be the model's name at the upstream, a string; got {value!r}",
+                               field="upstream_model")
+        try:
+            catalog.clean_name(value, "an upstream model name", 128)
+        except InvalidInput as exc:
+            raise InvalidInput(str(exc), field="upstream_model") from None
+    for name in _WHOLE_FIELDS:
+        if name in fields and fields[name] is not None and not _whole(fields[name]):
+            raise InvalidInput(f"must be a whole number, got {fields[name]!r}", field=name)
+    if "max_output_tokens" in fields and not (_whole(fields["max_output_tokens"]) and fields["max_output_tokens"] > 0):
+        raise InvalidInput(f"must be a positive whole number, got {fields['max_output_tokens']!r}",
+                           field="max_output_tokens")
+    catalog.check_settings({name: fields[name] for name in catalog.MODEL_SETTINGS if name in fields})
+
+
+class _Entries:
+    """Entries in file order and every error found, each model checked on its own."""
+
+    def __init__(self, upstreams: Collection[str], what: str):
+        self.upstreams, self.what = upstreams, what
+        self.entries: list[Entry] = []
+        self.errors: list[str] = []
+        self.seen: dict[str, str] = {}
+
+    def add(self, where: str, spec) -> None:
+        try:
+            entry = _entry(where, spec, self.upstreams)
+        except InvalidInput as exc:
+            self.errors.append(str(exc))
+            return
+        if entry.id in self.seen:
+            self.errors.append(f"{entry.where}.id: the model is listed twice (also {self.seen[entry.id]}); keep one")
+        self.seen.setdefault(entry.id, entry.where)
+        self.entries.append(entry)
+
+    def result(self) -> list[Entry]:
+        if self.errors:
+            raise _refuse(self.errors, self.what)
+        return self.entries
+
+
+def _unique_keys(pairs):
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise InvalidInput(f"the key {key!r} appears twice in one object; keep one")
+    return dict(pairs)
+
+
+def parse_json(text: str, upstreams: Collection[str], what: str = "the price file") -> list[Entry]:
+    """The entries of a JSON price file ({"models": [{...}, ...]}) whose upstreams are among `upstreams`."""
+    try:
+        document = json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(document, dict) or list(document) != ["models"] or not isinstance(document["models"], list):
+        raise InvalidInput(f'{what} must be a JSON object {{"models": [...]}} with one object per model')
+    found = _Entries(upstreams, what)
+    for i, spec in enumerate(document["models"]):
+        found.add(f"models[{i}]", spec)
+    return found.result()
+
+
+# -- CSV: one model a row, the JSON fields spread over columns ------------------------------------
+
+def _column(name: str) -> Optional[tuple]:
+    """What a CSV column holds: ("field", name), ("class", class), ("fee", unit), ("long_context_above",),
+    ("long_context", class) or ("tier", tier, class); None for a name that is none of these."""
+    kind, _, rest = name.partition(":")
+    if not rest:
+        if name in ("id", "upstream", *MODEL_FIELDS):
+            return ("field", name)
+        if name in TOKEN_CLASSES:
+            return ("class", name)
+        return ("long_context_above",) if name == "long_context_above" else None
+    if kind == "fee" and NAME_PATTERN.fullmatch(rest):
+        return ("fee", rest)
+    if kind == "long_context" and rest in TOKEN_CLASSES:
+        return ("long_context", rest)
+    tier, _, cls = rest.partition(":")
+    if kind == "tier" and NAME_PATTERN.fullmatch(tier) and tier not in BASE_TIERS and cls in TOKEN_CLASSES:
+        return ("tier", tier, cls)
+    return None
+
+
+CSV_COLUMNS = ("id, upstream, upstream_model, max_output_tokens, " + ", ".join(catalog.MODEL_SETTINGS)
+               + "; a token class (" + ", ".join(TOKEN_CLASSES) + "); fee:UNIT; long_context_above; "
+               "long_context:CLASS; tier:NAME:CLASS")
+
+
+def _cell(column: tuple, header: str, cell: str, where: str):
+    """The cell's value as the JSON file would hold it; InvalidInput naming the column."""
+    if column == ("long_context_above",) or column[0] == "field" and column[1] in _WHOLE_FIELDS:
+        if not cell.isdigit():
+            raise InvalidInput(f"{where}: column {header} must be a whole number of tokens, got {cell!r}")
+        return int(cell)
+    if column == ("field", "enabled"):
+        if cell.lower() not in ("true", "false", "yes", "no", "1", "0"):
+            raise InvalidInput(f"{where}: column enabled must be true or false, got {cell!r}")
+        return cell.lower() in ("true", "yes", "1")
+    if column[0] != "field":
+        try:
+            parse_usd(cell, what=f"{where}: column {header}")
+        except InvalidAmount as exc:
+            raise InvalidInput(str(exc)) from None
+    return cell
+
+
+def _row_spec(columns: list, header: list[str], row: list[str], where: str) -> dict:
+    spec: dict = {}
+    for column, name, cell in zip(columns, header, row):
+        cell = cell.strip()
+        if not cell:  # unset: an unpriced class, or a model setting kept as it is
+            continue
+        value = _cell(column, name, cell, where)
+        kind = column[0]
+        if kind == "field":
+            spec[column[1]] = value
+        elif kind == "class":
+            spec.setdefault("usd_per_million", {})[column[1]] = value
+        elif kind == "fee":
+            spec.setdefault("usd_per_thousand", {})[column[1]] = value
+        elif kind == "long_context_above":
+            spec.setdefault("long_context", {})["above_input_tokens"] = value
+        elif kind == "long_context":
+            spec.setdefault("long_context", {}).setdefault("usd_per_million", {})[column[1]] = value
+        else:
+            spec.setdefault("service_tiers", {}).setdefault(column[1], {"usd_per_million": {}})[
+                "usd_per_million"][column[2]] = value
+    for cls in ("input", "output"):
+        if cls not in spec.get("usd_per_million", {}):
+            raise InvalidInput(f"{where}: column {cls} is empty; every model needs input and output prices")
+    if "long_context" in spec and "above_input_tokens" not in spec["long_context"]:
+        raise InvalidInput(f"{where}: long_context:CLASS prices need long_context_above (the input tokens "
+                           "above which they apply)")
+    return spec
+
+
+def parse_csv(text: str, upstreams: Collection[str], what: str = "the price list") -> list[Entry]:
+    """The entries of a CSV price list: a header naming the columns (CSV_COLUMNS), one model a row.
+    USD per million tokens for token classes, per thousand units for fees; an empty cell is unset."""
+    reader = csv.reader(io.StringIO(text))
+    header = [name.strip() for name in next(reader, [])]
+    columns = [_column(name) for name in header]
+    errors = [f"header: unknown column {name!r} (columns: {CSV_COLUMNS})"
+              for name, column in zip(header, columns) if column is None]
+    errors += [f"header: column {name!r} appears twice; keep one" for i, name in enumerate(header) if name in header[:i]]
+    errors += [f"header: column {name!r} is required" for name in ("id", "upstream", "input", "output")
+               if name not in header]
+    if errors:
+        raise _refuse(errors, what)
+    found = _Entries(upstreams, what)
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        model_id = dict(zip(header, row)).get("id", "").strip()
+        where = f"line {reader.line_num}" + (f" ({model_id})" if model_id else "")
+        if len(row) > len(header):
+            found.errors.append(f"{where}: {len(row)} cells but the header names {len(header)} columns")
+            continue
+        try:
+            spec = _row_spec(columns, header, row, where)
+        except InvalidInput as exc:
+            found.errors.append(str(exc))
+            continue
+        found.add(f"line {reader.line_num}", spec)
+    return found.result()
+
+
+# -- importing -----------------------------------------------------------------------------------
+
+def _state(model: Optional[CatalogModel]) -> Optional[tuple]:
+    if model is None:
+        return None
+    return (model.upstream_id, model.upstream_model, model.max_output_tokens,
+            *(getattr(model, name) for name in catalog.MODEL_SETTINGS))
+
+
+def import_text(text: str, kind: str, what: str = "the price file") -> list[tuple[str, str]]:
+    """Check a whole price file (`kind` "json" or "csv"), then create or update every model of it
+    inside the caller's one transaction; InvalidInput listing every error changes nothing.
+
+    Returns (model id, outcome) per model: "created", "new price", "updated" (settings changed,
+    the price did not) or "unchanged".
+    """
+    upstreams = {upstream.name for upstream in catalog.list_upstreams()}
+    entries = parse_json(text, upstreams, what) if kind == "json" else parse_csv(text, upstreams, what)
+    outcomes = []
+    for entry in entries:
+        before = _state(db.session.scalar(select(CatalogModel).where(CatalogModel.public_id == entry.id)))
+        model, changed = catalog.set_model(entry.id, entry.upstream, entry.price, **entry.fields)
+        outcome = ("created" if before is None else "new price" if changed
+                   else "updated" if _state(model) != before else "unchanged")
+        outcomes.append((model.public_id, outcome))
+    return outcomes
+
+
+def import_file(path: Path) -> list[tuple[str, str]]:
+    """import_text of a .json price file or a .csv price list."""
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in ("json", "csv"):
+        raise InvalidInput(f"{path.name}: a price file is a .json file or a .csv price list")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not a column name
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path.name} is not UTF-8 text; save it as UTF-8") from None
+    return import_text(text, kind, path.name)
+
+
+# -- exporting -----------------------------------------------------------------------------------
+
+def export() -> dict:
+    """Every priced model in the JSON file's shape: importing it back changes nothing."""
+    models = []
+    for model in catalog.all_models():
+        row = catalog.current_price(model.id)
+        if row is None:  # a file's model needs a price; the CLI never makes one without
+            continue
+        models.append({"id": model.public_id, "upstream": model.upstream.name, "upstream_model": model.upstream_model,
+                       "max_output_tokens": model.max_output_tokens, **price_to_spec(catalog.as_price(row)),
+                       **{name: getattr(model, name) for name in catalog.MODEL_SETTINGS}})
+    return {"models": models}
+
+
+def export_json() -> str:
+    return json.dumps(export(), indent=2) + "\n"
+
+
+# -- the `models set` options --------------------------------------------------------------------
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _usd(text: str, what: str) -> int:
+    try:
+        return parse_usd(text, what=what)
+    except InvalidAmount as exc:
+        raise InvalidInput(f"{exc}; write USD as a decimal such as 2.50") from None
+
+
+def _class(text: str, what: str) -> str:
+    name = text.strip().replace("-", "_")
+    if name not in TOKEN_CLASSES:
+        raise InvalidInput(f"{what}: {text!r} is not a token class (classes: {', '.join(TOKEN_CLASSES)})")
+    return name
+
+
+def _pairs(values: Sequence[str], option: str, form: str, example: str) -> list[tuple[str, str]]:
+    """NAME=USD values, each name once."""
+    pairs, seen = [], set()
+    for value in values:
+        name, sep, usd = value.partition("=")
+        if not sep or not name.strip() or not usd.strip():
+            raise InvalidInput(f"{option} takes {form}=USD, such as {option} {example}; got {value!r}")
+        if name.strip() in seen:
+            raise InvalidInput(f"{option} {name.strip()} is given twice; give each once")
+        seen.add(name.strip())
+        pairs.append((name.strip(), usd.strip()))
+    return pairs
+
+
+def price_from_options(classes: dict[str, Optional[str]], *, fees: Sequence[str] = (),
+                       long_context_above: Optional[int] = None, long_context: Sequence[str] = (),
+                       tiers: Sequence[str] = ()) -> Price:
+    """The price `models set` describes. `classes` maps token classes (and `cache_write`, the
+    5-minute write's old name) to USD per million as typed; `fees` are UNIT=USD per thousand units,
+    `long_context` CLASS=USD, `tiers` NAME:CLASS=USD. Errors name the option and say what to type."""
+    classes = dict(classes)
+    if classes.get("cache_write") is not None and classes.get("cache_write_5m") is not None:
+        raise InvalidInput("--cache-write is --cache-write-5m's old name; give one of them")
+    alias = classes.pop("cache_write", None)
+    if alias is not None:
+        classes["cache_write_5m"] = alias
+    rates = {name: _usd(value, _option(name)) for name, value in classes.items() if value is not None}
+    fee_rates = {}
+    for unit, usd in _pairs(fees, "--fee", "UNIT", "web_search=10"):
+        if not NAME_PATTERN.fullmatch(unit):
+            raise InvalidInput(f"--fee {unit}: a unit is lower-case letters, digits and _, such as web_search")
+        fee_rates[unit] = _usd(usd, f"--fee {unit}")
+    long_rates = {_class(name, "--long-context"): _usd(usd, f"--long-context {name}")
+                  for name, usd in _pairs(long_context, "--long-context", "CLASS", "input=6")}
+    if long_rates and long_context_above is None:
+        raise InvalidInput("--long-context needs --long-context-above N: the input tokens above which "
+                           "those prices apply, such as --long-context-above 200000")
+    tier_rates: dict[str, dict[str, int]] = {}
+    for key, usd in _pairs(tiers, "--tier", "NAME:CLASS", "priority:input=2.50"):
+        tier, sep, name = key.partition(":")
+        if not sep:
+            raise InvalidInput(f"--tier takes NAME:CLASS=USD, such as --tier priority:input=2.50; got {key}={usd}")
+        if not NAME_PATTERN.fullmatch(tier) or tier in BASE_TIERS:
+            raise InvalidInput(f"--tier {tier}: not a tier that needs its own prices (name it as the provider "
+                               f"does, such as priority or flex; {', '.join(sorted(BASE_TIERS))} are the base prices)")
+        tier_rates.setdefault(tier, {})[_class(name, f"--tier {tier}")] = _usd(usd, f"--tier {key}")
+    try:
+        return Price(**rates, fees=fee_rates, long_context_above=long_context_above, long_context=long_rates,
+                     service_tiers=tier_rates)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
