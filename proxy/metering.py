@@ -1,27 +1,17 @@
 """Token usage from upstream responses and stream events, and the estimates used without it. Pure.
 
-Token classes (see docs/billing.md):
-- OpenAI chat: input = prompt_tokens - prompt_tokens_details.cached_tokens, cache read = cached
-  tokens, output = completion_tokens.
-- OpenAI Responses: input = input_tokens - input_tokens_details.cached_tokens, cache read =
-  cached tokens, output = output_tokens.
-- OpenAI embeddings: input = prompt_tokens.
-- Anthropic messages: input = input_tokens, cache read = cache_read_input_tokens, cache write =
-  cache_creation_input_tokens, output = output_tokens.
+Which field holds which token class depends on the upstream's dialect (proxy.dialects); this
+module follows responses and streams, and estimates what they leave out. See docs/billing.md.
 """
-import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from portal.pricing import Usage
 
+from .dialects import DIALECTS, MAX_TOKENS_PER_CLASS, UsageRejected, check_dialect, item_units, read  # noqa: F401
 from .protocols import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES  # noqa: F401  (re-exported)
 from .sse import Event
 
-log = logging.getLogger(__name__)
-
-# No real call reports more than this in one token class; a larger figure is a bug or an attack.
-MAX_TOKENS_PER_CLASS = 50_000_000
 # Holds assume at most one token per two bytes of request body: byte-level tokenizers average
 # three to four bytes per token on prose and code, and dense text (CJK, base64) stays above two.
 HOLD_BYTES_PER_TOKEN = 2
@@ -36,49 +26,18 @@ CEILING_TOKENS_PER_MEDIA = 16_384    # an image or a short document given by URL
 CEILING_SERVER_CONTENT_TOKENS = 2_000_000  # stored conversations and server-side tools: the largest context
 
 
-class UsageRejected(ValueError):
-    """The upstream reported usage that cannot be right (negative, non-integer, absurd)."""
-
-
-def _count(obj: Any, *path: str) -> int:
-    for key in path:
-        obj = obj.get(key) if isinstance(obj, dict) else None
-    if obj is None:
-        return 0
-    if not isinstance(obj, int) or isinstance(obj, bool) or not 0 <= obj <= MAX_TOKENS_PER_CLASS:
-        raise UsageRejected(f"{'.'.join(path)} = {obj!r}")
-    return obj
-
-
-def _openai_usage(u: dict, prefix: str, output_key: str) -> Usage:
-    """OpenAI counts cached tokens inside the input total; we bill them as their own class."""
-    total = _count(u, f"{prefix}_tokens")
-    cached = _count(u, f"{prefix}_tokens_details", "cached_tokens")
-    if cached > total:
-        raise UsageRejected(f"cached_tokens {cached} > {prefix}_tokens {total}")
-    return Usage(input=total - cached, cache_read=cached, output=_count(u, output_key))
-
-
-def _usage(route: str, u: dict) -> Usage:
-    if route == CHAT:
-        return _openai_usage(u, "prompt", "completion_tokens")
-    if route == RESPONSES:
-        return _openai_usage(u, "input", "output_tokens")
-    if route == EMBEDDINGS:
-        return Usage(input=_count(u, "prompt_tokens"))
-    if route == MESSAGES:
-        return Usage(input=_count(u, "input_tokens"), output=_count(u, "output_tokens"),
-                     cache_read=_count(u, "cache_read_input_tokens"),
-                     cache_write=_count(u, "cache_creation_input_tokens"))
-    raise ValueError(f"no usage for route {route!r}")
-
-
-def usage_from_body(route: str, body: Any) -> Optional[Usage]:
+def usage_from_body(route: str, body: Any, dialect: str = "openai") -> Optional[Usage]:
     """Usage reported in a complete (non-streamed) response, or None when it is missing."""
+    check_dialect(dialect)
     usage = body.get("usage") if isinstance(body, dict) else None
     if not isinstance(usage, dict):
         return None
-    return _usage(route, usage)
+    return read(route, usage, dialect, body)
+
+
+def units_from_body(route: str, body: Any) -> dict[str, int]:
+    """Fee units a complete response shows without a usage object (Responses output items)."""
+    return item_units(body.get("output")) if route == RESPONSES and isinstance(body, dict) else {}
 
 
 _OUTPUT_TEXT_KEYS = ("content", "text", "arguments", "refusal", "thinking", "partial_json")
@@ -152,12 +111,20 @@ class StreamMeter:
     """Follows a stream event by event: what usage was reported, and how much output was relayed."""
 
     route: str
+    dialect: str = "openai"
     usage: Optional[Usage] = None        # final usage, when the stream reported it
     input_seen: Optional[Usage] = None   # Anthropic's message_start: input classes known up front
     delta_events: int = 0
     delta_chars: int = 0
     finished: bool = False
     usage_rejected: bool = False         # the stream reported usage that cannot be right
+    service_tier: Optional[str] = None   # the tier the chunks or events say served the call
+    _start_usage: dict = field(default_factory=dict)  # message_start's raw usage, for message_delta
+    _items: list = field(default_factory=list)        # Responses output items seen done
+    _final_items: Optional[list] = None               # the output of the Responses final event
+
+    def __post_init__(self):
+        check_dialect(self.dialect)
 
     def feed(self, event: Event) -> bool:
         """Account for one event; True when it is OpenAI's choice-less usage chunk."""
@@ -175,45 +142,60 @@ class StreamMeter:
         return False
 
     def _chat(self, data: dict) -> bool:
+        if isinstance(data.get("service_tier"), str):
+            self.service_tier = data["service_tier"]
+        reported = None
         for choice in data.get("choices") or ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
             if isinstance(delta, dict):
                 self._delta(delta.get("content"), delta.get("reasoning_content"), delta.get("refusal"),
                             _tool_text(delta.get("tool_calls")))
+            if isinstance(choice.get("usage"), dict):  # Moonshot puts it in the last chunk's choice
+                reported = choice["usage"]
         if isinstance(data.get("usage"), dict):
-            self.usage = _usage(CHAT, data["usage"])
-            return not data.get("choices")
-        return False
+            reported = data["usage"]
+        if reported is None:
+            return False
+        self.usage = read(CHAT, reported, self.dialect, {"service_tier": self.service_tier})
+        return not data.get("choices")
 
     def _responses(self, kind: Optional[str], data: dict) -> None:
+        response = data.get("response")
+        if isinstance(response, dict) and isinstance(response.get("service_tier"), str):
+            self.service_tier = response["service_tier"]
         if kind and kind.endswith(".delta"):
             self._delta(data.get("delta") if isinstance(data.get("delta"), str) else None)
+        elif kind == "response.output_item.done" and isinstance(data.get("item"), dict):
+            self._items.append(data["item"])
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
             self.finished = True
-            response = data.get("response")
-            if isinstance(response, dict) and isinstance(response.get("usage"), dict):
-                self.usage = _usage(RESPONSES, response["usage"])
+            if not isinstance(response, dict):
+                return
+            if isinstance(response.get("output"), list):
+                self._final_items = response["output"]
+            if isinstance(response.get("usage"), dict):
+                self.usage = read(RESPONSES, response["usage"], self.dialect,
+                                  {**response, "output": self._output_items()})
+
+    def _output_items(self) -> list:
+        return self._items if self._final_items is None else self._final_items
 
     def _messages(self, kind: Optional[str], data: dict) -> None:
         if kind == "message_start":
             usage = (data.get("message") or {}).get("usage")
             if isinstance(usage, dict):
-                self.input_seen = _usage(MESSAGES, usage)
+                self._start_usage = usage
+                self.input_seen = read(MESSAGES, usage)
         elif kind == "content_block_delta":
             delta = data.get("delta") or {}
             self._delta(delta.get("text"), delta.get("thinking"), delta.get("partial_json"))
         elif kind == "message_delta" and isinstance(data.get("usage"), dict):
-            # message_delta carries cumulative counts; input classes may be absent there.
-            final = data["usage"]
-            seen = self.input_seen or Usage()
-            self.usage = Usage(
-                input=_count(final, "input_tokens") if "input_tokens" in final else seen.input,
-                cache_read=(_count(final, "cache_read_input_tokens")
-                            if "cache_read_input_tokens" in final else seen.cache_read),
-                cache_write=(_count(final, "cache_creation_input_tokens")
-                             if "cache_creation_input_tokens" in final else seen.cache_write),
-                output=_count(final, "output_tokens"),
-            )
+            # message_delta's usage is cumulative and overrides the fields it has; message_start's
+            # output_tokens is only a placeholder.
+            start = {k: v for k, v in self._start_usage.items() if k != "output_tokens"}
+            self.usage = read(MESSAGES, {**start, **data["usage"]})
         elif kind == "message_stop":
             self.finished = True
 
@@ -233,12 +215,14 @@ class StreamMeter:
     def charge(self, body_bytes: int) -> tuple[Usage, bool]:
         """What to charge for what happened: (usage, estimated)."""
         if self.usage is not None:
+            if self.usage.service_tier is None and self.service_tier is not None:
+                return replace(self.usage, service_tier=self.service_tier), False
             return self.usage, False
         known = self.input_seen
         if known is None:
-            known = Usage(input=estimated_input_tokens(body_bytes))
-        return Usage(input=known.input, cache_read=known.cache_read, cache_write=known.cache_write,
-                     output=self.estimated_output_tokens()), True
+            known = Usage(input=estimated_input_tokens(body_bytes), service_tier=self.service_tier,
+                          units=item_units(self._output_items()) if self.route == RESPONSES else {})
+        return replace(known, output=self.estimated_output_tokens(), reasoning=0, output_audio=0), True
 
 
 def _tool_text(tool_calls: Any) -> Optional[str]:

@@ -3,6 +3,8 @@
 Tests script its next answers (`fake.next(...)`) and read what it received (`fake.received`):
 usage to report, delays between events, failures before and after the first byte, missing
 usage, chunked or close-delimited streams, and error bodies that echo the caller's key.
+Usage comes in the shape of the provider named by `dialect` (see proxy/dialects.py), complete
+and streamed, as each provider documents it.
 """
 import json
 import queue
@@ -44,6 +46,19 @@ class Behaviour:
     before_headers: Optional[threading.Event] = None  # wait for this before answering at all
     force_stream: Optional[bool] = None  # a lax upstream: stream (True) or not (False) whatever was asked
     raw_body: Optional[bytes] = None     # answer 200 with exactly these bytes (an unparseable success)
+    # Whose usage shape to answer with. The token knobs are disjoint classes (`cache_write` is the
+    # 5-minute writes); the fake adds them up into each provider's wire figures.
+    dialect: str = "openai"
+    cache_write_1h: int = 0
+    input_audio: int = 0
+    output_audio: int = 0
+    reasoning: int = 0                 # inside completion_tokens / output_tokens, as OpenAI reports it ...
+    reasoning_outside: bool = False    # ... or beside it (xAI always reports it beside it)
+    hidden: int = 0                    # tokens only in total_tokens (Gemini's thoughts through adapters)
+    # Tool uses: web_search, web_fetch, file_search, code_container (Responses output items, Anthropic's
+    # server_tool_use), search_sources (xAI's num_sources_used).
+    units: dict = field(default_factory=dict)
+    service_tier: Optional[str] = None  # the tier the response says served it
 
 
 @dataclass
@@ -94,17 +109,101 @@ class FakeUpstream:
 
 def _usage(route: str, b: Behaviour) -> dict:
     if route == "chat":
-        return {"prompt_tokens": b.input + b.cache_read, "completion_tokens": b.output,
-                "total_tokens": b.input + b.cache_read + b.output,
-                "prompt_tokens_details": {"cached_tokens": b.cache_read}}
+        return _chat_usage(b)
     if route == "responses":
-        return {"input_tokens": b.input + b.cache_read, "input_tokens_details": {"cached_tokens": b.cache_read},
-                "output_tokens": b.output, "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": b.input + b.cache_read + b.output}
+        outside = b.reasoning if b.reasoning_outside else 0
+        usage = {"input_tokens": b.input + b.cache_read, "input_tokens_details": {"cached_tokens": b.cache_read},
+                 "output_tokens": b.output + b.reasoning - outside,
+                 "output_tokens_details": {"reasoning_tokens": b.reasoning}}
+        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"] + outside + b.hidden
+        return usage
     if route == "embeddings":
         return {"prompt_tokens": b.input, "total_tokens": b.input}
-    return {"input_tokens": b.input, "output_tokens": b.output, "cache_read_input_tokens": b.cache_read,
-            "cache_creation_input_tokens": b.cache_write}
+    return _messages_usage(b)
+
+
+def _chat_usage(b: Behaviour) -> dict:
+    dialect, writes = b.dialect, b.cache_write + b.cache_write_1h
+    # Only OpenRouter and DashScope report cache writes on this route; OpenAI has none to report.
+    prompt = b.input + b.cache_read + b.input_audio + (writes if dialect in ("openrouter", "dashscope") else 0)
+    outside = b.reasoning if b.reasoning_outside or dialect == "xai" else 0
+    completion = b.output + b.output_audio + b.reasoning - outside
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+             "total_tokens": prompt + completion + outside + b.hidden}
+    if dialect == "deepseek":
+        usage.update(prompt_cache_hit_tokens=b.cache_read, prompt_cache_miss_tokens=prompt - b.cache_read)
+    elif dialect == "moonshot":
+        if b.cache_read:
+            usage["cached_tokens"] = b.cache_read
+    elif dialect == "xai":
+        usage["prompt_tokens_details"] = {"text_tokens": prompt - b.input_audio, "audio_tokens": b.input_audio,
+                                          "image_tokens": 0, "cached_tokens": b.cache_read}
+    else:
+        details = usage["prompt_tokens_details"] = {"cached_tokens": b.cache_read}
+        if b.input_audio:
+            details["audio_tokens"] = b.input_audio
+        if dialect == "openrouter" and writes:
+            details["cache_write_tokens"] = writes
+        if dialect == "dashscope" and writes:
+            details.update(cache_creation_input_tokens=writes, cache_type="ephemeral",
+                           cache_creation={"ephemeral_5m_input_tokens": b.cache_write})
+            if b.cache_write_1h:
+                details["cache_creation"]["ephemeral_1h_input_tokens"] = b.cache_write_1h
+    if b.reasoning or b.output_audio or dialect == "xai":
+        usage["completion_tokens_details"] = {"reasoning_tokens": b.reasoning, "audio_tokens": b.output_audio,
+                                              "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+    if dialect == "xai":
+        usage["num_sources_used"] = b.units.get("search_sources", 0)
+    return usage
+
+
+_SERVER_TOOL_USE = {"web_search": "web_search_requests", "web_fetch": "web_fetch_requests",
+                    "code_container": "code_execution_requests"}
+
+
+def _input_classes(b: Behaviour) -> dict:
+    """Anthropic's input figures, with the 5-minute / 1-hour breakdown when it has one to give."""
+    usage = {"input_tokens": b.input, "cache_read_input_tokens": b.cache_read,
+             "cache_creation_input_tokens": b.cache_write + b.cache_write_1h}
+    if b.dialect == "anthropic" or b.cache_write_1h:
+        usage["cache_creation"] = {"ephemeral_5m_input_tokens": b.cache_write,
+                                   "ephemeral_1h_input_tokens": b.cache_write_1h}
+    return usage
+
+
+def _server_tool_use(b: Behaviour) -> dict:
+    tools = {field_: b.units[unit] for unit, field_ in _SERVER_TOOL_USE.items() if unit in b.units}
+    return {"server_tool_use": tools} if tools else {}
+
+
+def _tier(b: Behaviour) -> dict:
+    tier = b.service_tier or ("standard" if b.dialect == "anthropic" else None)
+    return {"service_tier": tier} if tier else {}
+
+
+def _messages_usage(b: Behaviour) -> dict:
+    classes = _input_classes(b)  # thinking is inside output_tokens
+    usage = {"input_tokens": b.input, "output_tokens": b.output + b.reasoning,
+             "cache_read_input_tokens": b.cache_read,
+             "cache_creation_input_tokens": classes["cache_creation_input_tokens"]}
+    if "cache_creation" in classes:
+        usage["cache_creation"] = classes["cache_creation"]
+    return {**usage, **_server_tool_use(b), **_tier(b)}
+
+
+def _tool_items(b: Behaviour) -> list:
+    """The Responses output items a call's tool uses leave, before its message."""
+    items = [{"type": "web_search_call", "id": f"ws_{i}", "status": "completed",
+              "action": {"type": "search", "query": "fake query"}} for i in range(b.units.get("web_search", 0))]
+    items += [{"type": "file_search_call", "id": f"fs_{i}", "status": "completed", "queries": ["fake query"],
+               "results": None} for i in range(b.units.get("file_search", 0))]
+    items += [{"type": "web_fetch_call", "id": f"wf_{i}", "status": "completed"}
+              for i in range(b.units.get("web_fetch", 0))]
+    # Two calls in each container: a container is billed once, whatever runs in it.
+    items += [{"type": "code_interpreter_call", "id": f"ci_{i}_{j}", "status": "completed", "code": "print(1)",
+               "container_id": f"cntr_{i}", "outputs": None}
+              for i in range(b.units.get("code_container", 0)) for j in range(2)]
+    return items
 
 
 def _sse(data, event=None) -> bytes:
@@ -117,10 +216,13 @@ def _complete(route: str, doc: dict, b: Behaviour) -> dict:
         body = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": b.text},
                              "finish_reason": "stop"}]}
+        body.update(_tier(b))
     elif route == "responses":
         body = {"id": "resp_fake", "object": "response", "created_at": 1, "status": "completed", "model": model,
-                "output": [{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+                "output": [*_tool_items(b),
+                           {"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
                             "content": [{"type": "output_text", "text": b.text, "annotations": []}]}]}
+        body.update(_tier(b))
     elif route == "embeddings":
         inputs = doc["input"] if isinstance(doc["input"], list) else [doc["input"]]
         body = {"object": "list", "model": model,
@@ -141,13 +243,16 @@ def _events(route: str, doc: dict, b: Behaviour) -> list:
     deltas = [w if i == 0 else " " + w for i, w in enumerate(words)]
     model = doc.get("model")
     if route == "chat":
-        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model}
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model, **_tier(b)}
         events = [_sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                              "finish_reason": None}]})]
         events += [_sse({**base, "choices": [{"index": 0, "delta": {"content": d}, "finish_reason": None}]})
                    for d in deltas]
-        events.append(_sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
-        if not b.omit_usage and (doc.get("stream_options") or {}).get("include_usage"):
+        last = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        if b.dialect == "moonshot" and not b.omit_usage:  # Moonshot: always, inside the last chunk's choice
+            last["usage"] = _usage(route, b)
+        events.append(_sse({**base, "choices": [last]}))
+        if b.dialect != "moonshot" and not b.omit_usage and (doc.get("stream_options") or {}).get("include_usage"):
             events.append(_sse({**base, "choices": [], "usage": _usage(route, b)}))
         return events + [b"data: [DONE]\n\n"]
     if route == "responses":
@@ -155,24 +260,33 @@ def _events(route: str, doc: dict, b: Behaviour) -> list:
                     "model": model, "output": []}
         events = [_sse({"type": "response.created", "sequence_number": 0, "response": response},
                        "response.created")]
-        events += [_sse({"type": "response.output_text.delta", "sequence_number": i + 1, "item_id": "msg_fake",
-                         "output_index": 0, "content_index": 0, "delta": d}, "response.output_text.delta")
+        tools = _tool_items(b)
+        events += [_sse({"type": "response.output_item.done", "sequence_number": i + 1, "output_index": i,
+                         "item": item}, "response.output_item.done") for i, item in enumerate(tools)]
+        events += [_sse({"type": "response.output_text.delta", "sequence_number": len(tools) + i + 1,
+                         "item_id": "msg_fake", "output_index": len(tools), "content_index": 0, "delta": d},
+                        "response.output_text.delta")
                    for i, d in enumerate(deltas)]
         status = b.final_event.removeprefix("response.")
         done = {**response, "status": status,
-                "output": [{"type": "message", "id": "msg_fake", "status": status, "role": "assistant",
-                            "content": [{"type": "output_text", "text": b.text, "annotations": []}]}]}
+                "output": [*tools, {"type": "message", "id": "msg_fake", "status": status, "role": "assistant",
+                                    "content": [{"type": "output_text", "text": b.text, "annotations": []}]}],
+                **_tier(b)}
         if status == "incomplete":
             done["incomplete_details"] = {"reason": "max_output_tokens"}
         elif status == "failed":
             done["error"] = {"code": "server_error", "message": "The model failed to finish."}
         if not b.omit_usage:
             done["usage"] = _usage(route, b)
-        events.append(_sse({"type": b.final_event, "sequence_number": len(deltas) + 1, "response": done},
-                           b.final_event))
+        events.append(_sse({"type": b.final_event, "sequence_number": len(tools) + len(deltas) + 1,
+                            "response": done}, b.final_event))
         return events
+    classes = _input_classes(b)
     start_usage = {"input_tokens": b.input, "output_tokens": 1, "cache_read_input_tokens": b.cache_read,
-                   "cache_creation_input_tokens": b.cache_write}
+                   "cache_creation_input_tokens": classes["cache_creation_input_tokens"]}
+    if "cache_creation" in classes:
+        start_usage["cache_creation"] = classes["cache_creation"]
+    start_usage.update(_tier(b))
     message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [],
                "stop_reason": None, "stop_sequence": None}
     if not b.omit_usage:
@@ -185,7 +299,10 @@ def _events(route: str, doc: dict, b: Behaviour) -> list:
     events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
     delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
     if not b.omit_usage:
-        delta["usage"] = {"output_tokens": b.output}
+        delta["usage"] = {"output_tokens": b.output + b.reasoning}
+        if b.dialect == "anthropic":  # its message_delta usage is cumulative and repeats the input figures
+            delta["usage"] = {**classes, **delta["usage"]}
+        delta["usage"].update(_server_tool_use(b))
         if b.delta_input is not None:
             delta["usage"].update(zip(("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"),
                                       b.delta_input))

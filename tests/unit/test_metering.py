@@ -14,7 +14,7 @@ from proxy.sse import Event, Splitter, parse
      Usage(input=0, cache_read=10, output=3)),
     (EMBEDDINGS, {"prompt_tokens": 9, "total_tokens": 9}, Usage(input=9)),
     (MESSAGES, {"input_tokens": 5, "output_tokens": 6, "cache_read_input_tokens": 7,
-                "cache_creation_input_tokens": 8}, Usage(input=5, output=6, cache_read=7, cache_write=8)),
+                "cache_creation_input_tokens": 8}, Usage(input=5, output=6, cache_read=7, cache_write_5m=8)),
     (MESSAGES, {"input_tokens": 5, "output_tokens": 6, "cache_read_input_tokens": None}, Usage(input=5, output=6)),
 ])
 def test_usage_from_body(route, usage, expected):

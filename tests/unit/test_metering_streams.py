@@ -42,7 +42,7 @@ def test_a_responses_stream_is_charged_the_usage_of_its_last_event(kind, named):
                 event("response.output_text.delta", {"type": "response.output_text.delta", "delta": "a" * 400}),
                 responses_end(kind, RESPONSES_USAGE, named=named))
     assert meter.finished
-    assert meter.charge(10_000) == (Usage(input=100, cache_read=20, output=64), False)
+    assert meter.charge(10_000) == (Usage(input=100, cache_read=20, output=14, reasoning=50), False)
 
 
 @pytest.mark.parametrize("kind", ["response.incomplete", "response.failed"])
@@ -92,14 +92,14 @@ def test_message_delta_cumulative_input_figures_override_message_start():
                 message_delta(input_tokens=2_500, cache_read_input_tokens=300, cache_creation_input_tokens=40,
                               output_tokens=77),
                 event("message_stop", {"type": "message_stop"}))
-    assert meter.charge(0) == (Usage(input=2_500, cache_read=300, cache_write=40, output=77), False)
+    assert meter.charge(0) == (Usage(input=2_500, cache_read=300, cache_write_5m=40, output=77), False)
 
 
 @pytest.mark.parametrize("reported, expected", [
-    ({"input_tokens": 2_500}, Usage(input=2_500, cache_read=3, cache_write=4, output=77)),
-    ({"cache_read_input_tokens": 300}, Usage(input=10, cache_read=300, cache_write=4, output=77)),
-    ({"cache_creation_input_tokens": 40}, Usage(input=10, cache_read=3, cache_write=40, output=77)),
-    ({}, Usage(input=10, cache_read=3, cache_write=4, output=77)),
+    ({"input_tokens": 2_500}, Usage(input=2_500, cache_read=3, cache_write_5m=4, output=77)),
+    ({"cache_read_input_tokens": 300}, Usage(input=10, cache_read=300, cache_write_5m=4, output=77)),
+    ({"cache_creation_input_tokens": 40}, Usage(input=10, cache_read=3, cache_write_5m=40, output=77)),
+    ({}, Usage(input=10, cache_read=3, cache_write_5m=4, output=77)),
 ])
 def test_each_input_class_missing_from_message_delta_comes_from_message_start(reported, expected):
     meter = fed(MESSAGES, message_start(input_tokens=10, cache_read_input_tokens=3, cache_creation_input_tokens=4),
@@ -196,7 +196,7 @@ def test_without_message_start_usage_input_is_estimated_from_the_body():
 
 def test_message_start_input_classes_are_kept_in_the_estimate():
     meter = fed(MESSAGES, message_start(input_tokens=5, cache_read_input_tokens=6, cache_creation_input_tokens=7))
-    assert meter.charge(10_000) == (Usage(input=5, cache_read=6, cache_write=7, output=0), True)
+    assert meter.charge(10_000) == (Usage(input=5, cache_read=6, cache_write_5m=7, output=0), True)
 
 
 # --- reading usage -------------------------------------------------------------------------------
