@@ -5,10 +5,10 @@ or lock is held for the length of a generation.
 """
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import Optional
+from typing import Iterable, Mapping, Optional
 
 from flask import current_app
 
@@ -18,7 +18,7 @@ from .database import atomic
 from .extensions import db
 from .errors import HoldNotOpen
 from .models import UsageRecord, utcnow
-from .pricing import Price, Usage, quote
+from .pricing import INPUT_SIDE, OUTPUT_SIDE, Price, Usage, breakdown, ceiling, is_long_context, quote
 
 log = logging.getLogger(__name__)
 _INSERT_RECORD = UsageRecord.__table__.insert()  # Core, built once: this runs for every call
@@ -26,10 +26,12 @@ _INSERT_RECORD = UsageRecord.__table__.insert()  # Core, built once: this runs f
 
 @dataclass(frozen=True)
 class Bounds:
-    """The most a request can produce: input tokens (all input classes together) and output tokens."""
+    """The most a request can produce: input tokens (the input-side classes together), output tokens
+    (the output-side classes together), and uses of each fee unit (None: units not bounded)."""
 
     input: int
     output: int
+    units: Optional[Mapping[str, int]] = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class OpenCall:
     price: Price
     hold_id: int
     hold_amount: int
-    worst_case: Usage   # what the hold was priced on: charged when a success cannot be metered
+    # What the hold was priced on, at its dearest tier: charged when a success cannot be metered.
+    worst_case: Usage
     bounds: Bounds      # reported usage above these is not believed
     client_ip: Optional[str]
     route: str
@@ -71,19 +74,32 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
-def hold_amount(price: Price, worst_case: Usage) -> int:
-    """What a call must hold: its worst case, and at least one micro-dollar, so a balance at or
-    below zero stops every call."""
-    return max(1, quote(price, worst_case))
+def hold_amount(price: Price, worst_case: Usage, tiers: Iterable[Optional[str]] = (None,)) -> int:
+    """What a call must hold: the most `worst_case` could cost at any of `tiers` (every input token
+    at the dearest input-side rate, every output token at the dearest output-side rate, each fee
+    unit at its limit, the long-context rates too when its input crosses the threshold), and at
+    least one micro-dollar, so a balance at or below zero stops every call."""
+    return max(1, ceiling(price, input_tokens=worst_case.input_side, output_tokens=worst_case.output_side,
+                          units=worst_case.units, long_context=is_long_context(price, worst_case.input_side),
+                          tiers=tiers))
+
+
+def _dearest_tier(price: Price, usage: Usage, tiers: Iterable[Optional[str]]) -> Optional[str]:
+    costs = [(quote(price, replace(usage, service_tier=tier)), tier) for tier in tiers]
+    return max(costs, key=lambda pair: pair[0])[1] if costs else None
 
 
 def open_call(request_id: str, caller: apikeys.Caller, model: ServingModel, worst_case: Usage, bounds: Bounds, *,
-              client_ip: Optional[str], route: str, streamed: bool) -> OpenCall:
-    """Hold the call's worst case against the key's caps and the balance.
+              client_ip: Optional[str], route: str, streamed: bool,
+              tiers: Iterable[Optional[str]] = (None,)) -> OpenCall:
+    """Hold the call's worst case, at the dearest of the service `tiers` it could be served at,
+    against the key's caps and the balance.
 
     Raises SpendCapReached or InsufficientFunds, changing nothing.
     """
-    amount = hold_amount(model.price, worst_case)
+    tiers = tuple(tiers)
+    amount = hold_amount(model.price, worst_case, tiers)
+    worst_case = replace(worst_case, service_tier=_dearest_tier(model.price, worst_case, tiers))
     with atomic():
         apikeys.reserve(caller.key_id, amount, client_ip)
         hold_id = ledger.hold(caller.account_id, amount, memo=request_id, api_key_id=caller.key_id)
@@ -93,15 +109,37 @@ def open_call(request_id: str, caller: apikeys.Caller, model: ServingModel, wors
                     utcnow())
 
 
-def clamp(usage: Usage, bounds: Bounds) -> Usage:
-    """Usage cut to what the request allowed: output to its limit times its choices, input classes
-    (taken in the order input, cache write, cache read) to the ceiling derived from its body."""
-    room = bounds.input
+# The order the input-side classes take their share of the input bound, and the output-side ones of
+# the output bound, when the upstream reports more than the request allowed (docs/billing.md, "Bounds").
+CLAMP_INPUT_ORDER = ("input", "input_audio", "cache_write_5m", "cache_write_1h", "cache_read")
+CLAMP_OUTPUT_ORDER = ("output", "reasoning", "output_audio")
+assert sorted(CLAMP_INPUT_ORDER) == sorted(INPUT_SIDE) and sorted(CLAMP_OUTPUT_ORDER) == sorted(OUTPUT_SIDE)
+
+
+def _shared(usage: Usage, order: tuple, room: int) -> dict[str, int]:
     taken = {}
-    for name in ("input", "cache_write", "cache_read"):
+    for name in order:
         taken[name] = min(getattr(usage, name), room)
         room -= taken[name]
-    return Usage(output=min(usage.output, bounds.output), **taken)
+    return taken
+
+
+def clamp(usage: Usage, bounds: Bounds) -> Usage:
+    """Usage cut to what the request allowed: the input-side classes share the input bound and the
+    output-side classes the output bound (each taken in the CLAMP_*_ORDER), and each fee unit is
+    cut to its limit. The tier and the meter's notes are kept."""
+    units = dict(usage.units) if bounds.units is None else \
+        {name: min(count, bounds.units.get(name, 0)) for name, count in usage.units.items()}
+    return replace(usage, **_shared(usage, CLAMP_INPUT_ORDER, bounds.input),
+                   **_shared(usage, CLAMP_OUTPUT_ORDER, bounds.output), units={n: c for n, c in units.items() if c})
+
+
+def flags(priced) -> list[str]:
+    """What the operator should look at in a charge: unpriced classes, units and tiers, and the
+    meter's notes on how it read the usage."""
+    return ([f"unpriced class: {name}" for name in priced.unpriced]
+            + [f"unpriced unit: {name}" for name in priced.unpriced_units]
+            + ([f"unpriced tier: {priced.tier_unpriced}"] if priced.tier_unpriced else []))
 
 
 def close_call(call: OpenCall, outcome: Outcome) -> int:
@@ -115,7 +153,11 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
             log.warning("call %s: the upstream reported %s, more than the request allowed (%s); charged %s",
                         call.request_id, usage, call.bounds, bounded)
             usage = bounded
-    cost = 0 if usage is None else quote(call.price, usage)
+    priced = None if usage is None else breakdown(call.price, usage)
+    cost = 0 if priced is None else priced.cost
+    noted = [] if priced is None else flags(priced) + list(usage.notes)
+    if noted:
+        log.warning("call %s (%s): %s", call.request_id, call.public_id, "; ".join(noted))
     low_balance = auto_topup_due = False
     with atomic():
         # Rows are locked in the same order as open_call (key, then account): concurrent calls on
@@ -127,13 +169,17 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
         else:
             entry = ledger.settle(call.hold_id, cost, memo=f"{call.public_id} {call.request_id}")
             entry_id, low_balance, auto_topup_due = entry.id, entry.low_balance, entry.auto_topup_due
-        usage = usage or Usage()
+        used = usage or Usage()
         db.session.connection().execute(_INSERT_RECORD, dict(
             request_id=call.request_id, account_id=call.account_id, api_key_id=call.api_key_id,
             model_id=call.model_id, upstream_id=call.upstream_id, price_id=call.price_id,
             hold_id=call.hold_id, hold_amount=call.hold_amount, ledger_entry_id=entry_id,
-            input_tokens=usage.input, output_tokens=usage.output, cache_read_tokens=usage.cache_read,
-            cache_write_tokens=usage.cache_write, cost=cost, status=outcome.status,
+            input_tokens=used.input, output_tokens=used.output, cache_read_tokens=used.cache_read,
+            cache_write_5m_tokens=used.cache_write_5m, cache_write_1h_tokens=used.cache_write_1h,
+            input_audio_tokens=used.input_audio, output_audio_tokens=used.output_audio,
+            reasoning_tokens=used.reasoning, units=dict(used.units) or None, service_tier=used.service_tier,
+            long_context=bool(priced and priced.long_context), flags=noted or None,
+            cost=cost, status=outcome.status,
             usage_estimated=outcome.estimated, usage_clamped=clamped, http_status=outcome.http_status, error=outcome.error,
             client_ip=call.client_ip, route=call.route, streamed=call.streamed, started_at=call.started_at,
             first_byte_ms=outcome.first_byte_ms, duration_ms=outcome.duration_ms,

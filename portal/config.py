@@ -46,7 +46,7 @@ def _int(environ, name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
-def _seconds(environ, name: str, default: float) -> float:
+def _seconds(environ, name: str, default: float, *, zero_allowed: bool = False) -> float:
     raw = environ.get(name)
     if raw in (None, ""):
         return default
@@ -54,8 +54,8 @@ def _seconds(environ, name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not value > 0:
-        raise ConfigError(f"{name} must be positive, got {raw}")
+    if not (value >= 0 if zero_allowed else value > 0):  # NaN fails both
+        raise ConfigError(f"{name} must be {'zero or more' if zero_allowed else 'positive'}, got {raw}")
     return value
 
 
@@ -261,6 +261,12 @@ def load(instance_path: str, environ=os.environ) -> dict:
         "UPSTREAM_FIRST_BYTE_TIMEOUT": _seconds(environ, "UPSTREAM_FIRST_BYTE_TIMEOUT", 600.0),
         "UPSTREAM_IDLE_TIMEOUT": _seconds(environ, "UPSTREAM_IDLE_TIMEOUT", 120.0),
         "MODEL_CACHE_SECONDS": _seconds(environ, "MODEL_CACHE_SECONDS", 5.0),
+        # A stream whose client left is read on for up to this long, off the server's threads, for
+        # the usage the upstream reports at its end (docs/billing.md, "Disconnects"); 0: not read.
+        "DRAIN_SECONDS": _seconds(environ, "DRAIN_SECONDS", 5.0, zero_allowed=True),
+        # Server-tool uses (web search, fetch, file search, code containers) a call is held for when
+        # the request sets no limit of its own and the model none either.
+        "TOOL_CALLS_CEILING": _int(environ, "TOOL_CALLS_CEILING", 20),
         # Credit granted once when a new account confirms its email: a newcomer to the local demo
         # can make calls at once; production gives nothing unless the operator says so.
         "SIGNUP_CREDIT": _usd(environ, "SIGNUP_CREDIT_USD", "0" if production else "1"),

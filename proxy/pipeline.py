@@ -18,7 +18,7 @@ from portal.extensions import db
 from portal.money import format_usd
 from portal.pricing import Usage
 
-from . import metering
+from . import holds, metering
 from .admission import Capacity, Limits, ModelCache, Slot, authenticate, choose_model, sentence
 from .errors import ApiError, upstream_error
 from .metering import StreamMeter, UsageRejected
@@ -53,6 +53,7 @@ class Reply:
     body: Union[bytes, Iterable[bytes]]
     request_id: Optional[str] = None
     streamed: bool = False
+    charge: Optional[int] = None  # micro-dollars charged, for a complete response (X-Charge-Micro-USD)
 
 
 def _is_event_stream(content_type: str) -> bool:
@@ -70,6 +71,8 @@ class Gateway:
         self.timeouts = Timeouts(config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_FIRST_BYTE_TIMEOUT"],
                                  config["UPSTREAM_IDLE_TIMEOUT"])
         self.capacity = Capacity(Limits.from_config(config))
+        self.drain_seconds = config["DRAIN_SECONDS"]
+        self.tool_calls_ceiling = config["TOOL_CALLS_CEILING"]
 
     def close(self) -> None:
         """Close pooled upstream connections (the app is going away)."""
@@ -83,7 +86,9 @@ class Gateway:
         document = parse_body(req.body)
         model = choose_model(caller, route, document, self.models)
         body = rewrite(route, req.body, document, upstream_model=model.upstream_model,
-                       model_max_output=model.max_output_tokens)
+                       model_max_output=model.max_output_tokens, priced_tiers=model.price.service_tiers,
+                       unpriced_tier=model.unpriced_tier)
+        plan = self._plan(req, route, model, body) if route.billed else None
         db.session.close()  # nothing below needs the database until the hold: give the connection back
         slot = self.capacity.take(caller)
         if not route.billed:
@@ -92,7 +97,7 @@ class Gateway:
             finally:
                 slot.release()
         try:
-            call = self._open(caller, req, route, model, body)
+            call = self._open(caller, req, route, model, body, plan)
         except BaseException:
             slot.release()
             raise
@@ -102,17 +107,30 @@ class Gateway:
             exc.headers["X-Request-Id"] = call.request_id  # the usage record says what happened
             raise
 
-    def _open(self, caller, req: CallRequest, route: Route, model, body: Rewritten) -> calls.OpenCall:
-        worst_case = Usage(input=metering.hold_input_tokens(len(req.body)), output=body.output_ceiling)
-        bounds = calls.Bounds(input=metering.input_ceiling(route.name, body.document, len(req.body)),
-                              output=body.output_ceiling)
+    def _plan(self, req: CallRequest, route: Route, model, body: Rewritten) -> holds.Plan:
+        """What the call could cost (docs/billing.md, "Holds"), or a 400 for input the model may not
+        take by reference."""
+        plan = holds.plan(route.name, body.document, len(req.body), output_tokens=body.output_ceiling,
+                          service_tier=body.service_tier, price=model.price, context_window=model.context_window,
+                          tool_calls_ceiling=model.tool_calls_ceiling or self.tool_calls_ceiling)
+        if plan.by_reference and model.input_by_reference == "refuse":
+            raise ApiError(400, f"The model '{model.public_id}' takes input only in the request body, and this "
+                                f"request brings more through {plan.by_reference}. Send that content in the body "
+                                "(images and files inline, as base64), or use another model.")
+        return plan
+
+    def _open(self, caller, req: CallRequest, route: Route, model, body: Rewritten,
+              plan: holds.Plan) -> calls.OpenCall:
+        worst_case = Usage(input=plan.input_tokens, output=plan.output_tokens, units=plan.units)
+        ceiling = metering.input_ceiling(route.name, body.document, len(req.body))
+        bounds = calls.Bounds(input=max(ceiling, plan.input_tokens), output=body.output_ceiling, units=plan.units)
         try:
-            return calls.open_call(calls.new_request_id(), caller, model, worst_case, bounds,
+            return calls.open_call(calls.new_request_id(), caller, model, worst_case, bounds, tiers=plan.tiers,
                                    client_ip=req.client_ip, route=route.name, streamed=body.stream)
         except CreditsExpired as exc:
             raise ApiError(402, self._expired(exc), code="credits_expired") from None
         except InsufficientFunds as exc:
-            raise ApiError(402, self._insufficient(exc, model, route, body)) from None
+            raise ApiError(402, self._insufficient(exc, model, route, body, plan)) from None
         except SpendCapReached as exc:
             raise ApiError(403, sentence(exc), code="spend_cap_reached") from None
 
@@ -123,18 +141,32 @@ class Gateway:
                 f"last top-up). Top up at {links.public_url('billing.index')} to use them again.")
 
     @staticmethod
-    def _insufficient(exc: InsufficientFunds, model, route: Route, body: Rewritten) -> str:
+    def _insufficient(exc: InsufficientFunds, model, route: Route, body: Rewritten, plan: holds.Plan) -> str:
         available = format_usd(max(exc.available or 0, 0))
         billing = links.public_url("billing.index")
         if not route.output_limit_fields:
             return (f"Insufficient balance: this call needs {format_usd(exc.needed)} available and you have "
                     f"{available}. Top up at {billing} to continue.")
-        output = f"{body.max_output} output tokens" + (f" for each of {body.choices} choices" if body.choices > 1
-                                                      else "")
-        smaller = f"a smaller {route.limit_hint}" + (f" or {route.choices_field}" if body.choices > 1 else "")
+        held = [f"{body.max_output} output tokens" + (f" for each of {body.choices} choices" if body.choices > 1
+                                                     else "")]
+        held += [f"{n} {unit} uses" for unit, n in sorted(plan.units.items())]
+        lower = [f"a smaller {route.limit_hint}" + (f" or {route.choices_field}" if body.choices > 1 else "")]
+        if plan.units:
+            lower.append({"messages": "max_uses on each server tool", "responses": "max_tool_calls"}.get(
+                route.name, "fewer server tools"))
+        where = (f" (held at the model's {model.context_window:,}-token context window, for {plan.by_reference})"
+                 if plan.by_reference else "")
+        tiers = [tier or "standard" for tier in plan.tiers]
+        at = ""
+        if len(tiers) > 1:
+            at = f" at the dearest of the {', '.join(tiers)} tiers"
+            lower.append(f"service_tier \"{'standard_only' if route.name == 'messages' else 'default'}\"")
+        elif tiers != ["standard"]:
+            at = f" at the {tiers[0]} tier"
+        lower_one = lower[0] if len(lower) == 1 else f"{', '.join(lower[:-1])} or {lower[-1]}"
         return (f"Insufficient balance: this call needs up to {format_usd(exc.needed)} held "
-                f"(the input plus {output} of {model.public_id}) and you have {available} "
-                f"available. Top up at {billing} or send {smaller}.")
+                f"(the input{where} plus {' and '.join(held)} of {model.public_id}{at}) and you have {available} "
+                f"available. Top up at {billing} or send {lower_one}.")
 
     def _send(self, req: CallRequest, route: Route, model, body: Rewritten):
         if model.upstream.protocol == "echo":
@@ -158,7 +190,7 @@ class Gateway:
         if response.status >= 300:
             raise self._fail(call, slot, started, response, model)
         if body.stream and _is_event_stream(response.content_type):
-            meter = StreamMeter(route.name)
+            meter = StreamMeter(route.name, model.upstream.dialect)
 
             def settle(status, usage, estimated, error, first_byte):
                 if meter.usage_rejected and usage is not None:
@@ -168,18 +200,18 @@ class Gateway:
 
             events = relay(response, meter, request_id=call.request_id, body_bytes=len(req.body),
                            strip_usage=route.stream_usage_opt_in and not body.client_wants_usage,
-                           error_shape=req.shape, settle=settle)
+                           error_shape=req.shape, settle=settle, drain_seconds=self.drain_seconds)
             return Reply(response.status, response.content_type, events, call.request_id, streamed=True)
-        return self._complete(call, slot, started, answered, response, req, route)
+        return self._complete(call, slot, started, answered, response, req, route, model.upstream.dialect)
 
     def _finish(self, call: calls.OpenCall, slot: Slot, started: float, outcome: calls.Outcome,
-                first_byte: Optional[float] = None) -> None:
-        """Settle or release the hold and write the usage record, in a context of our own."""
+                first_byte: Optional[float] = None) -> int:
+        """Settle or release the hold and write the usage record, in a context of our own; the cost."""
         outcome = replace(outcome, first_byte_ms=None if first_byte is None else int((first_byte - started) * 1000),
                           duration_ms=int((time.monotonic() - started) * 1000))
         try:
             with self.app.app_context():
-                calls.close_call(call, outcome)
+                return calls.close_call(call, outcome)
         except Exception:
             log.exception("could not settle call %s; its hold stays open", call.request_id)
             raise
@@ -205,20 +237,21 @@ class Gateway:
                                                         error=error.message))
         return error
 
-    def _complete(self, call, slot, started, answered: float, response, req: CallRequest, route: Route) -> Reply:
+    def _complete(self, call, slot, started, answered: float, response, req: CallRequest, route: Route,
+                  dialect: str) -> Reply:
         try:
             raw = response.read(MAX_RESPONSE_BYTES)
         except UpstreamUnavailable as exc:
             raise self._gone(call, slot, started, exc, "upstream_failed") from None
         finally:
             response.close()
-        usage, estimated = self._metered(call, route, raw, response.content_type, len(req.body))
-        self._finish(call, slot, started, calls.Outcome("ok", usage, estimated, response.status), answered)
-        return Reply(response.status, response.content_type, raw, call.request_id)
+        usage, estimated = self._metered(call, route, raw, response.content_type, len(req.body), dialect)
+        cost = self._finish(call, slot, started, calls.Outcome("ok", usage, estimated, response.status), answered)
+        return Reply(response.status, response.content_type, raw, call.request_id, charge=cost)
 
     @staticmethod
     def _metered(call: calls.OpenCall, route: Route, raw: bytes, content_type: str,
-                 body_bytes: int) -> tuple[Usage, bool]:
+                 body_bytes: int, dialect: str) -> tuple[Usage, bool]:
         """What a complete successful response costs: its usage, an estimate from its text when it has
         none, or the hold's worst case when it cannot be read at all (never zero output)."""
         document = None
@@ -228,20 +261,24 @@ class Gateway:
             except ValueError:
                 pass
         if not isinstance(document, dict):
-            log.warning("call %s: a successful response that cannot be metered; charged the hold", call.request_id)
+            log.warning("call %s: a successful response that cannot be metered; charged the worst case",
+                        call.request_id)
             return call.worst_case, True
         try:
-            usage = metering.usage_from_body(route.name, document)
+            usage = metering.usage_from_body(route.name, document, dialect)
         except UsageRejected as exc:
-            log.warning("call %s: refused upstream usage %s; charged the hold", call.request_id, exc)
+            log.warning("call %s: refused upstream usage %s; charged the worst case", call.request_id, exc)
             return call.worst_case, True
         if usage is not None:
             return usage, False
         if not isinstance(document.get(route.output_field), list):
-            log.warning("call %s: a response without usage or output; charged the hold", call.request_id)
+            log.warning("call %s: a response without usage or output; charged the worst case", call.request_id)
             return call.worst_case, True
+        tier = document.get("service_tier")
         return Usage(input=metering.estimated_input_tokens(body_bytes),
-                     output=metering.estimated_output_tokens(document)), True
+                     output=metering.estimated_output_tokens(document),
+                     units=metering.units_from_body(route.name, document),
+                     service_tier=tier if isinstance(tier, str) else None), True
 
     def _free(self, req: CallRequest, route: Route, model, body: Rewritten) -> Reply:
         """A call that costs nothing (count_tokens): forwarded within a capacity slot, no hold, no record."""

@@ -6,10 +6,12 @@ so no request can be priced as one thing and run as another.
 """
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Collection, Optional
 
-from .errors import ApiError
-from .protocols import Route
+from portal.pricing import base_tier
+
+from .errors import ANTHROPIC, ApiError
+from .protocols import CHAT, MESSAGES, RESPONSES, Route
 
 MAX_DEPTH = 128  # far beyond any real request (Claude Code's tool schemas nest about 10 deep)
 
@@ -22,6 +24,7 @@ class Rewritten:
     max_output: int          # output tokens per choice that the upstream is held to
     choices: int             # how many completions the request asks for (each up to max_output)
     client_wants_usage: bool  # OpenAI chat streams: did the client ask for the usage chunk itself?
+    service_tier: Optional[str] = None  # the tier asked of the upstream (None: left out)
 
     @property
     def output_ceiling(self) -> int:
@@ -107,13 +110,41 @@ def _positive_int(document: dict, field: str, maximum: int = 0) -> int | None:
     return value
 
 
-def rewrite(route: Route, raw: bytes, document: dict, *, upstream_model: str, model_max_output: int) -> Rewritten:
-    """Point the body at the upstream's model name and cap its output at what the hold covers.
+_TIERED = (CHAT, RESPONSES, MESSAGES)  # routes whose requests may name a service tier
+
+
+def _service_tier(route: Route, document: dict, priced: Collection[str], unpriced: str) -> Optional[str]:
+    """The requested tier, checked: one with no prices for this model is refused, or left out of
+    the request (removed from `document`) when the operator chose "strip" for the model."""
+    tier = document.get("service_tier")
+    if tier is None or route.name not in _TIERED:
+        return None
+    if not isinstance(tier, str):
+        raise ApiError(400, f"service_tier must be a string, got {_shown(tier)}.")
+    if base_tier(tier) is None or tier in priced:
+        return tier
+    if unpriced == "strip":
+        del document["service_tier"]
+        return None
+    standard = '"auto" or "standard_only"' if route.error_shape == ANTHROPIC else '"auto" or "default"'
+    offered = (f"it has prices for the service tiers {', '.join(sorted(priced))}, besides {standard}"
+               if priced else f"it has prices only for the standard tier ({standard})")
+    raise ApiError(400, f"service_tier {_shown(tier)} is not offered for the model '{document.get('model')}': "
+                        f"{offered}. Send one of those, or leave service_tier out.")
+
+
+def rewrite(route: Route, raw: bytes, document: dict, *, upstream_model: str, model_max_output: int,
+            priced_tiers: Collection[str] = (), unpriced_tier: str = "refuse") -> Rewritten:
+    """Point the body at the upstream's model name, cap its output at what the hold covers, and
+    keep its service tier to those the model has prices for.
 
     The original bytes go upstream untouched when nothing needs to change.
     """
-    changed = document.get("model") != upstream_model
-    document = dict(document, model=upstream_model)
+    document = dict(document)
+    asked_tier = document.get("service_tier")
+    service_tier = _service_tier(route, document, priced_tiers, unpriced_tier)
+    changed = document.get("model") != upstream_model or document.get("service_tier") != asked_tier
+    document["model"] = upstream_model
     stream = _optional_bool(document, "stream")
     if stream and not route.streams:
         raise ApiError(400, f"stream is not supported on /v1{route.path}; leave it out.")
@@ -148,4 +179,4 @@ def rewrite(route: Route, raw: bytes, document: dict, *, upstream_model: str, mo
             document["stream_options"] = {**(options or {}), "include_usage": True}
             changed = True
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode() if changed else raw
-    return Rewritten(body, document, stream, max_output, choices, client_wants_usage)
+    return Rewritten(body, document, stream, max_output, choices, client_wants_usage, service_tier)

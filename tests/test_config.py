@@ -28,10 +28,21 @@ def test_production_refuses_to_start_without_secret_key(tmp_path):
     ({"PORTAL_ENV": "staging"}, "PORTAL_ENV must be one of"),
     ({"PORT": "http"}, "PORT must be a whole number"),
     ({"PORT": "0"}, "PORT must be at least 1"),
+    ({"DRAIN_SECONDS": "-1"}, "DRAIN_SECONDS"),
+    ({"DRAIN_SECONDS": "soon"}, "DRAIN_SECONDS must be a number of seconds"),
+    ({"TOOL_CALLS_CEILING": "0"}, "TOOL_CALLS_CEILING must be at least 1"),
+    ({"TOOL_CALLS_CEILING": "1.5"}, "TOOL_CALLS_CEILING must be a whole number"),
 ])
 def test_bad_settings_are_named(tmp_path, environ, message):
     with pytest.raises(ConfigError, match=message):
         load(str(tmp_path), environ)
+
+
+def test_pricing_settings_defaults_and_zero_drain(tmp_path):
+    config = load(str(tmp_path), {})
+    assert (config["DRAIN_SECONDS"], config["TOOL_CALLS_CEILING"]) == (5.0, 20)
+    config = load(str(tmp_path), {"DRAIN_SECONDS": "0", "TOOL_CALLS_CEILING": "3"})
+    assert (config["DRAIN_SECONDS"], config["TOOL_CALLS_CEILING"]) == (0.0, 3)  # 0 turns draining off
 
 
 @pytest.mark.parametrize("raw, url", [

@@ -65,6 +65,14 @@ class HttpResponse:
     def close(self) -> None:
         self._response.close()
 
+    def shutdown(self) -> None:
+        """Wake a read blocked on this response in another thread (the drain's deadline): close()
+        would wait for that read to time out first."""
+        try:
+            self._response.raw.shutdown()
+        except (ValueError, RuntimeError, OSError):
+            pass  # already released or closed
+
 
 class HttpUpstream:
     """Sends a call to an upstream's base URL with the upstream's own credential."""

@@ -14,7 +14,7 @@ from tests.factories import make_user
 from tests.fake_upstream import ANTHROPIC_KEY, OPENAI_KEY, FakeUpstream
 
 GPT = Price(input=2_000_000, output=8_000_000, cache_read=500_000)
-CLAUDE = Price(input=3_000_000, output=15_000_000, cache_read=300_000, cache_write=3_750_000)
+CLAUDE = Price(input=3_000_000, output=15_000_000, cache_read=300_000, cache_write_5m=3_750_000)
 ECHO = Price(input=2_500_000, output=10_000_000)
 CREDIT = 10_000_000  # $10
 

@@ -23,11 +23,11 @@ def test_message_with_every_token_class(client, fake, gateway, key):
     message = client.messages.create(model="claude-test", max_tokens=1000, system="You are terse. " * 5_000,
                                      messages=[{"role": "user", "content": "hi"}])
     assert message.content[0].text == "Hello from the fake upstream"
-    expected = quote(CLAUDE, Usage(input=1834, output=320, cache_read=61234, cache_write=4096))
+    expected = quote(CLAUDE, Usage(input=1834, output=320, cache_read=61234, cache_write_5m=4096))
     assert expected == 5502 + 4800 + 18370 + 15360 == 44_032
     assert charged(gateway, key) == expected
     [record] = records()
-    assert (record.input_tokens, record.output_tokens, record.cache_read_tokens, record.cache_write_tokens,
+    assert (record.input_tokens, record.output_tokens, record.cache_read_tokens, record.cache_write_5m_tokens,
             record.cost, record.status) == (1834, 320, 61234, 4096, expected, "ok")
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import requests
 
-from portal import apikeys, ledger
+from portal import apikeys, calls, ledger
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import ApiKey
@@ -46,11 +46,21 @@ def assert_bad_request(response, path, *phrases):
         assert phrase in message, message
 
 
-def hold_for(route: str, body: dict) -> int:
-    """The hold the gateway places: input at body bytes / 2, output at the limit."""
+def worst_case(route: str, body: dict) -> Usage:
+    """What the gateway holds for: input at body bytes / 2, output at the limit."""
     raw = json.dumps(body).encode()
     limit = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
-    return quote(PRICES[route], Usage(input=metering.hold_input_tokens(len(raw)), output=limit * body.get("n", 1)))
+    return Usage(input=metering.hold_input_tokens(len(raw)), output=limit * body.get("n", 1))
+
+
+def hold_for(route: str, body: dict) -> int:
+    """The hold: the worst case with its input at the dearest input-side rate (Claude's cache writes)."""
+    return calls.hold_amount(PRICES[route], worst_case(route, body))
+
+
+def worst_cost(route: str, body: dict) -> int:
+    """What an unmeterable success is charged: the worst case's input and output at their own rates."""
+    return quote(PRICES[route], worst_case(route, body))
 
 
 # -- 1. fields billing depends on are checked by type and range ---------------------------
@@ -66,6 +76,7 @@ def hold_for(route: str, body: dict) -> int:
     ("responses", "max_output_tokens", 1.5, "max_output_tokens must be a positive whole number"),
     ("chat", "n", 129, "n must be a positive whole number from 1 to 128"),
 ])
+@pytest.mark.one_backend  # input checks no database can change
 def test_a_billing_field_of_the_wrong_type_is_refused(gateway, fake, key, route, field, value, phrase):
     path, body = ROUTES[route]
     extra = {"stream": True} if field == "stream_options" else {}
@@ -98,7 +109,7 @@ def test_a_stream_where_a_body_was_expected_is_charged_the_worst_case(gateway, f
     response = post(gateway, key, path, body)
     assert response.status_code == 200
     [record] = records()
-    assert record.cost == record.hold_amount == hold_for(route, body)
+    assert (record.cost, record.hold_amount) == (worst_cost(route, body), hold_for(route, body))
     assert (record.usage_estimated, record.output_tokens) == (True, 1000)
     assert balance(gateway, key)["balance_micro_usd"] == CREDIT - record.cost
     assert ledger.verify() == []
@@ -111,7 +122,7 @@ def test_an_unreadable_success_is_charged_the_worst_case(gateway, fake, key, rou
     fake.next(raw_body=raw_body)
     assert post(gateway, key, path, body).status_code == 200
     [record] = records()
-    assert (record.cost, record.usage_estimated) == (hold_for(route, body), True)
+    assert (record.cost, record.usage_estimated) == (worst_cost(route, body), True)
     assert ledger.verify() == []
 
 
@@ -132,7 +143,7 @@ def test_usage_that_cannot_be_right_is_charged_the_worst_case(gateway, fake, key
     fake.next(output=60_000_000)  # beyond any real call: refused, not believed
     assert post(gateway, key, path, body).status_code == 200
     [record] = records()
-    assert (record.cost, record.usage_estimated) == (hold_for(route, body), True)
+    assert (record.cost, record.usage_estimated) == (worst_cost(route, body), True)
 
 
 # -- 2. a charge is bounded by what the request could cost ---------------------------------
@@ -196,9 +207,9 @@ def test_input_beyond_what_the_body_allows_is_charged_at_the_ceiling(app, catalo
     assert post(gateway, key, path, raw).status_code == 200
     [record] = records()
     assert record.usage_clamped
-    assert record.input_tokens + record.cache_read_tokens + record.cache_write_tokens == ceiling
+    assert record.input_tokens + record.cache_read_tokens + record.cache_write_5m_tokens == ceiling
     assert record.cost == quote(PRICES[route], Usage(input=record.input_tokens, cache_read=record.cache_read_tokens,
-                                                     cache_write=record.cache_write_tokens, output=5))
+                                                     cache_write_5m=record.cache_write_5m_tokens, output=5))
     assert ledger.verify() == []
 
 
@@ -210,7 +221,7 @@ def test_cache_classes_count_against_the_input_ceiling(app, catalog_ready, gatew
     fake.next(input=ceiling - 100, cache_write=5_000, cache_read=9_000_000, output=5)
     assert post(gateway, key, path, raw).status_code == 200
     [record] = records()
-    assert (record.input_tokens, record.cache_write_tokens, record.cache_read_tokens) == (ceiling - 100, 100, 0)
+    assert (record.input_tokens, record.cache_write_5m_tokens, record.cache_read_tokens) == (ceiling - 100, 100, 0)
     assert record.usage_clamped
 
 
@@ -219,10 +230,27 @@ def test_usage_within_the_bounds_is_charged_exactly(app, catalog_ready, gateway,
     path, body = ROUTES["messages"]
     raw = json.dumps({**body, "system": "x" * 20_000}).encode()
     fake.next(input=3_000, cache_read=15_000, cache_write=2_000, output=1000)
-    assert post(gateway, key, path, raw).status_code == 200
+    response = post(gateway, key, path, raw)
+    assert response.status_code == 200
     [record] = records()
     assert not record.usage_clamped
-    assert record.cost == quote(CLAUDE, Usage(input=3_000, cache_read=15_000, cache_write=2_000, output=1000))
+    assert record.cost == quote(CLAUDE, Usage(input=3_000, cache_read=15_000, cache_write_5m=2_000, output=1000))
+    assert response.headers["X-Charge-Micro-USD"] == str(record.cost)  # what a complete response was charged
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_each_output_side_class_counts_against_the_output_limit(app, catalog_ready, gateway, fake, route):
+    key = poor_key(credit=1_000_000)
+    path, body = ROUTES[route]
+    body = {**body, next(f for f in ("max_completion_tokens", "max_tokens", "max_output_tokens") if f in body): 100}
+    dialect = "anthropic" if route == "messages" else "openai"
+    fake.next(dialect=dialect, input=11, output=60, reasoning=70)  # 130 output-side tokens for a limit of 100
+    assert post(gateway, key, path, body).status_code == 200
+    [record] = records()
+    assert record.usage_clamped
+    assert record.output_tokens + record.reasoning_tokens == 100
+    assert record.cost == quote(PRICES[route], Usage(input=11, output=record.output_tokens,
+                                                     reasoning=record.reasoning_tokens))
 
 
 def test_server_side_content_gets_a_wider_ceiling(app, catalog_ready, gateway, fake):

@@ -21,8 +21,8 @@ def stream(gateway, key, path, body) -> bytes:
 
 
 def assert_charged(gateway, key, record, price, usage):
-    assert (record.input_tokens, record.cache_read_tokens, record.cache_write_tokens, record.output_tokens) \
-        == (usage.input, usage.cache_read, usage.cache_write, usage.output)
+    assert (record.input_tokens, record.cache_read_tokens, record.cache_write_5m_tokens, record.output_tokens) \
+        == (usage.input, usage.cache_read, usage.cache_write_5m, usage.output)
     assert record.cost == quote(price, usage) > 0
     money = balance(gateway, key)
     assert (money["balance_micro_usd"], money["held_micro_usd"]) == (CREDIT - record.cost, 0)
@@ -45,7 +45,7 @@ def test_message_delta_input_figures_override_message_start(gateway, fake, key):
     stream(gateway, key, "/v1/messages", MESSAGES_BODY)
     [record] = wait_for_records(1)
     assert (record.status, record.usage_estimated) == ("ok", False)
-    assert_charged(gateway, key, record, CLAUDE, Usage(input=700, cache_read=50, cache_write=60, output=90))
+    assert_charged(gateway, key, record, CLAUDE, Usage(input=700, cache_read=50, cache_write_5m=60, output=90))
 
 
 def test_a_stream_without_usage_is_charged_at_least_a_token_per_delta(gateway, fake, key):
