@@ -8,7 +8,8 @@ from sqlalchemy import Select, select
 from .catalog import as_price
 from .extensions import db
 from .models import ApiKey, LedgerEntry, CatalogModel, ModelPrice, UsageRecord, utcnow
-from .pricing import TOKEN_CLASSES, Usage, exact_cost, quote
+from .money import MICRO, format_usd
+from .pricing import TOKENS_PER_PRICE_UNIT, Breakdown, Line, Price, Usage, breakdown, usd_text
 
 
 @dataclass(frozen=True)
@@ -72,20 +73,109 @@ def daily_spend(account_id: int, days: int = 30) -> list[tuple[date, int]]:
     return sorted(totals.items())
 
 
+CLASS_LABELS = {"input": "Input", "output": "Output", "cache_read": "Cache read",
+                "cache_write_5m": "Cache write (5 minutes)", "cache_write_1h": "Cache write (1 hour)",
+                "input_audio": "Input audio", "output_audio": "Output audio", "reasoning": "Reasoning"}
+_PER_USD = MICRO * TOKENS_PER_PRICE_UNIT  # exact amounts are millionths of a micro-dollar
+
+
+def label(name: str) -> str:
+    """A token class or fee unit as people read it: "cache_write_1h" -> "Cache write (1 hour)"."""
+    return CLASS_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
+def usd_exact(millionths: int) -> str:
+    """An exact amount (millionths of a micro-dollar) as dollars, every digit kept: "$0.0000003"."""
+    whole, frac = divmod(millionths, _PER_USD)
+    return f"${whole:,}.{f'{frac:012d}'.rstrip('0').ljust(2, '0')}"
+
+
+def usage_of(record: UsageRecord) -> Usage:
+    """The usage a call was charged for, rebuilt from its record: every class, the fee units, the tier."""
+    return Usage(input=record.input_tokens, output=record.output_tokens, cache_read=record.cache_read_tokens,
+                 cache_write_5m=record.cache_write_5m_tokens, cache_write_1h=record.cache_write_1h_tokens,
+                 input_audio=record.input_audio_tokens, output_audio=record.output_audio_tokens,
+                 reasoning=record.reasoning_tokens, units={name: int(n) for name, n in (record.units or {}).items()},
+                 service_tier=record.service_tier)
+
+
+@dataclass(frozen=True)
+class Flag:
+    code: str     # estimated, clamped, unpriced_class, unpriced_unit, unpriced_tier, metering, mismatch
+    message: str  # a sentence for the caller
+
+
 @dataclass(frozen=True)
 class Receipt:
+    """One call's charge with its arithmetic, recomputed from the record and the price it was settled at."""
+
     record: UsageRecord
     model_id: str
     key_name: str
     key_hint: str
-    price: ModelPrice
-    lines: list  # (class, tokens, micro-USD per million, tokens x price)
-    exact: int   # sum of the lines, in millionths of a micro-dollar
-    recomputed: int
+    price_row: ModelPrice
+    price: Price
+    usage: Usage
+    arithmetic: Breakdown
     entry: Optional[LedgerEntry]
+
+    @property
+    def charged(self) -> bool:
+        return self.record.ledger_entry_id is not None
+
+    @property
+    def recomputed(self) -> int:
+        """What the recorded usage costs at the recorded price; nothing for a call that was not charged."""
+        return self.arithmetic.cost if self.charged else 0
+
+    @property
+    def consistent(self) -> bool:
+        return self.recomputed == self.record.cost
+
+    @property
+    def token_lines(self) -> list[Line]:
+        """The token classes the call used (the JSON lists all of them)."""
+        return [line for line in self.arithmetic.tokens if line.quantity]
+
+    @property
+    def fee_lines(self) -> list[Line]:
+        return self.arithmetic.fees
+
+    @property
+    def flags(self) -> list[Flag]:
+        record, b = self.record, self.arithmetic
+        flags = []
+        if record.usage_estimated:
+            why = "the stream ended before it" if record.status != "ok" else "it was missing from the response"
+            flags.append(Flag("estimated", f"Estimated: the upstream did not report this call's usage ({why}); "
+                                           "the tokens are the gateway's estimate."))
+        if record.usage_clamped:
+            flags.append(Flag("clamped", "Capped: the upstream reported more tokens than this request allowed; "
+                                         "only what the request could use was charged."))
+        rates = {line.name: line.rate for line in b.tokens}
+        for name in b.unpriced:
+            flags.append(Flag("unpriced_class", f"{label(name)} tokens have no price of their own for this model: "
+                                                f"they were charged at its highest input-side price, "
+                                                f"{format_usd(rates[name])} per million."))
+        for name in b.unpriced_units:
+            flags.append(Flag("unpriced_unit", f"{label(name)} ({self.usage.units[name]:,}) has no price for this "
+                                               "model and was not charged."))
+        if b.tier_unpriced:
+            flags.append(Flag("unpriced_tier", f"The upstream served this call on the {b.tier_unpriced!r} tier, "
+                                               "which this model has no prices for: the base prices applied."))
+        # The record's own "unpriced ..." flags (calls.flags) are the ones said in words above.
+        for note in record.flags or []:
+            if not str(note).startswith("unpriced "):
+                flags.append(Flag("metering", f"Metering: {note}"))
+        if not self.consistent:
+            flags.append(Flag("mismatch", f"The prices give {self.recomputed:,} micro-dollars for this usage, but "
+                                          f"{record.cost:,} were charged. Please tell the operator, quoting "
+                                          f"{record.request_id}."))
+        return flags
 
 
 def receipt(account_id: int, request_id: str) -> Optional[Receipt]:
+    """The receipt of the account's call `request_id`, or None (unknown, or another account's)."""
     row = db.session.execute(
         select(UsageRecord, CatalogModel.public_id, ApiKey.name, ApiKey.hint, ModelPrice)
         .join(CatalogModel, CatalogModel.id == UsageRecord.model_id).join(ApiKey, ApiKey.id == UsageRecord.api_key_id)
@@ -95,12 +185,64 @@ def receipt(account_id: int, request_id: str) -> Optional[Receipt]:
     if row is None:
         return None
     record, public_id, key_name, hint, price_row = row
-    price = as_price(price_row)
-    usage = Usage(input=record.input_tokens, output=record.output_tokens, cache_read=record.cache_read_tokens,
-                  cache_write=record.cache_write_tokens)
-    per_class = price.per_class()
-    lines = [(name, getattr(usage, name), per_class[name], getattr(usage, name) * per_class[name])
-             for name in TOKEN_CLASSES]
+    price, usage = as_price(price_row), usage_of(record)
     entry = db.session.get(LedgerEntry, record.ledger_entry_id) if record.ledger_entry_id else None
-    charged = quote(price, usage) if record.ledger_entry_id else 0
-    return Receipt(record, public_id, key_name, hint, price_row, lines, exact_cost(price, usage), charged, entry)
+    return Receipt(record, public_id, key_name, hint, price_row, price, usage, breakdown(price, usage), entry)
+
+
+def _unix(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _line(kind: str, line: Line) -> dict:
+    return {kind: line.name, "quantity": line.quantity, "rate_micro_usd": line.rate,
+            "amount_millionths": line.exact, "note": line.note}
+
+
+def as_json(r: Receipt) -> dict:
+    """The receipt as GET /v1/generations/{id} returns it (docs/billing.md, "Receipts")."""
+    record, b = r.record, r.arithmetic
+    entry = None if r.entry is None else {
+        "id": r.entry.id, "hash": r.entry.entry_hash, "amount_micro_usd": r.entry.amount,
+        "balance_after_micro_usd": r.entry.balance_after, "created": _unix(r.entry.created_at)}
+    return {
+        "id": record.request_id, "object": "generation", "model": r.model_id, "created": _unix(record.started_at),
+        "status": record.status, "http_status": record.http_status, "streamed": record.streamed,
+        "route": record.route, "tokens": r.usage.tokens(), "units": dict(sorted(r.usage.units.items())),
+        "service_tier": record.service_tier, "long_context": b.long_context,
+        "prices": {"id": r.price_row.id, "since": _unix(r.price_row.effective_at), "service_tier": b.tier,
+                   "long_context_above_input_tokens": r.price.long_context_above,
+                   "usd_per_million": {line.name: usd_text(line.rate) for line in b.tokens},
+                   "usd_per_thousand": {name: usd_text(rate) for name, rate in sorted(r.price.fees.items())}},
+        "lines": [_line("class", line) for line in b.tokens] + [_line("unit", line) for line in b.fees],
+        "exact_millionths_micro_usd": b.exact,
+        "charge_micro_usd": record.cost, "charge_usd": usd_text(record.cost),
+        "estimated": record.usage_estimated, "clamped": record.usage_clamped,
+        "flags": [{"code": f.code, "message": f.message} for f in r.flags],
+        "ledger_entry": entry, "hold_micro_usd": record.hold_amount,
+    }
+
+
+@dataclass(frozen=True)
+class FlaggedCalls:
+    model_id: str
+    flag: str
+    calls: int
+    last: datetime
+
+
+def flagged(since: datetime) -> list[FlaggedCalls]:
+    """Calls since `since` that were flagged for the operator (unpriced classes, units or tiers, the
+    meter's notes), counted per model and flag, most frequent first."""
+    counts: dict[tuple[str, str], list] = {}
+    rows = db.session.execute(
+        select(CatalogModel.public_id, UsageRecord.flags, UsageRecord.started_at)
+        .join(CatalogModel, CatalogModel.id == UsageRecord.model_id)
+        .where(UsageRecord.started_at >= since).execution_options(yield_per=1000))
+    for public_id, flags, started_at in rows:
+        for flag in flags or ():  # JSON null and SQL NULL both read as None
+            seen = counts.setdefault((public_id, flag), [0, started_at])
+            seen[0] += 1
+            seen[1] = max(seen[1], started_at)
+    return sorted((FlaggedCalls(model, flag, n, last) for (model, flag), (n, last) in counts.items()),
+                  key=lambda f: (-f.calls, f.model_id, f.flag))

@@ -4,12 +4,14 @@ from functools import partial
 from flask import Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from portal import catalog
+from portal import catalog, usage
 from portal.extensions import db
 from portal.models import Account, utcnow
+from portal.pricing import price_to_spec
 
 from . import bp
 from .admission import authenticate
+from .errors import ApiError
 from .pipeline import CallRequest, Reply
 from .protocols import ROUTES, error_shape
 from .upstreams.http import FORWARDED_HEADERS
@@ -34,6 +36,8 @@ def _call(route: str) -> Response:
                         direct_passthrough=reply.streamed)
     if reply.request_id:
         response.headers["X-Request-Id"] = reply.request_id
+    if reply.charge is not None:
+        response.headers["X-Charge-Micro-USD"] = str(reply.charge)
     if reply.streamed:
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"  # nginx: relay events as they come
@@ -45,18 +49,36 @@ for _route in ROUTES.values():
     bp.add_url_rule(_route.path, endpoint=_route.name, view_func=partial(_call, _route.name), methods=["POST"])
 
 
+def _pricing(model) -> dict | None:
+    """The model's current prices in the price file's shape (decimal strings of USD); None if unpriced."""
+    row = catalog.current_price(model.id)
+    return None if row is None else price_to_spec(catalog.as_price(row))
+
+
 @bp.get("/models")
 def models():
     caller = authenticate(_api_key(), request.remote_addr)
     rows = [m for m in catalog.enabled_models() if caller.may_use(m.public_id)]
     if "anthropic-version" in request.headers:
         data = [{"type": "model", "id": m.public_id, "display_name": m.public_id,
-                 "created_at": m.created_at.isoformat().replace("+00:00", "Z")} for m in rows]
+                 "created_at": m.created_at.isoformat().replace("+00:00", "Z"), "pricing": _pricing(m)} for m in rows]
         return jsonify(data=data, has_more=False, first_id=data[0]["id"] if data else None,
                        last_id=data[-1]["id"] if data else None)
     return jsonify(object="list", data=[{"id": m.public_id, "object": "model",
-                                         "created": int(m.created_at.timestamp()), "owned_by": "tollgate"}
-                                        for m in rows])
+                                         "created": int(m.created_at.timestamp()), "owned_by": "tollgate",
+                                         "pricing": _pricing(m)} for m in rows])
+
+
+@bp.get("/generations/<request_id>")
+def generation(request_id: str):
+    """A call's receipt as JSON, for the caller's own account only (docs/billing.md, "Receipts")."""
+    caller = authenticate(_api_key(), request.remote_addr)
+    found = usage.receipt(caller.account_id, request_id)
+    if found is None:  # another account's call looks exactly like one that does not exist
+        raise ApiError(404, f"No call {request_id[:64]!r} on this account. Use the X-Request-Id header of a response "
+                            "to a key of this account; the portal's Usage page lists every call.",
+                       code="generation_not_found")
+    return jsonify(usage.as_json(found))
 
 
 @bp.get("/balance")

@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 
 from .. import apikeys, catalog, usage
 from ..money import format_usd
+from ..pricing import TOKEN_CLASSES
 from .converters import ID_MAX
 from .htmx import render
 
@@ -16,8 +17,10 @@ bp = Blueprint("usage", __name__, url_prefix="/usage")
 MAX_PAGE = 100_000  # 5 million rows deep; further is a 404, not an offset the database refuses
 # A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) in a key name).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-CSV_COLUMNS = ["time", "request_id", "key", "model", "status", "input_tokens", "output_tokens",
-               "cache_read_tokens", "cache_write_tokens", "cost_usd", "cost_micro_usd", "estimated", "duration_ms"]
+# One column per token class (docs/billing.md, "Token classes"), then fees, tier and flags as plain text.
+CSV_COLUMNS = ["time", "request_id", "key", "model", "status",
+               *(f"{name}_tokens" for name in TOKEN_CLASSES), "fee_units", "service_tier", "long_context",
+               "cost_usd", "cost_micro_usd", "estimated", "clamped", "flags", "duration_ms"]
 
 
 def _date(name: str) -> date | None:
@@ -54,6 +57,15 @@ def csv_text(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_START) else value
 
 
+def fee_units(units: dict | None) -> str:
+    """Fee units as text a spreadsheet keeps as it is: "file_search=1 web_search=3"."""
+    return " ".join(f"{name}={count}" for name, count in sorted((units or {}).items()) if count)
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
 def _filters() -> usage.Filters:
     return usage.Filters(key_id=_int("key"), model_id=_int("model"), start=_date("start"), end=_date("end"))
 
@@ -85,11 +97,14 @@ def export():
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
         for record, key_name, _hint, public_id in usage.stream(account_id, filters):
+            tokens = usage.usage_of(record).tokens()
             writer.writerow([record.started_at.isoformat(), csv_text(record.request_id), csv_text(key_name),
                              csv_text(public_id), csv_text(record.status),
-                             record.input_tokens, record.output_tokens, record.cache_read_tokens,
-                             record.cache_write_tokens, format_usd(record.cost)[1:].replace(",", ""), record.cost,
-                             "yes" if record.usage_estimated else "no", record.duration_ms or ""])
+                             *(tokens[name] for name in TOKEN_CLASSES), csv_text(fee_units(record.units)),
+                             csv_text(record.service_tier or ""), _yes(record.long_context),
+                             format_usd(record.cost)[1:].replace(",", ""), record.cost,
+                             _yes(record.usage_estimated), _yes(record.usage_clamped),
+                             csv_text("; ".join(str(flag) for flag in record.flags or [])), record.duration_ms or ""])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
@@ -107,4 +122,4 @@ def receipt(request_id: str):
     found = usage.receipt(current_user.account.id, request_id)
     if found is None:
         abort(404)
-    return render_template("usage/receipt.html", r=found)
+    return render_template("usage/receipt.html", r=found, label=usage.label, usd_exact=usage.usd_exact)

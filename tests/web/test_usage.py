@@ -85,7 +85,9 @@ def test_receipt_shows_the_arithmetic(client, auth):
     html = client.get(f"/usage/{request_id}").get_data(as_text=True)
     assert request_id in html
     # 1000 x 3,000,000 + 100 x 15,000,000 + 500 x 300,000 = 4,650,000,000
-    assert "round_half_up(4,650,000,000 / 1,000,000) = <strong>4,650 micro-dollars = $0.00465" in html
+    assert "round_half_up(4,650,000,000 / 1,000,000) = 4,650 micro-dollars" in html
+    assert "Charged: <strong>4,650 micro-dollars = $0.00465</strong>" in html
+    assert "1,000 tokens × $3.00 per million" in html and "500 tokens × $0.30 per million" in html
     assert "Balance after" in html and "$4.99535" in html
 
 
