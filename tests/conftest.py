@@ -2,7 +2,9 @@
 
 Every test that touches the database runs on SQLite, and again on Postgres when
 TEST_DATABASE_URL names a server: the suite creates its own database there and drops it at
-the end. The schema always comes from the migrations, never from create_all.
+the end. The schema always comes from the migrations, never from create_all. Tests marked
+`one_backend` check rules no database can change (how a request or a usage object is read,
+price arithmetic) and run on SQLite only; the money they move is tested on both elsewhere.
 """
 import contextvars
 import os
@@ -23,6 +25,15 @@ from sqlalchemy.engine import make_url
 from portal import create_app, ledger, notices, serving
 from portal.config import database_url
 from portal.extensions import db
+
+def pytest_collection_modifyitems(config, items):
+    once = [item for item in items if item.get_closest_marker("one_backend")
+            and getattr(item, "callspec", None) is not None and item.callspec.params.get("database") == "postgres"]
+    if once:
+        config.hook.pytest_deselected(items=once)
+        dropped = set(once)
+        items[:] = [item for item in items if item not in dropped]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def light_password_hashing():

@@ -182,6 +182,7 @@ def test_each_attempt_is_a_new_session_with_its_own_idempotency_key(client, auth
     ({"preset": "5e6"}, "Choose one of the amounts shown"),
     ({"preset": "\u0665000000"}, "Choose one of the amounts shown"),
 ])
+@pytest.mark.one_backend  # input checks no database can change
 def test_bad_amounts_are_refused_on_the_form_before_stripe(client, auth, fake_stripe, data, message):
     auth.user()
     response = client.post("/billing/checkout", data=data)

@@ -44,6 +44,7 @@ def test_is_local_path_accepts(target):
 
 
 @pytest.mark.parametrize("raw", HOSTILE)
+@pytest.mark.one_backend  # input checks no database can change
 def test_login_never_redirects_off_site(auth, raw):
     make_user()
     response = auth.login(query=f"next={raw}")
@@ -71,6 +72,7 @@ def two_factor_user() -> list[str]:
 
 
 @pytest.mark.parametrize("raw", SAMPLE)
+@pytest.mark.one_backend  # input checks no database can change
 def test_two_factor_step_never_redirects_off_site(client, auth, raw):
     codes = two_factor_user()
     assert auth.login(query=f"next={raw}").headers["Location"] == "/login/2fa"
@@ -95,6 +97,7 @@ def consenting_user(auth):
 
 
 @pytest.mark.parametrize("raw", SAMPLE)
+@pytest.mark.one_backend  # input checks no database can change
 def test_consent_never_redirects_off_site(client, auth, raw):
     consenting_user(auth)
     response = client.post(f"/consent?next={raw}", data={"decision": "accept"})
