@@ -27,6 +27,8 @@ from typing import Optional
 import requests
 import stripe
 
+from tests.fake_upstream import POLL
+
 WEBHOOK_SECRET = "whsec_test_fake_secret_for_the_suite"
 SECRET_KEY = "sk_test_fake_key_for_the_suite_0000000000"
 
@@ -80,7 +82,7 @@ class FakeStripe:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": POLL}, daemon=True)
         self.thread.start()
 
     def close(self):

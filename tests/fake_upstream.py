@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
+# shutdown() waits up to one poll interval (0.5 s by default), at the end of every test.
+POLL = 0.01
+
 # Random-looking, like real credentials: no run of them is an English word a message could contain.
 OPENAI_KEY = "sk-proj-Vq7ZtK3xWm9LpR2bNc8HjY4s"
 ANTHROPIC_KEY = "sk-ant-api03-Gx5QwT8zKd2MvB7nLr4YpJ6c"
@@ -99,7 +102,7 @@ class FakeUpstream:
         self.server.daemon_threads = True
         self.server.block_on_close = False
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": POLL}, daemon=True).start()
         return self
 
     def stop(self) -> None:

@@ -16,6 +16,8 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import ContactMessage
 from tests.factories import PASSWORD, make_user
+from tests.fake_upstream import POLL
+
 
 pytestmark = pytest.mark.slow  # serves the app and a proxy on loopback
 
@@ -70,7 +72,7 @@ def reverse_proxy(gateway):
         do_GET = do_POST = _forward
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

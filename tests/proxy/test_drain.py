@@ -27,8 +27,9 @@ from proxy.relay import relay
 from proxy.sse import Splitter
 from proxy.upstreams import UpstreamUnavailable
 from tests.factories import make_user
-from tests.fake_upstream import ANTHROPIC_KEY, OPENAI_KEY
+from tests.fake_upstream import ANTHROPIC_KEY, OPENAI_KEY, POLL
 from tests.proxy.conftest import CREDIT, balance, wait_for_records
+
 
 O3 = Price(input=2_000_000, output=8_000_000)  # o3's published $2 / $8 per million
 SONNET = Price(input=3_000_000, output=15_000_000, cache_read=300_000, cache_write_5m=3_750_000)
@@ -80,7 +81,7 @@ class ScriptedUpstream:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": POLL}, daemon=True).start()
 
     def push(self, *events) -> None:
         for event in events:
