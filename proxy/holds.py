@@ -1,19 +1,27 @@
-"""What a request could cost, read from its body: the inputs of its hold. Pure.
+"""What a request could cost, read from its body: the inputs of its hold, and its input bound. Pure.
 
 docs/billing.md ("Holds"): the input the body shows, or the model's context window when the
 request brings input the body does not show; the output limit times the choices; each server
 tool's use limit; every service tier the request could be served at; the long-context rates
-when the held input crosses the threshold.
+when the held input crosses the threshold. ("Bounds"): the most input a body can account for.
 """
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from portal.pricing import Price, base_tier
 
-from . import metering
 from .errors import ApiError
 from .protocols import CHAT, MESSAGES, RESPONSES
-from .rewrite import _shown
+from .rewrite import shown
+
+# Holds assume at most one token per two bytes of request body: byte-level tokenizers average
+# three to four bytes per token on prose and code, and dense text (CJK, base64) stays above two.
+HOLD_BYTES_PER_TOKEN = 2
+# The input ceiling (see `input_ceiling`): no tokenizer in use makes more than one token of one
+# byte of text, plus what providers add that is not in the body.
+CEILING_OVERHEAD_TOKENS = 4_096      # tool-use system prompts, chat templates, per-message framing
+CEILING_TOKENS_PER_MEDIA = 16_384    # an image or a short document given by URL or file id
+CEILING_SERVER_CONTENT_TOKENS = 2_000_000  # stored conversations and server-side tools: the largest context
 
 # Fields that make the provider add content it keeps: earlier turns, stored prompts, containers.
 _STATE_FIELDS = ("previous_response_id", "conversation", "prompt", "container", "mcp_servers")
@@ -81,8 +89,8 @@ def _server_tools(document: dict) -> list[tuple[int, dict, str]]:
     return found
 
 
-def by_reference(route: str, document: dict) -> Optional[str]:
-    """Why the request's input is not all in its body (None when it is)."""
+def _provider_content(route: str, document: dict) -> Optional[str]:
+    """What makes the provider add input of its own: stored state, server tools, searches."""
     if route not in (CHAT, RESPONSES, MESSAGES):
         return None
     state = next((name for name in _STATE_FIELDS if document.get(name)), None)
@@ -95,12 +103,43 @@ def by_reference(route: str, document: dict) -> Optional[str]:
         return "web_search_options"
     if _live_search(document) is not None:
         return "search_parameters"
-    return _first_reference({k: v for k, v in document.items() if k != "tools"})
+    return None
+
+
+def by_reference(route: str, document: dict) -> Optional[str]:
+    """Why the request's input is not all in its body (None when it is)."""
+    if route not in (CHAT, RESPONSES, MESSAGES):
+        return None
+    return _provider_content(route, document) or _first_reference({k: v for k, v in document.items() if k != "tools"})
+
+
+def _media_parts(node: Any) -> int:
+    if isinstance(node, list):
+        return sum(_media_parts(item) for item in node)
+    if isinstance(node, dict):
+        own = 1 if node.get("type") in _MEDIA_TYPES else 0
+        return own + sum(_media_parts(v) for v in node.values() if isinstance(v, (list, dict)))
+    return 0
+
+
+def input_ceiling(route: str, document: dict, body_bytes: int) -> int:
+    """The most input tokens (all input classes together) a request body can account for.
+
+    Reported input above this is not believed: it is charged at this ceiling and the call is
+    marked clamped (docs/billing.md, "Bounds").
+    """
+    if _provider_content(route, document):
+        return CEILING_SERVER_CONTENT_TOKENS + body_bytes
+    return body_bytes + CEILING_OVERHEAD_TOKENS + CEILING_TOKENS_PER_MEDIA * _media_parts(document)
+
+
+def hold_input_tokens(body_bytes: int) -> int:
+    return -(-body_bytes // HOLD_BYTES_PER_TOKEN)
 
 
 def _limit(document: dict, where: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ApiError(400, f"{where} must be a positive whole number, got {_shown(value)}.")
+        raise ApiError(400, f"{where} must be a positive whole number, got {shown(value)}.")
     return value
 
 
@@ -137,7 +176,7 @@ def _live_search(document: dict) -> Optional[dict]:
     if options is None:
         return None
     if not isinstance(options, dict):
-        raise ApiError(400, f"search_parameters must be an object, got {_shown(options)}.")
+        raise ApiError(400, f"search_parameters must be an object, got {shown(options)}.")
     return None if options.get("mode") == "off" else options
 
 
@@ -152,7 +191,7 @@ def hold_tiers(requested: Optional[str], price: Price) -> tuple:
 def plan(route: str, document: dict, body_bytes: int, *, output_tokens: int, service_tier: Optional[str],
          price: Price, context_window: int, tool_calls_ceiling: int) -> Plan:
     reference = by_reference(route, document)
-    input_tokens = metering.hold_input_tokens(body_bytes)
+    input_tokens = hold_input_tokens(body_bytes)
     if reference:
         input_tokens = max(input_tokens, context_window)
     return Plan(input_tokens, output_tokens, tool_limits(route, document, tool_calls_ceiling),

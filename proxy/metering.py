@@ -12,18 +12,10 @@ from .dialects import DIALECTS, MAX_TOKENS_PER_CLASS, UsageRejected, check_diale
 from .protocols import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES  # noqa: F401  (re-exported)
 from .sse import Event
 
-# Holds assume at most one token per two bytes of request body: byte-level tokenizers average
-# three to four bytes per token on prose and code, and dense text (CJK, base64) stays above two.
-HOLD_BYTES_PER_TOKEN = 2
 # When usage is missing, input is charged at the typical four bytes per token, and output at
 # one token per four characters relayed, but never fewer than one per delta event.
 ESTIMATE_BYTES_PER_TOKEN = 4
 ESTIMATE_CHARS_PER_TOKEN = 4
-# The input ceiling (see `input_ceiling`): no tokenizer in use makes more than one token of one
-# byte of text, plus what providers add that is not in the body.
-CEILING_OVERHEAD_TOKENS = 4_096      # tool-use system prompts, chat templates, per-message framing
-CEILING_TOKENS_PER_MEDIA = 16_384    # an image or a short document given by URL or file id
-CEILING_SERVER_CONTENT_TOKENS = 2_000_000  # stored conversations and server-side tools: the largest context
 
 
 def usage_from_body(route: str, body: Any, dialect: str = "openai") -> Optional[Usage]:
@@ -56,50 +48,6 @@ def _output_chars(node: Any, key: str = "") -> int:
 def estimated_output_tokens(document: Any) -> int:
     """Output of a complete response without usage: its generated text at four characters a token."""
     return -(-_output_chars(document) // ESTIMATE_CHARS_PER_TOKEN)
-
-
-_MEDIA_TYPES = {"image", "image_url", "input_image", "document", "file", "input_file", "input_audio", "audio"}
-# Content the provider adds from its own side: earlier turns it stored, tool results it fetched.
-_SERVER_STATE_FIELDS = ("previous_response_id", "conversation", "prompt", "container", "mcp_servers")
-# Tools the provider runs itself, whose results it adds to the input (web pages, files, code output).
-_SERVER_TOOL_PREFIXES = ("web_search", "web_fetch", "code_execution", "code_interpreter", "file_search", "mcp",
-                         "image_generation", "tool_search")
-
-
-def _media_parts(node: Any) -> int:
-    if isinstance(node, list):
-        return sum(_media_parts(item) for item in node)
-    if isinstance(node, dict):
-        own = 1 if node.get("type") in _MEDIA_TYPES else 0
-        return own + sum(_media_parts(v) for v in node.values() if isinstance(v, (list, dict)))
-    return 0
-
-
-def _server_content(route: str, document: dict) -> bool:
-    if route not in (RESPONSES, MESSAGES, CHAT):
-        return False
-    if any(document.get(name) for name in _SERVER_STATE_FIELDS):
-        return True
-    tools = document.get("tools")
-    if isinstance(tools, list) and any(isinstance(t, dict) and isinstance(t.get("type"), str)
-                                       and t["type"].startswith(_SERVER_TOOL_PREFIXES) for t in tools):
-        return True
-    return document.get("web_search_options") is not None  # OpenAI chat's search models
-
-
-def input_ceiling(route: str, document: dict, body_bytes: int) -> int:
-    """The most input tokens (all input classes together) a request body can account for.
-
-    Reported input above this is not believed: it is charged at this ceiling and the call is
-    marked clamped (docs/billing.md, "Bounds").
-    """
-    if _server_content(route, document):
-        return CEILING_SERVER_CONTENT_TOKENS + body_bytes
-    return body_bytes + CEILING_OVERHEAD_TOKENS + CEILING_TOKENS_PER_MEDIA * _media_parts(document)
-
-
-def hold_input_tokens(body_bytes: int) -> int:
-    return -(-body_bytes // HOLD_BYTES_PER_TOKEN)
 
 
 def estimated_input_tokens(body_bytes: int) -> int:

@@ -86,7 +86,7 @@ def parse_body(raw: bytes) -> dict:
     return document
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -96,7 +96,7 @@ def _optional_bool(document: dict, field: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise ApiError(400, f"{field} must be true or false, got {_shown(value)}.")
+        raise ApiError(400, f"{field} must be true or false, got {shown(value)}.")
     return value
 
 
@@ -106,7 +106,7 @@ def _positive_int(document: dict, field: str, maximum: int = 0) -> int | None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or (maximum and value > maximum):
         bound = f" from 1 to {maximum}" if maximum else ""
-        raise ApiError(400, f"{field} must be a positive whole number{bound}, got {_shown(value)}.")
+        raise ApiError(400, f"{field} must be a positive whole number{bound}, got {shown(value)}.")
     return value
 
 
@@ -120,7 +120,7 @@ def _service_tier(route: Route, document: dict, priced: Collection[str], unprice
     if tier is None or route.name not in _TIERED:
         return None
     if not isinstance(tier, str):
-        raise ApiError(400, f"service_tier must be a string, got {_shown(tier)}.")
+        raise ApiError(400, f"service_tier must be a string, got {shown(tier)}.")
     if base_tier(tier) is None or tier in priced:
         return tier
     if unpriced == "strip":
@@ -129,7 +129,7 @@ def _service_tier(route: Route, document: dict, priced: Collection[str], unprice
     standard = '"auto" or "standard_only"' if route.error_shape == ANTHROPIC else '"auto" or "default"'
     offered = (f"it has prices for the service tiers {', '.join(sorted(priced))}, besides {standard}"
                if priced else f"it has prices only for the standard tier ({standard})")
-    raise ApiError(400, f"service_tier {_shown(tier)} is not offered for the model '{document.get('model')}': "
+    raise ApiError(400, f"service_tier {shown(tier)} is not offered for the model '{document.get('model')}': "
                         f"{offered}. Send one of those, or leave service_tier out.")
 
 
@@ -169,7 +169,7 @@ def rewrite(route: Route, raw: bytes, document: dict, *, upstream_model: str, mo
             changed = True
     options = document.get("stream_options")
     if options is not None and not isinstance(options, dict):
-        raise ApiError(400, f"stream_options must be an object, got {_shown(options)}.")
+        raise ApiError(400, f"stream_options must be an object, got {shown(options)}.")
     client_wants_usage = True
     if options is not None:
         _optional_bool(options, "include_usage")

@@ -13,7 +13,7 @@ from portal.database import atomic
 from portal.extensions import db
 from portal.models import ApiKey
 from portal.pricing import Usage, quote
-from proxy import metering
+from proxy import holds
 from tests.factories import make_user
 from tests.proxy.conftest import CLAUDE, CREDIT, GPT, balance, records
 
@@ -50,7 +50,7 @@ def worst_case(route: str, body: dict) -> Usage:
     """What the gateway holds for: input at body bytes / 2, output at the limit."""
     raw = json.dumps(body).encode()
     limit = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
-    return Usage(input=metering.hold_input_tokens(len(raw)), output=limit * body.get("n", 1))
+    return Usage(input=holds.hold_input_tokens(len(raw)), output=limit * body.get("n", 1))
 
 
 def hold_for(route: str, body: dict) -> int:
@@ -202,7 +202,7 @@ def test_input_beyond_what_the_body_allows_is_charged_at_the_ceiling(app, catalo
     key = poor_key(credit=1_000_000)
     path, body = ROUTES[route]
     raw = json.dumps(body).encode()
-    ceiling = len(raw) + metering.CEILING_OVERHEAD_TOKENS
+    ceiling = len(raw) + holds.CEILING_OVERHEAD_TOKENS
     fake.next(input=ceiling + 1_000_000, cache_read=0, output=5)
     assert post(gateway, key, path, raw).status_code == 200
     [record] = records()
@@ -217,7 +217,7 @@ def test_cache_classes_count_against_the_input_ceiling(app, catalog_ready, gatew
     key = poor_key(credit=1_000_000)
     path, body = ROUTES["messages"]
     raw = json.dumps(body).encode()
-    ceiling = len(raw) + metering.CEILING_OVERHEAD_TOKENS
+    ceiling = len(raw) + holds.CEILING_OVERHEAD_TOKENS
     fake.next(input=ceiling - 100, cache_write=5_000, cache_read=9_000_000, output=5)
     assert post(gateway, key, path, raw).status_code == 200
     [record] = records()

@@ -11,7 +11,7 @@ import requests
 from portal import apikeys, catalog
 from portal.database import atomic
 from portal.pricing import Price
-from proxy import metering
+from proxy import holds
 from tests.factories import make_user
 from tests.proxy.conftest import records
 
@@ -80,7 +80,7 @@ def held(gateway, key, route: str, body: dict) -> int:
 
 
 def input_tokens(body: dict) -> int:
-    return metering.hold_input_tokens(len(json.dumps(body).encode()))
+    return holds.hold_input_tokens(len(json.dumps(body).encode()))
 
 
 # -- long context ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import requests
 from portal import catalog
 from portal.database import atomic
 from portal.pricing import Price, Usage, quote
-from proxy import metering
+from proxy import holds
 from tests.proxy.conftest import records
 
 pytestmark = pytest.mark.one_backend  # request reading and price arithmetic (conftest.py)
@@ -89,7 +89,7 @@ def test_a_tier_without_prices_is_stripped_when_the_operator_says_so(gateway, fa
     [sent] = fake.received
     assert "service_tier" not in sent.json and sent.json["temperature"] == 0.5
     [record] = records()
-    assert record.hold_amount == metering.hold_input_tokens(len(json.dumps(body))) + 100 * 2  # base prices
+    assert record.hold_amount == holds.hold_input_tokens(len(json.dumps(body))) + 100 * 2  # base prices
 
 
 @pytest.mark.parametrize("route, model, tier", [

@@ -1,9 +1,9 @@
 """The input ceiling a request body can account for (docs/billing.md, "Bounds"). Pure."""
 import pytest
 
-from proxy import metering
-from proxy.metering import (CEILING_OVERHEAD_TOKENS as OVERHEAD, CEILING_SERVER_CONTENT_TOKENS as SERVER,
-                            CEILING_TOKENS_PER_MEDIA as MEDIA, input_ceiling)
+from proxy import holds
+from proxy.holds import (CEILING_OVERHEAD_TOKENS as OVERHEAD, CEILING_SERVER_CONTENT_TOKENS as SERVER,
+                         CEILING_TOKENS_PER_MEDIA as MEDIA, input_ceiling)
 from proxy.protocols import CHAT, EMBEDDINGS, MESSAGES, RESPONSES
 
 
@@ -39,6 +39,7 @@ def test_each_media_part_adds_its_allowance(route, document, parts):
     (MESSAGES, {"tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}]}),
     (MESSAGES, {"mcp_servers": [{"type": "url", "url": "https://x"}]}),
     (CHAT, {"web_search_options": {}}),
+    (CHAT, {"search_parameters": {"mode": "auto"}}),  # xAI's Live Search adds its sources
 ])
 def test_content_the_provider_adds_gets_the_wide_ceiling(route, document):
     assert input_ceiling(route, document, 300) == SERVER + 300
@@ -50,10 +51,11 @@ def test_content_the_provider_adds_gets_the_wide_ceiling(route, document):
     (RESPONSES, {"tools": [{"type": "function", "name": "f", "parameters": {}}]}),
     (CHAT, {"tools": [{"type": "function", "function": {"name": "f"}}]}),
     (RESPONSES, {"previous_response_id": None, "input": "x"}),
+    (CHAT, {"search_parameters": {"mode": "off"}}),
 ])
 def test_tools_the_client_runs_do_not_widen_it(route, document):
     assert input_ceiling(route, document, 300) == 300 + OVERHEAD
 
 
 def test_the_hold_covers_half_the_bytes():
-    assert metering.hold_input_tokens(1001) == 501
+    assert holds.hold_input_tokens(1001) == 501

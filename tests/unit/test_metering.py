@@ -1,7 +1,7 @@
 import pytest
 
 from portal.pricing import Usage
-from proxy import metering
+from proxy import holds, metering
 from proxy.metering import CHAT, EMBEDDINGS, MESSAGES, RESPONSES, StreamMeter, UsageRejected
 from proxy.sse import Event, Splitter, parse
 
@@ -40,7 +40,7 @@ def test_missing_usage_is_none(body):
 
 
 def test_estimates():
-    assert metering.hold_input_tokens(101) == 51
+    assert holds.hold_input_tokens(101) == 51
     assert metering.estimated_input_tokens(101) == 26
     document = {"choices": [{"message": {"content": "12345678", "tool_calls": [{"function": {"arguments": "{}"}}]}}],
                 "usage": {"content": "not output"}}

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from portal.pricing import Usage
-from proxy import metering
+from proxy import holds, metering
 from proxy.metering import CHAT, MESSAGES, RESPONSES, StreamMeter, UsageRejected
 from proxy.sse import Event
 
@@ -220,7 +220,7 @@ def test_impossible_responses_usage_is_rejected(usage):
 
 
 def test_estimates_round_up():
-    assert metering.hold_input_tokens(1) == 1 and metering.hold_input_tokens(2) == 1
+    assert holds.hold_input_tokens(1) == 1 and holds.hold_input_tokens(2) == 1
     assert metering.estimated_input_tokens(1) == 1 and metering.estimated_input_tokens(8) == 2
     assert metering.estimated_output_tokens({"content": "a"}) == 1
     assert metering.estimated_output_tokens({"content": "abcde"}) == 2
