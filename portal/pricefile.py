@@ -19,7 +19,7 @@ from .errors import InvalidAmount, InvalidInput
 from .extensions import db
 from .models import CatalogModel
 from .money import parse_usd
-from .pricing import BASE_TIERS, NAME_PATTERN, PRICE_FIELDS, TOKEN_CLASSES, Price, price_from_spec, price_to_spec
+from .pricing import BASE_TIERS, CLASS_ALIASES, NAME_PATTERN, PRICE_FIELDS, TOKEN_CLASSES, Price, price_from_spec, price_to_spec
 
 MODEL_FIELDS = ("upstream_model", "max_output_tokens", *catalog.MODEL_SETTINGS)
 FIELDS = ("id", "upstream", *MODEL_FIELDS, *sorted(PRICE_FIELDS))
@@ -153,14 +153,17 @@ def _column(name: str) -> Optional[tuple]:
     if not rest:
         if name in ("id", "upstream", *MODEL_FIELDS):
             return ("field", name)
+        name = CLASS_ALIASES.get(name, name)
         if name in TOKEN_CLASSES:
             return ("class", name)
         return ("long_context_above",) if name == "long_context_above" else None
     if kind == "fee" and NAME_PATTERN.fullmatch(rest):
         return ("fee", rest)
+    rest = CLASS_ALIASES.get(rest, rest)
     if kind == "long_context" and rest in TOKEN_CLASSES:
         return ("long_context", rest)
     tier, _, cls = rest.partition(":")
+    cls = CLASS_ALIASES.get(cls, cls)
     if kind == "tier" and NAME_PATTERN.fullmatch(tier) and tier not in BASE_TIERS and cls in TOKEN_CLASSES:
         return ("tier", tier, cls)
     return None

@@ -22,7 +22,8 @@ TOKEN_CLASSES = ("input", "output", "cache_read", "cache_write_5m", "cache_write
                  "input_audio", "output_audio", "reasoning")
 INPUT_SIDE = ("input", "cache_read", "cache_write_5m", "cache_write_1h", "input_audio")
 OUTPUT_SIDE = ("output", "reasoning", "output_audio")
-OPTIONAL_CLASSES = TOKEN_CLASSES[2:]
+# Old names price files may still use: cache writes had one price before they had durations.
+CLASS_ALIASES = {"cache_write": "cache_write_5m"}
 _FALLBACK = {"cache_read": "input", "cache_write_5m": "input", "cache_write_1h": "input", "reasoning": "output"}
 # Fee units the meters report; a price file may name others (providers add tools).
 FEE_UNITS = ("web_search", "web_fetch", "file_search", "code_container")
@@ -249,6 +250,10 @@ def usd_text(micro: int) -> str:
 def _rates(spec, where: str, *, required: tuple = ()) -> dict[str, int]:
     if not isinstance(spec, dict):
         raise ValueError(f"{where} must be an object of token class -> USD per million")
+    if "cache_write" in spec:
+        if "cache_write_5m" in spec:
+            raise ValueError(f"{where}: give cache_write_5m or its old name cache_write, not both")
+        spec = {CLASS_ALIASES.get(name, name): value for name, value in spec.items()}
     unknown = sorted(set(spec) - set(TOKEN_CLASSES))
     if unknown:
         raise ValueError(f"{where}: unknown token class {unknown[0]!r} (classes: {', '.join(TOKEN_CLASSES)})")

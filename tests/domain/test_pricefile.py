@@ -101,8 +101,8 @@ GOOD = {"id": "ok", "upstream": "openai", "usd_per_million": {"input": "1", "out
      'models[1] (claude-sonnet).usd_per_million.input must be a decimal string such as "2.50", got 3'),
     ({**GOOD, "id": "x", "usd_per_million": {"input": "-1", "output": "15"}},
      "models[1] (x).usd_per_million.input must be a non-negative decimal"),
-    ({**GOOD, "id": "x", "usd_per_million": {"input": "1", "output": "1", "cache_write": "1"}},
-     "models[1] (x).usd_per_million: unknown token class 'cache_write'"),
+    ({**GOOD, "id": "x", "usd_per_million": {"input": "1", "output": "1", "cache_writes": "1"}},
+     "models[1] (x).usd_per_million: unknown token class 'cache_writes'"),
     ({**GOOD, "id": "x", "usd_per_million": {"output": "1"}}, "models[1] (x).usd_per_million: 'input' is required"),
     ({**GOOD, "id": "x", "price": "1"}, "models[1] (x): unknown field 'price'"),
     ({**GOOD, "id": "x", "upstream": "nope"}, "models[1] (x).upstream: no upstream named 'nope'; add it first"),
@@ -159,8 +159,8 @@ CSV_HEAD = "id,upstream,upstream_model,max_output_tokens,input,output"
 
 
 @pytest.mark.parametrize("text, message", [
-    (CSV_HEAD + ",cache_write\nx,openai,,,1,2,3\n",
-     "header: unknown column 'cache_write' (columns: id, upstream, upstream_model"),
+    (CSV_HEAD + ",cache_writes\nx,openai,,,1,2,3\n",
+     "header: unknown column 'cache_writes' (columns: id, upstream, upstream_model"),
     (CSV_HEAD + ",tier:default:input\nx,openai,,,1,2,3\n", "header: unknown column 'tier:default:input'"),
     (CSV_HEAD + ",fee:Web Search\nx,openai,,,1,2,3\n", "header: unknown column 'fee:Web Search'"),
     (CSV_HEAD + ",input\nx,openai,,,1,2,3\n", "header: column 'input' appears twice; keep one"),
@@ -190,6 +190,15 @@ def test_csv_empty_cells_are_unset_and_quoted_cells_and_blank_lines_are_fine(ups
     assert (model.upstream_model, model.max_output_tokens, model.enabled, model.context_window) == \
         ("up/m", 2000, False, None)
     assert stored_price("m") == Price(input=1_000_000, output=2_000_000)
+
+
+def test_the_old_cache_write_column_is_the_five_minute_write(upstreams):
+    text = CSV_HEAD + ",cache_write,long_context_above,long_context:cache_write,tier:priority:cache_write\n" \
+        "m,openai,,,3,15,3.75,100,7.50,5\n"
+    assert load(text, "csv") == [("m", "created")]
+    price = stored_price("m")
+    assert (price.cache_write_5m, price.long_context, price.service_tiers) == (
+        3_750_000, {"cache_write_5m": 7_500_000}, {"priority": {"cache_write_5m": 5_000_000}})
 
 
 def test_import_file_by_suffix(upstreams, tmp_path):

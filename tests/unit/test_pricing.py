@@ -152,7 +152,8 @@ def test_ceiling_covers_every_rate_the_call_could_be_charged(kwargs, expected):
 @pytest.mark.parametrize("spec, message", [
     ({"usd_per_million": {"input": "1"}}, "'output' is required"),
     ({"usd_per_million": {"input": 1, "output": "2"}}, "decimal string"),
-    ({"usd_per_million": {"input": "1", "output": "2", "cache_write": "3"}}, "unknown token class 'cache_write'"),
+    ({"usd_per_million": {"input": "1", "output": "2", "cache_writes": "3"}}, "unknown token class 'cache_writes'"),
+    ({"usd_per_million": {"input": "1", "output": "2", "cache_write": "3", "cache_write_5m": "3"}}, "not both"),
     ({"usd_per_million": {"input": "-1", "output": "2"}}, "non-negative"),
     ({"usd_per_million": {"input": "0.0000001", "output": "2"}}, "6 decimal places"),
     ({"usd_per_million": {"input": "1", "output": "2"}, "usd_per_thousand": {"Web Search": "1"}}, "unit name"),
@@ -168,6 +169,16 @@ def test_ceiling_covers_every_rate_the_call_could_be_charged(kwargs, expected):
 def test_price_file_errors_name_the_field(spec, message):
     with pytest.raises(ValueError, match=message):
         price_from_spec(spec)
+
+
+def test_the_old_cache_write_name_is_the_five_minute_write():
+    spec = {"usd_per_million": {"input": "3", "output": "15", "cache_write": "3.75"},
+            "long_context": {"above_input_tokens": 10, "usd_per_million": {"cache_write": "7.50"}},
+            "service_tiers": {"priority": {"usd_per_million": {"cache_write": "5"}}}}
+    price = price_from_spec(spec)
+    assert (price.cache_write_5m, price.long_context, price.service_tiers) == (
+        3_750_000, {"cache_write_5m": 7_500_000}, {"priority": {"cache_write_5m": 5_000_000}})
+    assert price_to_spec(price)["usd_per_million"]["cache_write_5m"] == "3.75"  # written back by its new name
 
 
 @pytest.mark.parametrize("micro, text", [(0, "0"), (3_750_000, "3.75"), (1, "0.000001"), (22_500_000, "22.5"),
