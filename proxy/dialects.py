@@ -169,6 +169,7 @@ def item_units(items: Any) -> dict[str, int]:
     containers = set()
     for item in items:
         kind = item.get("type") if isinstance(item, dict) else None
+        kind = kind if isinstance(kind, str) else None  # an odd upstream: not a tool item
         if kind in _ITEM_UNITS:
             units[_ITEM_UNITS[kind]] = units.get(_ITEM_UNITS[kind], 0) + 1
         elif kind == "code_interpreter_call":

@@ -45,11 +45,12 @@ class Plan:
     units: dict                      # fee unit -> the most uses the request allows
     tiers: tuple                     # service tiers it could be billed at (None: the base prices)
     by_reference: Optional[str]      # what brings input the body does not show, when something does
+    input_bound: int = 0             # the most input the request can account for (docs/billing.md, "Bounds")
 
 
 def _media_reference(part: dict) -> Optional[str]:
     """What a media part points at instead of carrying (inline base64 and data: URLs are carried)."""
-    if part.get("type") not in _MEDIA_TYPES:
+    if part.get("type") not in _MEDIA_TYPES:  # called only for parts whose type is a string
         return None
     for node in (part, part.get("source"), part.get("image_url"), part.get("file")):
         if not isinstance(node, dict):
@@ -63,18 +64,25 @@ def _media_reference(part: dict) -> Optional[str]:
     return None
 
 
-def _first_reference(node: Any) -> Optional[str]:
-    stack = [node]
+def _scan(document: dict) -> tuple[int, Optional[str]]:
+    """One walk over the body: how many media parts it has, and the first input it names by
+    reference outside its tool definitions (None when all of it is in the body)."""
+    parts, reference = 0, None
+    stack = [(document, False)]
     while stack:
-        node = stack.pop()
+        node, in_tools = stack.pop()
         if isinstance(node, dict):
-            found = "an item_reference" if node.get("type") == "item_reference" else _media_reference(node)
-            if found:
-                return found
-            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend(node)
-    return None
+            kind = node.get("type")
+            kind = kind if isinstance(kind, str) else None  # a list or object there is not ours to refuse
+            parts += kind in _MEDIA_TYPES
+            if reference is None and not in_tools:
+                reference = "an item_reference" if kind == "item_reference" else \
+                    _media_reference(node) if kind else None
+            stack.extend((value, in_tools or (node is document and key == "tools"))
+                         for key, value in node.items() if isinstance(value, (dict, list)))
+        else:
+            stack.extend((item, in_tools) for item in node if isinstance(item, (dict, list)))
+    return parts, reference
 
 
 def _server_tools(document: dict) -> list[tuple[int, dict, str]]:
@@ -110,16 +118,13 @@ def by_reference(route: str, document: dict) -> Optional[str]:
     """Why the request's input is not all in its body (None when it is)."""
     if route not in (CHAT, RESPONSES, MESSAGES):
         return None
-    return _provider_content(route, document) or _first_reference({k: v for k, v in document.items() if k != "tools"})
+    return _provider_content(route, document) or _scan(document)[1]
 
 
-def _media_parts(node: Any) -> int:
-    if isinstance(node, list):
-        return sum(_media_parts(item) for item in node)
-    if isinstance(node, dict):
-        own = 1 if node.get("type") in _MEDIA_TYPES else 0
-        return own + sum(_media_parts(v) for v in node.values() if isinstance(v, (list, dict)))
-    return 0
+def _ceiling(provided: Optional[str], media_parts: int, body_bytes: int) -> int:
+    if provided:
+        return CEILING_SERVER_CONTENT_TOKENS + body_bytes
+    return body_bytes + CEILING_OVERHEAD_TOKENS + CEILING_TOKENS_PER_MEDIA * media_parts
 
 
 def input_ceiling(route: str, document: dict, body_bytes: int) -> int:
@@ -128,9 +133,7 @@ def input_ceiling(route: str, document: dict, body_bytes: int) -> int:
     Reported input above this is not believed: it is charged at this ceiling and the call is
     marked clamped (docs/billing.md, "Bounds").
     """
-    if _provider_content(route, document):
-        return CEILING_SERVER_CONTENT_TOKENS + body_bytes
-    return body_bytes + CEILING_OVERHEAD_TOKENS + CEILING_TOKENS_PER_MEDIA * _media_parts(document)
+    return _ceiling(_provider_content(route, document), _scan(document)[0], body_bytes)
 
 
 def hold_input_tokens(body_bytes: int) -> int:
@@ -190,9 +193,13 @@ def hold_tiers(requested: Optional[str], price: Price) -> tuple:
 
 def plan(route: str, document: dict, body_bytes: int, *, output_tokens: int, service_tier: Optional[str],
          price: Price, context_window: int, tool_calls_ceiling: int) -> Plan:
-    reference = by_reference(route, document)
+    """The hold's inputs and the input bound, from one look at the request (the body is walked once)."""
+    provided = _provider_content(route, document)
+    media_parts, referenced = _scan(document)
+    reference = provided or (referenced if route in (CHAT, RESPONSES, MESSAGES) else None)
     input_tokens = hold_input_tokens(body_bytes)
     if reference:
         input_tokens = max(input_tokens, context_window)
     return Plan(input_tokens, output_tokens, tool_limits(route, document, tool_calls_ceiling),
-                hold_tiers(service_tier, price), reference)
+                hold_tiers(service_tier, price), reference,
+                input_bound=max(_ceiling(provided, media_parts, body_bytes), input_tokens))

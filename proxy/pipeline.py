@@ -122,8 +122,7 @@ class Gateway:
     def _open(self, caller, req: CallRequest, route: Route, model, body: Rewritten,
               plan: holds.Plan) -> calls.OpenCall:
         worst_case = Usage(input=plan.input_tokens, output=plan.output_tokens, units=plan.units)
-        ceiling = holds.input_ceiling(route.name, body.document, len(req.body))
-        bounds = calls.Bounds(input=max(ceiling, plan.input_tokens), output=body.output_ceiling, units=plan.units)
+        bounds = calls.Bounds(input=plan.input_bound, output=body.output_ceiling, units=plan.units)
         try:
             return calls.open_call(calls.new_request_id(), caller, model, worst_case, bounds, tiers=plan.tiers,
                                    client_ip=req.client_ip, route=route.name, streamed=body.stream)

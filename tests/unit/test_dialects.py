@@ -509,3 +509,9 @@ PATHS = {CHAT: "/v1/chat/completions", RESPONSES: "/v1/responses", MESSAGES: "/v
                          ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(CASES)])
 def test_the_fake_upstreams_usage_in_each_dialect_is_read_back(fake, dialect, route, knobs, expected, stream):
     assert call(fake, route, PATHS[route], dialect, stream, knobs) == expected
+
+
+def test_an_output_item_whose_type_is_not_a_string_counts_nothing():
+    from proxy.metering import units_from_body
+    assert units_from_body(RESPONSES, {"output": [{"type": ["web_search_call"]}, {"type": "web_search_call"}]}) == \
+        {"web_search": 1}

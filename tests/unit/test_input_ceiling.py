@@ -59,3 +59,10 @@ def test_tools_the_client_runs_do_not_widen_it(route, document):
 
 def test_the_hold_covers_half_the_bytes():
     assert holds.hold_input_tokens(1001) == 501
+
+
+@pytest.mark.parametrize("odd", [["image"], {"image": 1}, 3, None])
+def test_a_type_that_is_not_a_string_is_no_media_and_no_error(odd):
+    document = {"messages": [{"role": "user", "content": [{"type": odd, "image_url": {"url": "https://x/y.png"}}]}]}
+    assert input_ceiling(CHAT, document, 100) == 100 + OVERHEAD
+    assert holds.by_reference(CHAT, document) is None
