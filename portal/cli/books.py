@@ -1,0 +1,109 @@
+"""The books and the server: ledger verify|release-stale, credits expire, codes create, demo seed, serve."""
+import re
+from datetime import date, datetime, timedelta, timezone
+
+import click
+from flask import current_app
+
+from .. import calls, demo, expiry, giftcodes, ledger, serving
+from ..database import atomic
+from ..models import utcnow
+from ..money import format_usd, parse_usd
+from . import Moment, codes_cli, credits_cli, demo_cli, domain_command, ledger_cli, shown
+
+
+@ledger_cli.command("verify")
+def ledger_verify():
+    """Recompute balances and holds from the ledger; exit 1 on any discrepancy."""
+    problems = ledger.verify()
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        raise click.ClickException(f"{len(problems)} discrepancies found")
+    click.echo("ledger ok: every balance equals the sum of its entries, every held amount its open holds")
+
+
+@ledger_cli.command("release-stale")
+@click.option("--older-than-minutes", type=click.IntRange(min=1), default=180, show_default=True,
+              help="Release open holds placed longer ago than this; must exceed your longest call.")
+def ledger_release_stale(older_than_minutes):
+    """Release holds left open by calls that never finished (crashed processes); nothing is charged."""
+    released = calls.release_stale(utcnow() - timedelta(minutes=older_than_minutes))
+    click.echo(f"released {len(released)} stale hold(s){': ' + ', '.join(map(str, released)) if released else ''}")
+
+
+@domain_command(credits_cli, "expire")
+@click.option("--now", "now", type=Moment(), help="Act as if it were this moment (default: now).")
+def credits_expire(now):
+    """Expire credit past its date and send the 30- and 7-day warnings; safe to run again.
+
+    From cron, hourly:  0 * * * *  cd /srv/tollgate && .venv/bin/flask --app wsgi credits expire
+    """
+    # The job commits account by account and mails after each commit (see expiry.py); the
+    # transaction this command is wrapped in has nothing left to do by then.
+    report = expiry.run(now)
+    for item in report.expired:
+        click.echo(f"expired {format_usd(item.amount)} of account {item.account_id} ({shown(item.email)}): "
+                   f"credits expired on {item.expired_at:%Y-%m-%d}")
+    for item in report.warned:
+        click.echo(f"warned {shown(item.email)} (account {item.account_id}, {format_usd(item.balance)}): "
+                   f"credits expire on {item.expires_at:%Y-%m-%d}, {item.days}-day warning")
+    for account_id in report.in_flight:
+        click.echo(f"skipped account {account_id}: a call is in flight; a later run expires it")
+    click.echo(expiry.summary(report))
+
+
+
+
+
+def _code_expiry(text: str | None):
+    """An ISO 8601 moment (UTC when it names no offset); a date alone means the end of that day, UTC."""
+    if text is None:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+            day = date.fromisoformat(text.strip())
+            return datetime.combine(day + timedelta(days=1), datetime.min.time(), timezone.utc)
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.ClickException(f"--expires must be an ISO 8601 date or moment, got {text!r}") from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+@domain_command(codes_cli, "create")
+@click.argument("usd")
+@click.option("--count", type=click.IntRange(1, giftcodes.MAX_COUNT), default=1, show_default=True,
+              help="How many codes to make.")
+@click.option("--expires", help="ISO 8601 moment (UTC unless it says otherwise); a date alone: the end of that day, UTC.")
+@click.option("--counts-as-topup", is_flag=True, help="Redeeming moves the credits' expiry like a paid top-up.")
+def codes_create(usd, count, expires, counts_as_topup):
+    """Make gift codes worth USD each; every code is printed once, one per line, and never again."""
+    amount = parse_usd(usd)
+    expires_at = _code_expiry(expires)
+    codes = giftcodes.create(amount, count, expires_at, counts_as_topup)
+    for code in codes:
+        click.echo(code)
+    # On stderr, so `codes create ... > codes.txt` writes only codes.
+    click.echo(f"created {len(codes)} gift code(s) of {format_usd(amount)} each, "
+               f"{'expiring ' + expires_at.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M UTC') if expires_at else 'never expiring'}, "
+               f"{'counting' if counts_as_topup else 'not counting'} as a top-up for expiry", err=True)
+
+
+@demo_cli.command("seed")
+def demo_seed():
+    """Create the demo admin, demo user, echo upstream and demo model once; print the credentials."""
+    with atomic():
+        created = demo.seed(current_app.instance_path)
+    click.echo(demo.credentials_text(current_app.instance_path) if created is None else created)
+
+
+@click.command("serve")
+def serve():
+    """Serve the portal and proxy with waitress on HOST:PORT."""
+    app = current_app._get_current_object()
+    server = serving.create(app, app.config["HOST"], app.config["PORT"])
+    click.echo(f"serving on http://{app.config['HOST']}:{server.effective_port}/ ({app.config['PORTAL_ENV']}, "
+               f"{app.config['SERVE_THREADS']} threads)")
+    if expiry.start_timer(app) is not None:  # a database claim keeps other processes from running it too
+        click.echo(f"expiry job: every {app.config['JOBS_INTERVAL_SECONDS']} seconds")
+    server.run()
