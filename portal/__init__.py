@@ -42,7 +42,8 @@ def create_app(config: Optional[dict] = None) -> Flask:
     import proxy
 
     from . import cli, ratelimit, security, stripe_gateway
-    from .views import account, auth, billing, codes, dashboard, errors, keys, pages, refunds, statement, usage, webhooks
+    from .views import (account, admin, auth, billing, codes, dashboard, errors, keys, pages, refunds, statement,
+                        usage, webhooks)
 
     security.init_app(app)
     app.add_template_filter(format_usd, "usd")
@@ -52,7 +53,7 @@ def create_app(config: Optional[dict] = None) -> Flask:
     ratelimit.init_app(app)
     stripe_gateway.init_app(app)
     for blueprint in (pages.bp, auth.bp, dashboard.bp, keys.bp, usage.bp, account.bp, billing.bp, codes.bp, refunds.bp,
-                      statement.bp, webhooks.bp):
+                      statement.bp, webhooks.bp, admin.bp):
         app.register_blueprint(blueprint)
     app.before_request(auth.require_consent)
     proxy.init_app(app)

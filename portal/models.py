@@ -603,3 +603,26 @@ class ContactMessage(db.Model):
     message: Mapped[str] = mapped_column(Text)
     ip: Mapped[Optional[str]] = mapped_column(String(45))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEntry(db.Model):
+    """One operator action: who, what, when, from which address, and the target before and after.
+
+    Append-only: database triggers refuse UPDATE and DELETE (migration 0010).
+    """
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_entry_target", "target_type", "target_id", "id"),
+                      Index("ix_audit_entry_action", "action", "id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))  # None: the CLI
+    actor: Mapped[str] = mapped_column(String(254))  # the admin's address then, or "cli:<login>"
+    ip: Mapped[Optional[str]] = mapped_column(String(45))
+    action: Mapped[str] = mapped_column(String(64))  # "user.suspend", "price.set", ...
+    target_type: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    target_id: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    before: Mapped[Optional[dict]] = mapped_column(JSON)
+    after: Mapped[Optional[dict]] = mapped_column(JSON)

@@ -58,3 +58,35 @@ def open_checkout(user, cents=2_000, *, record=True) -> str:
                                    status=PaymentStatus.PENDING.value, amount=stripe_gateway.micro(cents),
                                    checkout_session_id=checkout.id))
     return checkout.id
+
+
+ADMIN_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # a fixed secret: tests compute its codes
+
+
+def make_admin(email="admin@example.com", *, two_factor=True, **kwargs):
+    """An admin (verified), with two-factor on unless `two_factor=False`: the console needs it."""
+    from portal.models import User, utcnow
+
+    user = make_user(email, admin=True, **kwargs)
+    if two_factor:
+        with atomic():
+            row = db.session.get(User, user.id)
+            row.totp_secret, row.totp_enabled_at = ADMIN_TOTP_SECRET, utcnow()
+    return user
+
+
+def totp_code(user_id: int) -> str:
+    """A code the user's authenticator would show that has not been used yet: the earliest step
+    the server still accepts (one either side of now) above the last one used."""
+    import pyotp
+
+    from portal.models import User, utcnow
+
+    db.session.rollback()
+    user = db.session.get(User, user_id)
+    totp = pyotp.TOTP(user.totp_secret)
+    now = totp.timecode(utcnow())
+    last = user.totp_last_step if user.totp_last_step is not None else now - 2
+    step = max(now - 1, last + 1)
+    assert step <= now + 1, "three logins of one admin within 30 seconds: no unused code is left"
+    return totp.generate_otp(step)

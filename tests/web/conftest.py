@@ -3,7 +3,7 @@
 import pytest
 
 from portal import users
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, make_admin, make_user, totp_code
 
 
 class Auth:
@@ -34,6 +34,20 @@ class Auth:
         response = self.login(email, kwargs.get("password", PASSWORD))
         assert response.status_code == 302, f"could not log in as {email}"
         return user
+
+    def admin(self, email="admin@example.com", client=None, **kwargs):
+        """Make an admin with two-factor on and log in through both steps; returns the user."""
+        user = make_admin(email, **kwargs)
+        self.admin_login(user, client=client)
+        return user
+
+    def admin_login(self, user, client=None):
+        client = client or self.client
+        response = self.login(user.email, client=client)
+        assert response.status_code == 302 and "/login/2fa" in response.headers["Location"], response.status_code
+        response = client.post("/login/2fa", data={"code": totp_code(user.id)})
+        assert response.status_code == 302, f"could not complete two-factor login as {user.email}"
+        return response
 
 
 @pytest.fixture

@@ -1,0 +1,2 @@
+"""Console: upstreams (being built; see issue 10)."""
+from . import bp  # noqa: F401
