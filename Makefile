@@ -61,3 +61,4 @@ BENCH_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 bench: dev-setup
 	BENCH_POSTGRES_URL=$(BENCH_POSTGRES_URL) $(BIN)/python -m bench.ledger_bench
 	$(BIN)/python -m bench.proxy_bench
+	BENCH_POSTGRES_URL=$(BENCH_POSTGRES_URL) $(BIN)/python -m bench.dashboard_bench

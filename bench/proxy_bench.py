@@ -71,7 +71,8 @@ def main():
         run("users", "create", "bench@example.com", "--verified")
         run("credits", "grant", "bench@example.com", "100000", "--reason", "bench")
         key = run("keys", "create", "bench@example.com").strip().splitlines()[-1]
-        run("upstreams", "add", "fake", "--protocol", "openai", "--base-url", fake.url + "/v1", "--api-key", OPENAI_KEY)
+        run("upstreams", "add", "fake", "--protocol", "openai", "--base-url", fake.url + "/v1", "--api-key", OPENAI_KEY,
+            "--allow-private-host")
         run("upstreams", "add", "echo", "--protocol", "echo")
         run("models", "set", "bench", "--upstream", "fake", "--input", "1", "--output", "2")
         run("models", "set", "bench-echo", "--upstream", "echo", "--input", "1", "--output", "2")

@@ -50,12 +50,19 @@ def create_app(config: Optional[dict] = None) -> Flask:
     app.context_processor(lambda: {"now": utcnow()})
     # Form macros as globals, so a block rendered alone for htmx has them too.
     app.jinja_env.globals["field"] = app.jinja_env.get_template("_macros.html").module.field
+    from .legal import banner as legal_banner
+    app.jinja_env.globals["legal_banner"] = legal_banner  # scheduled terms changes (_legal_banner.html)
     ratelimit.init_app(app)
     stripe_gateway.init_app(app)
     for blueprint in (pages.bp, auth.bp, dashboard.bp, keys.bp, usage.bp, account.bp, billing.bp, codes.bp, refunds.bp,
                       statement.bp, webhooks.bp, admin.bp):
         app.register_blueprint(blueprint)
+    from .views import status as status_views
+    app.register_blueprint(status_views.bp)  # the public /status page
+    status_views.init_app(app)  # branding and the maintenance banner in every template; the logo
     app.before_request(auth.require_consent)
+    from .views import readonly
+    app.before_request(readonly.refuse_changes)  # a suspended person's portal is read-only
     proxy.init_app(app)
     csrf.exempt(proxy.bp)
     csrf.exempt(webhooks.bp)  # Stripe signs its requests; there is no session to forge

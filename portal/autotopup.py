@@ -30,7 +30,7 @@ from typing import Optional
 from flask import Flask, render_template
 from sqlalchemy import bindparam, func, or_, select
 
-from . import links, mail, notices, stripe_gateway, topups
+from . import links, mail, notices, sitesettings, stripe_gateway, topups
 from .database import atomic
 from .errors import InvalidAmount
 from .extensions import db
@@ -110,7 +110,7 @@ def attempt(account_id: int, now: Optional[datetime] = None) -> str:
             customer=customer, payment_method=payment_method, amount_cents=stripe_gateway.cents(amount),
             idempotency_key=f"autotopup:{payment_id}",
             metadata={"auto_topup": "true", "account_id": str(account_id), "payment_id": str(payment_id)},
-            description=f"Tollgate automatic top-up, {format_usd(amount)}")
+            description=f"{sitesettings.site_name()} automatic top-up, {format_usd(amount)}")
     except stripe_gateway.CardDeclined as exc:
         return _failed_now(payment_id, str(exc), exc.payment_intent)
     except stripe_gateway.StripeUnavailable as exc:

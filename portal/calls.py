@@ -55,6 +55,8 @@ class OpenCall:
     route: str
     streamed: bool
     started_at: datetime
+    # What the operator pays upstream, taken with the hold like the price (None: not known).
+    cost_price: Optional[Price] = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def open_call(request_id: str, caller: apikeys.Caller, model: ServingModel, wors
     db.session.close()  # give the connection back to the pool while the upstream works
     return OpenCall(request_id, caller.account_id, caller.key_id, model.id, model.public_id, model.upstream.id,
                     model.price_id, model.price, hold_id, amount, worst_case, bounds, client_ip, route, streamed,
-                    utcnow())
+                    utcnow(), model.cost_price)
 
 
 # The order the input-side classes take their share of the input bound, and the output-side ones of
@@ -155,6 +157,8 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
             usage = bounded
     priced = None if usage is None else breakdown(call.price, usage)
     cost = 0 if priced is None else priced.cost
+    # The operator's cost of the same usage by the same rule; None when the model has no cost price.
+    upstream_cost = None if call.cost_price is None else quote(call.cost_price, usage or Usage())
     noted = [] if priced is None else flags(priced) + list(usage.notes)
     if noted:
         log.warning("call %s (%s): %s", call.request_id, call.public_id, "; ".join(noted))
@@ -179,7 +183,7 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
             input_audio_tokens=used.input_audio, output_audio_tokens=used.output_audio,
             reasoning_tokens=used.reasoning, units=dict(used.units) or None, service_tier=used.service_tier,
             long_context=bool(priced and priced.long_context), flags=noted or None,
-            cost=cost, status=outcome.status,
+            cost=cost, upstream_cost=upstream_cost, status=outcome.status,
             usage_estimated=outcome.estimated, usage_clamped=clamped, http_status=outcome.http_status, error=outcome.error,
             client_ip=call.client_ip, route=call.route, streamed=call.streamed, started_at=call.started_at,
             first_byte_ms=outcome.first_byte_ms, duration_ms=outcome.duration_ms,

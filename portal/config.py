@@ -7,6 +7,7 @@ import ipaddress
 import os
 import re
 import secrets
+from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -204,6 +205,31 @@ def _stripe(environ, production: bool) -> dict:
     }
 
 
+def _branding(environ) -> dict:
+    """Branding defaults (the console can override each; see sitesettings.py)."""
+    values = {}
+    for name, longest in (("SITE_NAME", 60), ("CONTACT_EMAIL", 254), ("OPERATOR_NAME", 200), ("OPERATOR_ADDRESS", 300)):
+        value = " ".join((environ.get(name) or "").split())
+        if len(value) > longest:
+            raise ConfigError(f"{name} must be at most {longest} characters")
+        values[name] = value
+    if values["CONTACT_EMAIL"] and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", values["CONTACT_EMAIL"]):
+        raise ConfigError(f"CONTACT_EMAIL must be an email address, got {values['CONTACT_EMAIL']!r}")
+    # Unset, the site is named as its mail is signed (MAIL_FROM's display name), else "Tollgate".
+    values["SITE_NAME"] = values["SITE_NAME"] or parseaddr(environ.get("MAIL_FROM") or "")[0].strip() or "Tollgate"
+    return values
+
+
+def _upstream_keys(environ) -> tuple[str, ...]:
+    """UPSTREAM_KEYS_SECRET: Fernet keys, comma-separated (the first encrypts, all decrypt); () when unset."""
+    from .secretbox import SecretBoxError, parse_keys
+
+    try:
+        return parse_keys(environ.get("UPSTREAM_KEYS_SECRET") or "")
+    except SecretBoxError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def call_limits(config) -> tuple[int, int, int]:
     """Calls in flight at once per process: (in all, per account, per key), defaults applied.
 
@@ -213,6 +239,14 @@ def call_limits(config) -> tuple[int, int, int]:
     total = config["PROXY_MAX_INFLIGHT"]
     per_account = min(config["PROXY_MAX_INFLIGHT_PER_ACCOUNT"] or max(1, total // 4), total)
     return total, per_account, min(config["PROXY_MAX_INFLIGHT_PER_KEY"] or per_account, per_account)
+
+
+def _operator_email(environ) -> str:
+    raw = (environ.get("OPERATOR_EMAIL") or "").strip()
+    # One plain address: it becomes a mail header.
+    if raw and not re.fullmatch(r"[^@\s,;<>()\"\\]+@[^@\s,;<>()\"\\]+\.[^@\s,;<>()\"\\.]+", raw):
+        raise ConfigError(f"OPERATOR_EMAIL must be one email address, like operator@example.com, got {raw!r}")
+    return raw
 
 
 def load(instance_path: str, environ=os.environ) -> dict:
@@ -238,6 +272,7 @@ def load(instance_path: str, environ=os.environ) -> dict:
         "REDIS_PREFIX": environ.get("REDIS_PREFIX", "tollgate:"),
         "SMTP_URL": environ.get("SMTP_URL", ""),
         "MAIL_FROM": environ.get("MAIL_FROM", "Tollgate <no-reply@localhost>"),
+        **_branding(environ),
         "MAIL_OUTBOX": environ.get("MAIL_OUTBOX") or str(instance / "outbox"),
         "HOST": host,
         "PORT": port,
@@ -261,6 +296,9 @@ def load(instance_path: str, environ=os.environ) -> dict:
         "UPSTREAM_FIRST_BYTE_TIMEOUT": _seconds(environ, "UPSTREAM_FIRST_BYTE_TIMEOUT", 600.0),
         "UPSTREAM_IDLE_TIMEOUT": _seconds(environ, "UPSTREAM_IDLE_TIMEOUT", 120.0),
         "MODEL_CACHE_SECONDS": _seconds(environ, "MODEL_CACHE_SECONDS", 5.0),
+        # Fernet key(s) encrypting upstream credentials at rest; unset: derived from SECRET_KEY
+        # (portal/secretbox.py). An invalid value refuses to start, naming the setting.
+        "UPSTREAM_KEYS_SECRET": _upstream_keys(environ),
         # A stream whose client left is read on for up to this long, off the server's threads, for
         # the usage the upstream reports at its end (docs/billing.md, "Disconnects"); 0: not read.
         "DRAIN_SECONDS": _seconds(environ, "DRAIN_SECONDS", 5.0, zero_allowed=True),
@@ -274,6 +312,16 @@ def load(instance_path: str, environ=os.environ) -> dict:
         # The expiry job (expire credits, warn 30 and 7 days ahead) runs this often inside `serve`;
         # 0 turns the timer off (run `flask credits expire` from cron instead).
         "JOBS_INTERVAL_SECONDS": _int(environ, "JOBS_INTERVAL_SECONDS", 3600, minimum=0),
+        # Privacy jobs in the same run (retention.py): client addresses are erased after this many
+        # days; a closed account's personal data this many days after closing (180: a refund paid
+        # by hand and a card dispute, which banks take for about 120 days, can still be handled).
+        "IP_RETENTION_DAYS": _int(environ, "IP_RETENTION_DAYS", 90),
+        "CLOSED_ACCOUNT_RETENTION_DAYS": _int(environ, "CLOSED_ACCOUNT_RETENTION_DAYS", 180, minimum=0),
+        # Contact messages are mailed here as they arrive (the console's inbox keeps them too);
+        # unset: no mail, and the inbox says so.
+        "OPERATOR_EMAIL": _operator_email(environ),
+        # Announcements are mailed in the background (by `serve`) at most this many a minute.
+        "ANNOUNCE_PER_MINUTE": _int(environ, "ANNOUNCE_PER_MINUTE", 60),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -15,7 +15,8 @@ turns what is left into one `expiry` entry per account and top-up:
 
 `flask --app wsgi credits expire` runs it by hand or from cron; `serve` also runs it every
 JOBS_INTERVAL_SECONDS in a background thread, and `claim` makes sure one process across all
-machines does so per interval.
+machines does so per interval. The same claimed run then does the other periodic jobs
+(`other_jobs`: the privacy jobs in retention.py and the dashboards' rollups).
 """
 import logging
 import threading
@@ -185,11 +186,35 @@ def run_due(app: Flask, now: Optional[datetime] = None) -> Optional[Report]:
                 if not claim(JOB, interval, now):
                     return None
             report = run(now)
+            other_jobs(app, now)
             with atomic():
                 db.session.execute(_job_run.update().where(_job_run.c.name == JOB).values(finished_at=utcnow()))
             return report
         finally:
             db.session.remove()
+
+
+def other_jobs(app: Flask, now: Optional[datetime] = None, echo=None) -> None:
+    """The other periodic jobs, in the same claimed run: privacy (retention.py), dashboard rollups, and
+    the advance notice of new terms (legal.py) that a restart interrupted.
+
+    Each is logged and its failure kept from the others; each resumes where it stopped next run.
+    """
+    from . import dashboards, legal, retention
+
+    for name, job in (("privacy", lambda: retention.run(app.config, now).summary()),
+                      ("dashboard rollups", lambda: f"{len(dashboards.refresh_rollups(now))} day(s) rolled up"),
+                      ("legal notices", lambda: f"{legal.resume_notices()} notice(s) of new terms mailed")):
+        try:
+            outcome = job()
+            log.info("%s job: %s", name, outcome)
+            if echo is not None:
+                echo(f"{name}: {outcome}")
+        except Exception:
+            db.session.rollback()
+            log.exception("the %s job failed; it runs again in the next interval", name)
+            if echo is not None:
+                echo(f"{name}: failed (see the log); it runs again next time")
 
 
 def start_timer(app: Flask) -> Optional[threading.Event]:

@@ -9,23 +9,43 @@ import ssl
 import uuid
 from datetime import datetime, timezone
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app
 
+from . import sitesettings
+
 log = logging.getLogger(__name__)
 
 
+def sender(brand: sitesettings.Branding) -> str:
+    """MAIL_FROM's address under the site's name as the display name (the console can rename the site)."""
+    _, address = parseaddr(current_app.config["MAIL_FROM"])
+    return formataddr((brand.site_name, address or "no-reply@localhost"))
+
+
+def signature(brand: sitesettings.Branding) -> str:
+    """The closing lines of every mail: the site, and who runs it when the operator said so."""
+    lines = [f"-- \n{brand.site_name}"]
+    identity = ", ".join(part for part in (brand.operator_name, brand.operator_address) if part)
+    if identity:
+        lines.append(identity)
+    if brand.contact_email:
+        lines.append(f"Contact: {brand.contact_email}")
+    return "\n".join(lines)
+
+
 def compose(to: str, subject: str, body: str) -> EmailMessage:
+    brand = sitesettings.branding()
     message = EmailMessage()
-    message["From"] = current_app.config["MAIL_FROM"]
+    message["From"] = sender(brand)
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="tollgate.local")
-    message.set_content(body)
+    message.set_content(f"{body.rstrip()}\n\n{signature(brand)}\n")
     return message
 
 

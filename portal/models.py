@@ -7,14 +7,15 @@ inserted; the ledger's append-only rule is also enforced by database triggers (s
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Optional
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Date, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from .extensions import db
+from .secretbox import EncryptedText
 
 
 def utcnow() -> datetime:
@@ -97,13 +98,20 @@ class User(db.Model):
     # The TOTP time step (unix time // 30) of the last code accepted: a code works once, and
     # never after a later one (RFC 6238, section 5.2).
     totp_last_step: Mapped[Optional[int]] = mapped_column()
+    # When the closed-account retention job cleared this person's data (retention.py).
+    personal_data_erased_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     account: Mapped["Account"] = relationship(back_populates="user", uselist=False)
 
-    # Flask-Login protocol.
+    # Flask-Login protocol. "Active" there means "may log in": a suspended person still may, to a
+    # read-only portal (views/readonly.py); a terminated account may not.
     @property
     def is_active(self) -> bool:
-        return self.status == UserStatus.ACTIVE.value
+        return self.status != UserStatus.TERMINATED.value
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.status == UserStatus.SUSPENDED.value
 
     @property
     def is_authenticated(self) -> bool:
@@ -194,7 +202,13 @@ class Upstream(db.Model):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     protocol: Mapped[str] = mapped_column(String(16))
     base_url: Mapped[Optional[str]] = mapped_column(String(500))
-    api_key: Mapped[Optional[str]] = mapped_column(Text)
+    # Encrypted at rest (portal.secretbox); the application sees plaintext, never shown or logged.
+    api_key: Mapped[Optional[str]] = mapped_column(EncryptedText)
+    # Disabled: its models answer as unavailable until it is enabled again.
+    enabled: Mapped[bool] = mapped_column(default=True, server_default="1")
+    # The operator allowed this upstream's host to resolve to a private, loopback or link-local
+    # address (portal.egress); otherwise such addresses are refused, at saving and at each call.
+    allow_private_host: Mapped[bool] = mapped_column(default=False, server_default="0")
     # How the upstream reports usage (proxy.metering.DIALECTS): set by the operator or guessed
     # from the base URL's host.
     dialect: Mapped[str] = mapped_column(String(32), default="generic-openai", server_default="generic-openai")
@@ -224,6 +238,9 @@ class CatalogModel(db.Model):
     tool_calls_ceiling: Mapped[Optional[int]] = mapped_column()
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # What the operator pays upstream, in the price file's shape (decimal strings of USD):
+    # {"usd_per_million": {"input": "2.5", ...}, ...}; None: not known. Feeds usage_record.upstream_cost.
+    cost_price: Mapped[Optional[dict]] = mapped_column(JSON)
 
     upstream: Mapped[Upstream] = relationship()
 
@@ -264,6 +281,8 @@ class ModelPrice(db.Model):
     long_context: Mapped[Optional[dict]] = mapped_column(JSON)
     service_tiers: Mapped[Optional[dict]] = mapped_column(JSON)
     effective_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A future change withdrawn before it took effect: kept for the record, never in force.
+    withdrawn_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
 
 class LedgerEntry(db.Model):
@@ -273,6 +292,7 @@ class LedgerEntry(db.Model):
     __table_args__ = (
         _enum_check("kind", EntryKind),
         Index("ix_ledger_entry_account", "account_id", "id"),
+        Index("ix_ledger_entry_kind_time", "kind", "created_at"),  # refunds and disputes per day
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -296,6 +316,9 @@ class Hold(db.Model):
         _enum_check("status", HoldStatus),
         CheckConstraint("amount >= 0", name="hold_amount_not_negative"),
         Index("ix_hold_open", "account_id", "status"),
+        # The console's open holds, oldest first (dashboards.py).
+        Index("ix_hold_open_age", "created_at", sqlite_where=text("status = 'open'"),
+              postgresql_where=text("status = 'open'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -313,7 +336,14 @@ class UsageRecord(db.Model):
     """One proxied call: who, what, how many tokens of each class, the price paid, the outcome."""
 
     __tablename__ = "usage_record"
-    __table_args__ = (Index("ix_usage_account_time", "account_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_usage_account_time", "account_id", "started_at"),
+        # A day's calls, for the dashboards' rollups and today's live figures (dashboards.py).
+        Index("ix_usage_started", "started_at"),
+        # Records whose client address is still kept: what the IP retention job erases (retention.py).
+        Index("ix_usage_ip_kept", "started_at", sqlite_where=text("client_ip IS NOT NULL"),
+              postgresql_where=text("client_ip IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[str] = mapped_column(String(40), unique=True)
@@ -341,6 +371,9 @@ class UsageRecord(db.Model):
     # For the operator: unpriced classes, units or tiers, and how the meter read the usage.
     flags: Mapped[Optional[list]] = mapped_column(JSON)
     cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What the call cost the operator upstream (the model's cost price, same usage, same rule);
+    # None when the model had no cost price. The margin dashboard reads it.
+    upstream_cost: Mapped[Optional[int]] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(32))
     usage_estimated: Mapped[bool] = mapped_column(default=False)
     # The upstream reported more than the request allowed; the record holds what was charged.
@@ -374,10 +407,23 @@ class LegalDocument(db.Model):
     body: Mapped[str] = mapped_column(Text)
     significant: Mapped[bool] = mapped_column(default=False)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A significant change may take effect later than its publication (notice in advance);
+    # None: at publication (see legal.py).
+    effective_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+    @property
+    def takes_effect(self) -> datetime:
+        return self.effective_at or self.published_at
+
+    @property
+    def is_upcoming(self) -> bool:
+        """Published, but not in force yet."""
+        return self.takes_effect > utcnow()
 
 
 class TermsAcceptance(db.Model):
     __tablename__ = "terms_acceptance"
+    __table_args__ = (Index("ix_terms_acceptance_document", "document_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
@@ -386,6 +432,21 @@ class TermsAcceptance(db.Model):
     ip: Mapped[Optional[str]] = mapped_column(String(45))
 
     document: Mapped[LegalDocument] = relationship()
+
+
+class LegalDecline(db.Model):
+    """A person declined a version at the consent page (which also asks for their refund)."""
+
+    __tablename__ = "legal_decline"
+    __table_args__ = (db.UniqueConstraint("user_id", "document_id", name="uq_legal_decline_user_document"),
+                      Index("ix_legal_decline_document", "document_id", "id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    document_id: Mapped[int] = mapped_column(ForeignKey("legal_document.id"))
+    declined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[Optional[str]] = mapped_column(String(45))
+    reason: Mapped[Optional[str]] = mapped_column(Text)
 
 
 class TokenPurpose(str, enum.Enum):
@@ -497,6 +558,7 @@ class Payment(db.Model):
         _enum_check("source", PaymentSource),
         CheckConstraint("amount > 0 AND refunded >= 0 AND disputed >= 0", name="payment_amounts_valid"),
         Index("ix_payment_account", "account_id", "id"),
+        Index("ix_payment_paid", "status", "paid_at"),  # top-ups per day
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -593,8 +655,18 @@ class JobRun(db.Model):
     finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
 
+class ContactCategory(str, enum.Enum):
+    QUESTION = "question"
+    BILLING = "billing"
+    ABUSE = "abuse"
+
+
 class ContactMessage(db.Model):
+    """A message from the contact form; open until the operator marks it handled (inbox.py)."""
+
     __tablename__ = "contact_message"
+    __table_args__ = (_enum_check("category", ContactCategory),
+                      Index("ix_contact_message_queue", "handled_at", "id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))
@@ -603,6 +675,98 @@ class ContactMessage(db.Model):
     message: Mapped[str] = mapped_column(Text)
     ip: Mapped[Optional[str]] = mapped_column(String(45))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    category: Mapped[str] = mapped_column(String(16), default=ContactCategory.QUESTION.value,
+                                          server_default=ContactCategory.QUESTION.value)
+    # An abuse report's key hint ("tg_…abcd") or request id ("req_..."); never a whole key.
+    reference: Mapped[Optional[str]] = mapped_column(String(64))
+    # The key the report names exactly (a pasted whole key, or the request id's key), if any.
+    api_key_id: Mapped[Optional[int]] = mapped_column(ForeignKey("api_key.id"))
+    handled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    handled_by: Mapped[Optional[str]] = mapped_column(String(254))
+
+
+class ContactReply(db.Model):
+    """The operator's answer to a contact message, mailed to its sender and kept in the thread."""
+
+    __tablename__ = "contact_reply"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("contact_message.id"), index=True)
+    author_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))  # None: the CLI
+    author: Mapped[str] = mapped_column(String(254))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Audience(str, enum.Enum):
+    ALL = "all"        # every verified account that is not closed
+    ACTIVE = "active"  # active, verified, and a call or a top-up in the last 90 days
+
+
+class Announcement(db.Model):
+    """A mail to many users, sent in the background (announcements.py): its recipients are rows.
+
+    `worker` and `lease_until` say which process is sending it: one at a time, so the throttle
+    holds across processes; a process that stops lets its lease run out and another goes on.
+    """
+
+    __tablename__ = "announcement"
+    __table_args__ = (_enum_check("audience", Audience),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    audience: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    recipients: Mapped[int] = mapped_column(default=0)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    worker: Mapped[Optional[str]] = mapped_column(String(64))
+    lease_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+
+
+class AnnouncementRecipient(db.Model):
+    """One person an announcement goes to; `sent_at` is set (a conditional UPDATE) before the mail goes."""
+
+    __tablename__ = "announcement_recipient"
+    __table_args__ = (Index("uq_announcement_recipient", "announcement_id", "user_id", unique=True),
+                      Index("ix_announcement_recipient_due", "announcement_id", "sent_at", "id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    announcement_id: Mapped[int] = mapped_column(ForeignKey("announcement.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    skipped: Mapped[bool] = mapped_column(default=False)  # closed since: no address to mail
+
+
+class SiteSetting(db.Model):
+    """An operator setting changed in the console (branding, maintenance); it overrides the configuration."""
+
+    __tablename__ = "site_setting"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Incident(db.Model):
+    """An incident the operator wrote for the public status page; ongoing until `resolved_at`."""
+
+    __tablename__ = "incident"
+    __table_args__ = (Index("ix_incident_started", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# The status page's recent windows per model (status.py); declared here, outside UsageRecord,
+# so the class itself stays as it is.
+Index("ix_usage_model_time", UsageRecord.model_id, UsageRecord.started_at)
 
 
 class AuditEntry(db.Model):
@@ -626,3 +790,54 @@ class AuditEntry(db.Model):
     reason: Mapped[Optional[str]] = mapped_column(Text)
     before: Mapped[Optional[dict]] = mapped_column(JSON)
     after: Mapped[Optional[dict]] = mapped_column(JSON)
+
+
+# -- the console's dashboards: daily rollups of usage (dashboards.py) -------------------------
+
+class RollupDay(db.Model):
+    """A UTC day whose usage is summed in the rollup tables below; days not listed are read live."""
+
+    __tablename__ = "rollup_day"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    rolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UsageDay(db.Model):
+    """One day's calls of one model on one upstream."""
+
+    __tablename__ = "usage_day"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    upstream_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    model_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    calls: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    spend: Mapped[int] = mapped_column(BigInteger)
+    # The calls whose upstream cost is known, what they were charged, and that cost.
+    costed_calls: Mapped[int] = mapped_column(BigInteger)
+    costed_spend: Mapped[int] = mapped_column(BigInteger)
+    upstream_cost: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageAccountDay(db.Model):
+    """One day's calls and spend of one account."""
+
+    __tablename__ = "usage_account_day"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    account_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    calls: Mapped[int] = mapped_column(BigInteger)
+    spend: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageLatencyDay(db.Model):
+    """How many of a day's calls on an upstream took as long as one latency bucket (dashboards.BUCKETS_MS)."""
+
+    __tablename__ = "usage_latency_day"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    upstream_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    metric: Mapped[str] = mapped_column(String(16), primary_key=True)  # "duration" or "first_byte"
+    bucket: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    calls: Mapped[int] = mapped_column(BigInteger)

@@ -9,20 +9,23 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Collection, Optional, Sequence
+from typing import Collection, Mapping, Optional, Sequence
 
 from sqlalchemy import select
 
 from . import catalog
+from .audit import Actor
 from .errors import InvalidAmount, InvalidInput
 from .extensions import db
 from .models import CatalogModel
 from .money import parse_usd
-from .pricing import BASE_TIERS, CLASS_ALIASES, NAME_PATTERN, PRICE_FIELDS, TOKEN_CLASSES, Price, price_from_spec, price_to_spec
+from .pricing import (BASE_TIERS, CLASS_ALIASES, NAME_PATTERN, PRICE_FIELDS, TOKEN_CLASSES, Price, price_from_spec,
+                      price_to_spec, usd_text)
 
 MODEL_FIELDS = ("upstream_model", "max_output_tokens", *catalog.MODEL_SETTINGS)
-FIELDS = ("id", "upstream", *MODEL_FIELDS, *sorted(PRICE_FIELDS))
+FIELDS = ("id", "upstream", *MODEL_FIELDS, *sorted(PRICE_FIELDS), "cost_price")
 _WHOLE_FIELDS = ("max_output_tokens", "context_window", "tool_calls_ceiling")
 _MAX_ERRORS = 20
 
@@ -36,6 +39,11 @@ class Entry:
     upstream: str
     price: Price
     fields: dict   # the MODEL_FIELDS the file gives; the others are kept
+    # The cost price the file gives (None: clear it), or KEEP when the file says nothing of it.
+    cost: object = "keep"
+
+
+KEEP = "keep"  # Entry.cost when the file leaves the cost price as it is
 
 
 def _refuse(errors: list[str], what: str) -> InvalidInput:
@@ -70,10 +78,22 @@ def _entry(where: str, spec, upstreams: Collection[str]) -> Entry:
         price = price_from_spec({name: spec[name] for name in PRICE_FIELDS if name in spec}, where)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+    cost = KEEP
+    if spec.get("cost_price", KEEP) is None:
+        cost = None
+    elif "cost_price" in spec:
+        cost_spec = spec["cost_price"]
+        if not isinstance(cost_spec, dict) or set(cost_spec) - PRICE_FIELDS:
+            raise InvalidInput(f"{where}.cost_price must be null or an object with {', '.join(sorted(PRICE_FIELDS))} "
+                               "(what you pay upstream, in the same shape as the price)")
+        try:
+            cost = price_from_spec(cost_spec, f"{where}.cost_price")
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
     if spec["upstream"] not in upstreams:
         raise InvalidInput(f"{where}.upstream: no upstream named {spec['upstream']!r}; add it first "
                            f"(flask --app wsgi upstreams add {spec['upstream']} --protocol ... --base-url ...)")
-    return Entry(where, model_id, spec["upstream"], price, fields)
+    return Entry(where, model_id, spec["upstream"], price, fields, cost)
 
 
 def _check_fields(fields: dict) -> None:
@@ -150,6 +170,9 @@ def _column(name: str) -> Optional[tuple]:
     """What a CSV column holds: ("field", name), ("class", class), ("fee", unit), ("long_context_above",),
     ("long_context", class) or ("tier", tier, class); None for a name that is none of these."""
     kind, _, rest = name.partition(":")
+    if kind == "cost" and rest:  # the cost price: cost:input, cost:fee:web_search, cost:tier:priority:output, ...
+        inner = _column(rest)
+        return ("cost", inner) if inner is not None and inner[0] not in ("field", "cost") else None
     if not rest:
         if name in ("id", "upstream", *MODEL_FIELDS):
             return ("field", name)
@@ -171,11 +194,13 @@ def _column(name: str) -> Optional[tuple]:
 
 CSV_COLUMNS = ("id, upstream, upstream_model, max_output_tokens, " + ", ".join(catalog.MODEL_SETTINGS)
                + "; a token class (" + ", ".join(TOKEN_CLASSES) + "); fee:UNIT; long_context_above; "
-               "long_context:CLASS; tier:NAME:CLASS")
+               "long_context:CLASS; tier:NAME:CLASS; and cost: before any price column for the cost price")
 
 
 def _cell(column: tuple, header: str, cell: str, where: str):
     """The cell's value as the JSON file would hold it; InvalidInput naming the column."""
+    if column[0] == "cost":
+        return _cell(column[1], header, cell, where)
     if column == ("long_context_above",) or column[0] == "field" and column[1] in _WHOLE_FIELDS:
         if not cell.isdigit():
             raise InvalidInput(f"{where}: column {header} must be a whole number of tokens, got {cell!r}")
@@ -199,27 +224,40 @@ def _row_spec(columns: list, header: list[str], row: list[str], where: str) -> d
         if not cell:  # unset: an unpriced class, or a model setting kept as it is
             continue
         value = _cell(column, name, cell, where)
-        kind = column[0]
-        if kind == "field":
-            spec[column[1]] = value
-        elif kind == "class":
-            spec.setdefault("usd_per_million", {})[column[1]] = value
-        elif kind == "fee":
-            spec.setdefault("usd_per_thousand", {})[column[1]] = value
-        elif kind == "long_context_above":
-            spec.setdefault("long_context", {})["above_input_tokens"] = value
-        elif kind == "long_context":
-            spec.setdefault("long_context", {}).setdefault("usd_per_million", {})[column[1]] = value
+        if column[0] == "cost":
+            _put(spec.setdefault("cost_price", {}), column[1], value)
         else:
-            spec.setdefault("service_tiers", {}).setdefault(column[1], {"usd_per_million": {}})[
-                "usd_per_million"][column[2]] = value
-    for cls in ("input", "output"):
-        if cls not in spec.get("usd_per_million", {}):
-            raise InvalidInput(f"{where}: column {cls} is empty; every model needs input and output prices")
-    if "long_context" in spec and "above_input_tokens" not in spec["long_context"]:
-        raise InvalidInput(f"{where}: long_context:CLASS prices need long_context_above (the input tokens "
-                           "above which they apply)")
+            _put(spec, column, value)
+    for where_, prices in (("", spec), ("cost:", spec.get("cost_price"))):
+        if prices is None:
+            continue
+        for cls in ("input", "output"):
+            if cls not in prices.get("usd_per_million", {}):
+                what = "the cost price needs input and output too" if where_ else \
+                    "every model needs input and output prices"
+                raise InvalidInput(f"{where}: column {where_}{cls} is empty; {what}")
+        if "long_context" in prices and "above_input_tokens" not in prices["long_context"]:
+            raise InvalidInput(f"{where}: {where_}long_context:CLASS prices need {where_}long_context_above (the "
+                               "input tokens above which they apply)")
     return spec
+
+
+def _put(spec: dict, column: tuple, value) -> None:
+    """Put one cell's value where the JSON file has it."""
+    kind = column[0]
+    if kind == "field":
+        spec[column[1]] = value
+    elif kind == "class":
+        spec.setdefault("usd_per_million", {})[column[1]] = value
+    elif kind == "fee":
+        spec.setdefault("usd_per_thousand", {})[column[1]] = value
+    elif kind == "long_context_above":
+        spec.setdefault("long_context", {})["above_input_tokens"] = value
+    elif kind == "long_context":
+        spec.setdefault("long_context", {}).setdefault("usd_per_million", {})[column[1]] = value
+    else:
+        spec.setdefault("service_tiers", {}).setdefault(column[1], {"usd_per_million": {}})[
+            "usd_per_million"][column[2]] = value
 
 
 def parse_csv(text: str, upstreams: Collection[str], what: str = "the price list") -> list[Entry]:
@@ -262,27 +300,34 @@ def _state(model: Optional[CatalogModel]) -> Optional[tuple]:
             *(getattr(model, name) for name in catalog.MODEL_SETTINGS))
 
 
-def import_text(text: str, kind: str, what: str = "the price file") -> list[tuple[str, str]]:
+def import_text(text: str, kind: str, what: str = "the price file", *, effective_at: Optional[datetime] = None,
+                actor: Optional[Actor] = None, reason: Optional[str] = None) -> list[tuple[str, str]]:
     """Check a whole price file (`kind` "json" or "csv"), then create or update every model of it
     inside the caller's one transaction; InvalidInput listing every error changes nothing.
 
+    The prices take effect at `effective_at` (None: now; settings change at once). With an
+    `actor`, each model changed is audited with its prices before and after.
     Returns (model id, outcome) per model: "created", "new price", "updated" (settings changed,
     the price did not) or "unchanged".
     """
+    catalog.check_effective(effective_at)
     upstreams = {upstream.name for upstream in catalog.list_upstreams()}
     entries = parse_json(text, upstreams, what) if kind == "json" else parse_csv(text, upstreams, what)
     outcomes = []
     for entry in entries:
         before = _state(db.session.scalar(select(CatalogModel).where(CatalogModel.public_id == entry.id)))
-        model, changed = catalog.set_model(entry.id, entry.upstream, entry.price, **entry.fields)
+        model, changed = catalog.set_model(entry.id, entry.upstream, entry.price, effective_at=effective_at,
+                                           actor=actor, reason=reason or f"imported from {what}", **entry.fields)
+        cost_changed = entry.cost != KEEP and catalog.set_cost_price(
+            entry.id, entry.cost, actor=actor, reason=reason or f"imported from {what}")[1]
         outcome = ("created" if before is None else "new price" if changed
-                   else "updated" if _state(model) != before else "unchanged")
+                   else "updated" if _state(model) != before or cost_changed else "unchanged")
         outcomes.append((model.public_id, outcome))
     return outcomes
 
 
-def import_file(path: Path) -> list[tuple[str, str]]:
-    """import_text of a .json price file or a .csv price list."""
+def import_file(path: Path, **options) -> list[tuple[str, str]]:
+    """import_text of a .json price file or a .csv price list (`options` as import_text takes them)."""
     kind = path.suffix.lower().lstrip(".")
     if kind not in ("json", "csv"):
         raise InvalidInput(f"{path.name}: a price file is a .json file or a .csv price list")
@@ -290,7 +335,7 @@ def import_file(path: Path) -> list[tuple[str, str]]:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not a column name
     except UnicodeDecodeError:
         raise InvalidInput(f"{path.name} is not UTF-8 text; save it as UTF-8") from None
-    return import_text(text, kind, path.name)
+    return import_text(text, kind, path.name, **options)
 
 
 # -- exporting -----------------------------------------------------------------------------------
@@ -305,11 +350,109 @@ def export() -> dict:
         models.append({"id": model.public_id, "upstream": model.upstream.name, "upstream_model": model.upstream_model,
                        "max_output_tokens": model.max_output_tokens, **price_to_spec(catalog.as_price(row)),
                        **{name: getattr(model, name) for name in catalog.MODEL_SETTINGS}})
+        cost = catalog.cost_price_of(model)
+        if cost is not None:  # left out when there is none, so importing the file back keeps it so
+            models[-1]["cost_price"] = price_to_spec(cost)
     return {"models": models}
 
 
 def export_json() -> str:
     return json.dumps(export(), indent=2) + "\n"
+
+
+def export_csv() -> str:
+    """The export as a CSV price list: the columns any model needs, one model a row; importing it
+    back changes nothing (an empty cell is an unset class or a setting kept as it is)."""
+    models = export()["models"]
+    rows, price_columns = [], {}
+    for spec in models:
+        row = {"id": spec["id"], "upstream": spec["upstream"], "upstream_model": spec["upstream_model"],
+               "max_output_tokens": str(spec["max_output_tokens"])}
+        for name in catalog.MODEL_SETTINGS:
+            value = spec[name]
+            row[name] = "" if value is None else ("true" if value else "false") if isinstance(value, bool) else str(value)
+        priced = catalog.price_fields(price_from_spec(spec, spec["id"]))
+        if "cost_price" in spec:
+            priced.update({f"cost:{name}": value for name, value in
+                           catalog.price_fields(price_from_spec(spec["cost_price"], spec["id"])).items()})
+        for column in priced:
+            price_columns.setdefault(column, None)
+        row.update(priced)
+        rows.append(row)
+    classes = [name for name in TOKEN_CLASSES if name in price_columns]
+    for name in ("input", "output"):
+        if name not in classes:
+            classes.insert(0 if name == "input" else 1, name)
+    rest = sorted(column for column in price_columns if column not in TOKEN_CLASSES and not column.startswith("cost:"))
+    cost_classes = [f"cost:{name}" for name in TOKEN_CLASSES if f"cost:{name}" in price_columns]
+    cost_rest = sorted(column for column in price_columns if column.startswith("cost:") and column not in cost_classes)
+    header = ["id", "upstream", "upstream_model", "max_output_tokens", *classes, *rest, *catalog.MODEL_SETTINGS,
+              *cost_classes, *cost_rest]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([row.get(column, "") for column in header])
+    return out.getvalue()
+
+
+# -- the console's price form ---------------------------------------------------------------------
+
+EXTRA_FIELDS = ("usd_per_thousand", "long_context", "service_tiers")
+
+
+def extras_text(price: Optional[Price]) -> str:
+    """The rarer parts of a price (fees, long context, tiers) as the form's JSON text; "" when none."""
+    if price is None:
+        return ""
+    spec = {name: value for name, value in price_to_spec(price).items() if name in EXTRA_FIELDS}
+    return json.dumps(spec, indent=1) if spec else ""
+
+
+def class_texts(price: Optional[Price]) -> dict[str, str]:
+    """The form's class fields for `price`: USD per million as typed, "" for an unset class."""
+    rates = price.base_rates() if price is not None else {}
+    return {name: "" if rates.get(name) is None else usd_text(rates[name]) for name in TOKEN_CLASSES}
+
+
+def price_from_form(values: Mapping[str, str], prefix: str = "") -> tuple[Optional[Price], dict[str, str]]:
+    """The price a console form describes, or the errors per field (`prefix` + class name, or
+    `prefix` + "extras"). Classes are USD per million as typed ("2.50"); a blank class is unset
+    (docs/billing.md says what it costs then); the extras are JSON in the price file's syntax."""
+    errors: dict[str, str] = {}
+    rates: dict[str, str] = {}
+    for name in TOKEN_CLASSES:
+        text = (values.get(prefix + name) or "").strip()
+        if not text:
+            if name in ("input", "output"):
+                errors[prefix + name] = f"Give the {name} price, in USD per million tokens (such as 2.50)."
+            continue
+        try:
+            parse_usd(text, what=name.replace("_", " "))
+        except InvalidAmount as exc:
+            errors[prefix + name] = f"{exc}; write USD per million tokens as a decimal such as 2.50."
+            continue
+        rates[name] = text
+    spec: dict = {}
+    extras = (values.get(prefix + "extras") or "").strip()
+    if extras:
+        try:
+            spec = json.loads(extras, object_pairs_hook=_unique_keys)
+        except json.JSONDecodeError as exc:
+            errors[prefix + "extras"] = f"This is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        except InvalidInput as exc:
+            errors[prefix + "extras"] = str(exc)
+        else:
+            if not isinstance(spec, dict) or set(spec) - set(EXTRA_FIELDS):
+                errors[prefix + "extras"] = ("Write an object with any of " + ", ".join(EXTRA_FIELDS)
+                                             + ', such as {"usd_per_thousand": {"web_search": "10"}}.')
+                spec = {}
+    if errors:
+        return None, errors
+    try:
+        return price_from_spec({**spec, "usd_per_million": rates}), {}
+    except ValueError as exc:
+        return None, {prefix + "extras": str(exc)}
 
 
 # -- the `models set` options --------------------------------------------------------------------

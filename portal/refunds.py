@@ -43,7 +43,8 @@ from flask import render_template
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import ledger, mail, users  # users imports this module: use it at call time only
+from . import audit, ledger, mail, users  # users imports this module: use it at call time only
+from .audit import Actor
 from .database import atomic
 from .errors import InvalidInput, NotFound
 from .extensions import db
@@ -163,6 +164,16 @@ def refundable(account: Account, now: Optional[datetime] = None) -> Refundable:
     return _plan(account, _paid_payments(account.id), now or utcnow())
 
 
+def preview(request_id: int, now: Optional[datetime] = None) -> Refundable:
+    """What approving this request would pay back now, against which payments: the plan `approve`
+    computes, read without locks or writes (the console shows it before the operator decides)."""
+    refund = db.session.get(RefundRequest, request_id)
+    if refund is None:
+        raise NotFound(f"there is no refund request {request_id}")
+    account = db.session.scalar(select(Account).where(Account.user_id == refund.user_id))
+    return refundable(account, now)
+
+
 # --- the operator's decision ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -235,13 +246,16 @@ def _pay(refund: RefundRequest, share: Share) -> Payout:
     return Payout(payment, share.amount, refund_id)
 
 
-def approve(request_id: int, now: Optional[datetime] = None) -> Approval:
+def approve(request_id: int, now: Optional[datetime] = None, *, actor: Optional[Actor] = None) -> Approval:
     """Pay back a request's refundable amount, newest payment first; commits payment by payment.
 
     Manages its own transactions (call it outside atomic()). When Stripe fails, the request stays
-    open with a note and the result's `stopped` says why; calling again continues.
+    open with a note and the result's `stopped` says why; calling again continues. Each payment's
+    transaction records a `refund.payout` audit entry, the closing one `refund.approve` (or
+    `refund.stopped`); `actor` defaults to the operator at the command line.
     """
     now = now or utcnow()
+    actor = actor or Actor.cli()
     payouts: list[Payout] = []
     while True:
         try:
@@ -250,7 +264,11 @@ def approve(request_id: int, now: Optional[datetime] = None) -> Approval:
                 plan = _locked_plan(refund, now)
                 if not plan.shares:
                     break
-                payouts.append(_pay(refund, plan.shares[0]))
+                payout = _pay(refund, plan.shares[0])
+                payouts.append(payout)
+                audit.record(actor, "refund.payout", "refund_request", refund.id, after={
+                    "payment": payout.payment.id, "amount": payout.amount, "by_hand": payout.by_hand,
+                    "stripe_refund_id": payout.stripe_refund_id})
         except StripeUnavailable as exc:
             share = plan.shares[0]
             note = (f"stopped at payment {share.payment.id} ({format_usd(share.amount)}): {exc}. "
@@ -258,6 +276,8 @@ def approve(request_id: int, now: Optional[datetime] = None) -> Approval:
             with atomic():
                 refund = _lock_request(request_id)
                 refund.decision_reason = note
+                audit.record(actor, "refund.stopped", "refund_request", refund.id, reason=note,
+                             after={"status": refund.status, "amount_refunded": refund.amount_refunded})
             log.warning("refund request %s: %s", request_id, note)
             return Approval(refund, payouts, stopped=note)
     with atomic():
@@ -269,9 +289,18 @@ def approve(request_id: int, now: Optional[datetime] = None) -> Approval:
         closing = refund.close_account and user.status != UserStatus.TERMINATED.value
         if closing:
             users.terminate(user, "closed after the refund")
+        audit.record(actor, "refund.approve", "refund_request", refund.id, reason=refund.decision_reason,
+                     before={"status": RefundStatus.REQUESTED.value},
+                     after={"status": refund.status, "amount_refunded": refund.amount_refunded,
+                            "closed_account": closing})
         all_payouts = _payouts_of(refund.id)
     _mail_paid(refund, all_payouts, plan.expired, refund.close_account)
     return Approval(refund, payouts, closed_account=closing)
+
+
+def payouts(request_id: int) -> list[Payout]:
+    """What a request has paid back so far, payment by payment, in the order it was paid."""
+    return _payouts_of(request_id)
 
 
 def _payouts_of(request_id: int) -> list[Payout]:
@@ -280,14 +309,19 @@ def _payouts_of(request_id: int) -> list[Payout]:
     return [Payout(db.session.get(Payment, r.payment_id), r.amount, r.stripe_refund_id) for r in rows]
 
 
-def reject(request_id: int, reason: str) -> RefundRequest:
-    """Refuse a request with a reason the person is told; the balance stays and keys stay revoked."""
+def reject(request_id: int, reason: str, *, actor: Optional[Actor] = None) -> RefundRequest:
+    """Refuse a request with a reason the person is told; the balance stays and keys stay revoked.
+
+    Audited as `refund.reject`; `actor` defaults to the operator at the command line.
+    """
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("give the reason for refusing: the person is told it", field="reason")
     with atomic():
         refund = _lock_request(request_id)
         refund.status, refund.resolved_at, refund.decision_reason = RefundStatus.REFUSED.value, utcnow(), reason
+        audit.record(actor or Actor.cli(), "refund.reject", "refund_request", refund.id, reason=reason,
+                     before={"status": RefundStatus.REQUESTED.value}, after={"status": refund.status})
         closed = db.session.get(User, refund.user_id).status == UserStatus.TERMINATED.value
     mail.send(refund.contact_email, "Your refund request was declined",
               render_template("mail/refund_refused.txt", refund=refund, closed=closed))

@@ -20,7 +20,7 @@ from typing import Optional
 from flask import current_app
 from sqlalchemy import select
 
-from . import stripe_gateway
+from . import sitesettings, stripe_gateway
 from .database import atomic
 from .errors import DomainError, InvalidAmount
 from .extensions import db
@@ -103,7 +103,7 @@ def start_checkout(user: User, amount_micro: int, *, success_url: str, cancel_ur
         checkout = gateway.create_checkout(
             account_id=account_id, user_id=user.id, email=user.email, amount_cents=amount_cents,
             methods=methods(), success_url=success_url, cancel_url=cancel_url,
-            description=f"Tollgate credit, {format_usd(amount_micro)}",
+            description=f"{sitesettings.site_name()} credit, {format_usd(amount_micro)}",
             idempotency_key=f"checkout:{account_id}:{uuid.uuid4().hex}",
             save_card=save_card, customer=user.account.stripe_customer_id)
     except stripe_gateway.StripeUnavailable as exc:

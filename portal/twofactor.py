@@ -8,11 +8,11 @@ import pyotp
 import segno
 from sqlalchemy import or_, select, update
 
+from . import sitesettings
 from .errors import InvalidInput
 from .extensions import db
 from .models import RecoveryCode, User, utcnow
 
-ISSUER = "Tollgate"
 RECOVERY_CODES = 10
 
 
@@ -21,7 +21,7 @@ def new_secret() -> str:
 
 
 def provisioning_uri(user: User, secret: str) -> str:
-    return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
+    return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=sitesettings.site_name())
 
 
 def qr_svg_data_uri(uri: str) -> str:

@@ -126,9 +126,15 @@ def set_status(user: User, status: UserStatus, reason: Optional[str] = None) -> 
 
 
 def suspend(user: User, reason: Optional[str]) -> None:
+    """Suspend: keys refused at once (apikeys.authenticate reads the status), every session ended.
+
+    The person may log in again, read-only (views/readonly.py). The operator's own action, with its
+    audit entry and mail, is moderation.suspend; disputes (payments.py) come here directly.
+    """
     if user.status == UserStatus.TERMINATED.value:
         raise InvalidInput(f"{user.email} is terminated; it cannot be suspended")
     set_status(user, UserStatus.SUSPENDED, reason or "suspended by the operator")
+    logins.end_all(user)
 
 
 def unsuspend(user: User) -> None:

@@ -7,6 +7,8 @@ import logging
 from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from portal import maintenance
+
 from .errors import ApiError
 from .pipeline import Gateway
 from .protocols import error_shape
@@ -44,6 +46,23 @@ def _unexpected(exc: Exception):
                                         "is settled or released, never charged twice."))
 
 
+def refuse_during_maintenance():
+    """Every /v1 call gets 503 while maintenance is on, before anything is read or held.
+
+    Cheap: the state comes from a per-process cache of at most a second (portal.sitesettings)."""
+    state = maintenance.current()
+    if state is None:
+        return None
+    until = f" until {state.until:%Y-%m-%d %H:%M} UTC" if state.until else ""
+    message = f" {state.message.rstrip()}" if state.message else ""
+    if message and not message.endswith((".", "!", "?")):
+        message += "."
+    wait = state.retry_after()
+    raise ApiError(503, f"The service is down for maintenance{until}; nothing was charged.{message} "
+                        f"Retry in {wait} seconds.", code="maintenance", headers={"Retry-After": str(wait)})
+
+
+bp.before_request(refuse_during_maintenance)
 bp.register_error_handler(ApiError, error_response)
 bp.register_error_handler(Exception, _unexpected)
 

@@ -14,6 +14,7 @@ from typing import Optional
 from portal import apikeys, catalog
 from portal.config import call_limits
 from portal.errors import AccountNotVerified, AccountSuspended, KeyExpired, KeyRejected, UnknownModel
+from portal.models import utcnow
 
 from .errors import ApiError
 from .protocols import ROUTES_FOR_PROTOCOL, Route
@@ -45,7 +46,12 @@ def authenticate(api_key: Optional[str], client_ip: Optional[str]) -> apikeys.Ca
 
 
 class ModelCache:
-    """Serving models for a few seconds, so a call costs no catalog query; price changes show within the TTL."""
+    """Serving models for a few seconds, so a call costs no catalog query.
+
+    An entry lives the TTL, and never past the moment its model's next price takes effect; a change
+    made in this process clears the cache when it commits (`clear`, via catalog.on_change). Changes
+    made by other processes show within the TTL.
+    """
 
     def __init__(self, ttl: float):
         self._ttl = ttl
@@ -54,11 +60,14 @@ class ModelCache:
     def get(self, public_id: str) -> catalog.ServingModel:
         now = time.monotonic()
         hit = self._entries.get(public_id)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > now and (hit[1].price_until is None or utcnow() < hit[1].price_until):
             return hit[1]
         model = catalog.serving_model(public_id)
         self._entries[public_id] = (now + self._ttl, model)
         return model
+
+    def clear(self) -> None:
+        self._entries = {}
 
 
 def choose_model(caller: apikeys.Caller, route: Route, document: dict, models: ModelCache) -> catalog.ServingModel:
@@ -70,6 +79,8 @@ def choose_model(caller: apikeys.Caller, route: Route, document: dict, models: M
                             "models in the portal.")
     try:
         model = models.get(public_id)
+    except catalog.UpstreamDisabled as exc:  # paused by the operator: there, but not now
+        raise ApiError(503, str(exc), code="model_unavailable") from None
     except UnknownModel as exc:
         raise ApiError(404, str(exc)) from None
     protocol = model.upstream.protocol

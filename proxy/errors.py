@@ -54,8 +54,8 @@ class ApiError(Exception):
         return f"data: {data}\n\n".encode()
 
 
-def upstream_error(status: int, raw: bytes, secret: Optional[str]) -> ApiError:
-    """A clean error for an upstream failure: its message (credential-free) and a status class."""
+def upstream_message(raw: bytes, secret: Optional[str]) -> Optional[str]:
+    """The message of an upstream's error body, whatever its shape, with the credential scrubbed; None if none."""
     message = None
     try:
         document = json.loads(raw)
@@ -64,7 +64,12 @@ def upstream_error(status: int, raw: bytes, secret: Optional[str]) -> ApiError:
                    else error if isinstance(error, str) else document.get("message"))
     except (ValueError, AttributeError):
         pass
-    message = redact(message, secret) if isinstance(message, str) else None
+    return redact(message, secret) if isinstance(message, str) else None
+
+
+def upstream_error(status: int, raw: bytes, secret: Optional[str]) -> ApiError:
+    """A clean error for an upstream failure: its message (credential-free) and a status class."""
+    message = upstream_message(raw, secret)
     detail = f": {message[:500]}" if message else "."
     if status in (401, 402, 403):
         return ApiError(502, "The upstream provider refused the gateway's request (its account or "

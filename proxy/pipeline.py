@@ -12,7 +12,7 @@ from typing import Iterable, Optional, Union
 
 from flask import Flask
 
-from portal import calls, ledger, links
+from portal import calls, catalog, ledger, links
 from portal.errors import CreditsExpired, InsufficientFunds, SpendCapReached
 from portal.extensions import db
 from portal.money import format_usd
@@ -65,8 +65,12 @@ class Gateway:
         config = app.config
         self.app = app
         self.models = ModelCache(config["MODEL_CACHE_SECONDS"])
+        catalog.on_change(self.models.clear)  # a model or price changed in this process: forget at once
+        # Every upstream connection passes the egress check (portal/egress.py) as it is made; the
+        # second pool is for upstreams the operator allowed a private host.
         self.session = make_session(config["SERVE_THREADS"])
-        self.http = HttpUpstream(self.session)
+        self.private_session = make_session(config["SERVE_THREADS"], allow_private=True)
+        self.http = HttpUpstream(self.session, self.private_session)
         self.echo = EchoUpstream()
         self.timeouts = Timeouts(config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_FIRST_BYTE_TIMEOUT"],
                                  config["UPSTREAM_IDLE_TIMEOUT"])
@@ -77,6 +81,7 @@ class Gateway:
     def close(self) -> None:
         """Close pooled upstream connections (the app is going away)."""
         self.session.close()
+        self.private_session.close()
 
     # -- the call ---------------------------------------------------------------------------
 
@@ -173,7 +178,9 @@ class Gateway:
                                   max_output=body.max_output)
         return self.http.send(protocol=model.upstream.protocol, base_url=model.upstream.base_url,
                               api_key=model.upstream.api_key, path=route.path, query=req.query,
-                              body=body.body, client_headers=req.headers, timeouts=self.timeouts)
+                              body=body.body, client_headers=req.headers, timeouts=self.timeouts,
+                              allow_private_host=model.upstream.allow_private_host,
+                              upstream_name=model.upstream.name)
 
     def _forward(self, call: calls.OpenCall, slot: Slot, req: CallRequest, route: Route, model,
                  body: Rewritten) -> Reply:

@@ -50,15 +50,24 @@ for _route in ROUTES.values():
 
 
 def _pricing(model) -> dict | None:
-    """The model's current prices in the price file's shape (decimal strings of USD); None if unpriced."""
+    """The model's current prices in the price file's shape (decimal strings of USD), with the changes
+    still to come under "upcoming" (each with its "effective_at"); None if unpriced."""
     row = catalog.current_price(model.id)
-    return None if row is None else price_to_spec(catalog.as_price(row))
+    if row is None:
+        return None
+    pricing = price_to_spec(catalog.as_price(row))
+    upcoming = [{"effective_at": planned.effective_at.isoformat().replace("+00:00", "Z"),
+                 **price_to_spec(catalog.as_price(planned))} for planned in catalog.upcoming_prices(model.id)]
+    if upcoming:
+        pricing["upcoming"] = upcoming
+    return pricing
 
 
 @bp.get("/models")
 def models():
     caller = authenticate(_api_key(), request.remote_addr)
-    rows = [m for m in catalog.enabled_models() if caller.may_use(m.public_id)]
+    # A disabled upstream's models are left out while it is disabled (their calls answer 503).
+    rows = [m for m in catalog.enabled_models() if caller.may_use(m.public_id) and m.upstream.enabled]
     if "anthropic-version" in request.headers:
         data = [{"type": "model", "id": m.public_id, "display_name": m.public_id,
                  "created_at": m.created_at.isoformat().replace("+00:00", "Z"), "pricing": _pricing(m)} for m in rows]

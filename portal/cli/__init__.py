@@ -16,11 +16,12 @@ from flask.cli import AppGroup
 from ..database import atomic
 from ..errors import DomainError
 
-users_cli = AppGroup("users", help="Create, verify and suspend users.")
-credits_cli = AppGroup("credits", help="Grant credit, record manual top-ups, expire old credit.")
-keys_cli = AppGroup("keys", help="Issue API keys.")
+users_cli = AppGroup("users", help="Find, create, verify, suspend and terminate users.")
+credits_cli = AppGroup("credits", help="Grant credit, adjust balances, record manual top-ups, expire old credit.")
+keys_cli = AppGroup("keys", help="Issue and revoke API keys.")
 upstreams_cli = AppGroup("upstreams", help="Configure upstream providers.")
 models_cli = AppGroup("models", help="Configure public models and their prices.")
+jobs_cli = AppGroup("jobs", help="Run the periodic jobs (from cron, when serve's timer is off).")
 ledger_cli = AppGroup("ledger", help="Check the books.")
 demo_cli = AppGroup("demo", help="Demo data for a local try-out.")
 terms_cli = AppGroup("terms", help="Publish the terms of service.")
@@ -29,6 +30,9 @@ privacy_cli = AppGroup("privacy", help="Publish the privacy policy.")
 refunds_cli = AppGroup("refunds", help="Approve or reject requests for unused balance.")
 codes_cli = AppGroup("codes", help="Create gift codes.")
 refund_policy_cli = AppGroup("refund-policy", help="Publish the refund policy.")
+announce_cli = AppGroup("announce", help="Mail an announcement to all users or the active ones.")
+maintenance_cli = AppGroup("maintenance", help="Turn maintenance mode on or off (the API answers 503).")
+incidents_cli = AppGroup("incidents", help="Incidents on the public status page.")
 
 
 def domain_command(group: AppGroup, *args, **kwargs):
@@ -90,13 +94,14 @@ class Moment(click.ParamType):
 
 
 # The modules that register commands on the groups above, one per feature.
-MODULES = ("people", "upstreams", "models", "legal", "inbox", "books")
+MODULES = ("people", "upstreams", "models", "legal", "inbox", "books", "site")
 
 
 def register(app: Flask) -> None:
     for module in MODULES:
         importlib.import_module(f"{__name__}.{module}")
-    for group in (users_cli, credits_cli, keys_cli, upstreams_cli, models_cli, ledger_cli, demo_cli, terms_cli, privacy_cli, inbox_cli,
-                  refunds_cli, codes_cli, refund_policy_cli):
+    for group in (users_cli, credits_cli, keys_cli, upstreams_cli, models_cli, ledger_cli, jobs_cli, demo_cli, terms_cli,
+                  privacy_cli, refund_policy_cli, inbox_cli, refunds_cli, codes_cli, announce_cli, maintenance_cli,
+                  incidents_cli):
         app.cli.add_command(group)
     app.cli.add_command(importlib.import_module(f"{__name__}.books").serve)

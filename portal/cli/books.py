@@ -5,11 +5,11 @@ from datetime import date, datetime, timedelta, timezone
 import click
 from flask import current_app
 
-from .. import calls, demo, expiry, giftcodes, ledger, serving
+from .. import announcements, calls, demo, expiry, giftcodes, ledger, serving
 from ..database import atomic
 from ..models import utcnow
 from ..money import format_usd, parse_usd
-from . import Moment, codes_cli, credits_cli, demo_cli, domain_command, ledger_cli, shown
+from . import Moment, codes_cli, credits_cli, demo_cli, domain_command, jobs_cli, ledger_cli, shown
 
 
 @ledger_cli.command("verify")
@@ -51,6 +51,21 @@ def credits_expire(now):
     for account_id in report.in_flight:
         click.echo(f"skipped account {account_id}: a call is in flight; a later run expires it")
     click.echo(expiry.summary(report))
+
+
+@jobs_cli.command("run")
+@click.option("--now", "now", type=Moment(), help="Act as if it were this moment (default: now).")
+def jobs_run(now):
+    """Run every periodic job once, as `serve` does each JOBS_INTERVAL_SECONDS: expire credits and warn,
+    erase old client addresses and closed accounts' personal data, roll up the dashboards' days, and
+    finish any interrupted notice of new terms. Safe to run again or from two places at once.
+
+    From cron, hourly (with JOBS_INTERVAL_SECONDS=0):  7 * * * *  cd /srv/tollgate && .venv/bin/flask --app wsgi jobs run
+    """
+    app = current_app._get_current_object()
+    report = expiry.run(now)
+    click.echo(expiry.summary(report))
+    expiry.other_jobs(app, now, echo=click.echo)
 
 
 
@@ -106,4 +121,6 @@ def serve():
                f"{app.config['SERVE_THREADS']} threads)")
     if expiry.start_timer(app) is not None:  # a database claim keeps other processes from running it too
         click.echo(f"expiry job: every {app.config['JOBS_INTERVAL_SECONDS']} seconds")
+    if announcements.start_worker(app) is not None:  # resumes unfinished ones; a lease keeps one sender
+        click.echo(f"announcements: sent in the background, {app.config['ANNOUNCE_PER_MINUTE']} a minute at most")
     server.run()

@@ -1,26 +1,72 @@
-"""What users sent the operator: inbox messages|refunds|payments, refunds list|approve|reject."""
+"""What users sent the operator: inbox messages|handle|reply|refunds|payments, refunds list|approve|reject,
+announce send|status."""
 
 import click
+from flask import current_app
 from sqlalchemy import select
 
+from .. import announcements, inbox
 from .. import refunds as refund_requests
+from ..audit import Actor
+from ..database import atomic
 from ..errors import DomainError
 from ..extensions import db
-from ..models import Account, ContactMessage, RefundRequest, StripeEvent, User
+from ..models import Account, RefundRequest, StripeEvent, User
 from ..money import format_usd
-from . import domain_command, inbox_cli, refunds_cli, shown
+from . import announce_cli, domain_command, inbox_cli, refunds_cli, shown
 
 
 @inbox_cli.command("messages")
-@click.option("--limit", default=20, show_default=True, help="How many, newest first.")
-def inbox_messages(limit):
-    """Show contact-form messages."""
-    rows = db.session.scalars(select(ContactMessage).order_by(ContactMessage.id.desc()).limit(limit)).all()
+@click.option("--limit", default=20, show_default=True, help="How many: open ones first, newest first.")
+@click.option("--category", type=click.Choice(list(inbox.CATEGORIES)), help="Only this kind of message.")
+@click.option("--state", type=click.Choice(inbox.STATES), default="all", show_default=True,
+              help="Open ones, handled ones, or both.")
+def inbox_messages(limit, category, state):
+    """Show contact-form messages and abuse reports, open ones first."""
+    rows = db.session.scalars(inbox.queue(category=category or "", state=state).limit(limit)).all()
     for m in rows:
-        click.echo(f"#{m.id} {m.created_at:%Y-%m-%d %H:%M} {shown(m.email)} ({shown(m.ip)}) — {shown(m.subject)}\n"
-                   f"  {shown(m.message, multiline=True)}")
+        handled = f"handled by {shown(m.handled_by)}" if m.handled_at else "open"
+        line = (f"#{m.id} {m.created_at:%Y-%m-%d %H:%M} [{m.category}, {handled}] {shown(m.email)} ({shown(m.ip)}) "
+                f"— {shown(m.subject)}")
+        if m.reference:
+            owners = inbox.reported_owners(m)
+            line += f"\n  concerns {shown(m.reference)}" + (
+                f": key of {', '.join(shown(u.email) for u in owners)}" if owners else "")
+        replies = inbox.replies(m.id)
+        line += f"\n  {shown(m.message, multiline=True)}"
+        if replies:
+            line += f"\n  ({len(replies)} repl{'y' if len(replies) == 1 else 'ies'}, the last {replies[-1].created_at:%Y-%m-%d %H:%M})"
+        click.echo(line)
     if not rows:
         click.echo("no messages")
+
+
+@domain_command(inbox_cli, "handle")
+@click.argument("message_id", type=int)
+@click.option("--reopen", is_flag=True, help="Mark it open again instead.")
+def inbox_handle(message_id, reopen):
+    """Mark a contact message handled (or open again)."""
+    if inbox.set_handled(message_id, not reopen, Actor.cli()):
+        click.echo(f"message {message_id} is {'open again' if reopen else 'handled'}")
+    else:
+        click.echo(f"message {message_id} was already {'open' if reopen else 'handled'}: nothing changed")
+
+
+@inbox_cli.command("reply")
+@click.argument("message_id", type=int)
+@click.option("--body-file", type=click.File("r", encoding="utf-8"), required=True,
+              help="The reply, plain text ('-' reads it from standard input).")
+@click.option("--keep-open", is_flag=True, help="Do not mark the message handled.")
+def inbox_reply(message_id, body_file, keep_open):
+    """Reply by mail to a contact message from the site's address; the reply is kept with the message."""
+    # Not a domain_command: the reply is committed before the mail goes (inbox.reply manages it).
+    try:
+        inbox.reply(message_id, body_file.read(), Actor.cli(), handled=not keep_open)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    message = inbox.get(message_id)
+    click.echo(f"replied to message {message_id}; mailed {shown(message.email)}"
+               + ("" if keep_open else "; marked handled"))
 
 
 @inbox_cli.command("refunds")
@@ -85,7 +131,7 @@ def refunds_approve(request_id):
     """Refund a request newest payment first (Stripe, or by hand for manual top-ups); safe to run again."""
     # Not a domain_command: approval commits payment by payment (a Stripe refund cannot be rolled back).
     try:
-        result = refund_requests.approve(request_id)
+        result = refund_requests.approve(request_id, actor=Actor.cli())
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
     for p in result.payouts:
@@ -113,7 +159,46 @@ def refunds_approve(request_id):
 def refunds_reject(request_id, reason):
     """Refuse a refund request; the balance stays and the person is told the reason."""
     try:
-        refund = refund_requests.reject(request_id, reason)
+        refund = refund_requests.reject(request_id, reason, actor=Actor.cli())
     except DomainError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"refund request {refund.id} refused; mailed {shown(refund.contact_email)}")
+
+
+@announce_cli.command("send")
+@click.option("--subject", required=True, help="One line.")
+@click.option("--body-file", type=click.File("r", encoding="utf-8"), required=True,
+              help="The message, plain text ('-' reads it from standard input).")
+@click.option("--audience", type=click.Choice(list(announcements.AUDIENCES)), required=True,
+              help=f"all: every verified account not closed; active: active, verified, with a call or a top-up "
+                   f"in the last {announcements.ACTIVE_DAYS} days.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def announce_send(subject, body_file, audience, yes):
+    """Queue an announcement; the server (`serve`) mails it in the background, throttled."""
+    body = body_file.read()
+    try:
+        people = announcements.count(audience)
+        if not yes:
+            click.confirm(f"Mail {shown(inbox.one_line(subject))!r} to {people} people ({audience})?", abort=True)
+        with atomic():
+            row = announcements.create(subject, body, audience, Actor.cli())
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"announcement {row.id} queued for {row.recipients} people; `serve` sends it, "
+               f"{current_app.config['ANNOUNCE_PER_MINUTE']} a minute at most (see `announce status`)")
+
+
+@announce_cli.command("status")
+@click.option("--limit", default=10, show_default=True, help="How many, newest first.")
+def announce_status(limit):
+    """Show announcements and how far their sending got."""
+    rows = db.session.scalars(announcements.listing().limit(limit)).all()
+    for a in rows:
+        p = announcements.progress(a)
+        state = f"finished {a.finished_at:%Y-%m-%d %H:%M}" if a.finished_at else (
+            f"sending ({shown(a.worker)})" if a.worker else "waiting for the server to send it")
+        click.echo(f"#{a.id} {a.created_at:%Y-%m-%d %H:%M} [{a.audience}] {shown(a.subject)} — {p.sent} of "
+                   f"{a.recipients} sent" + (f", {p.skipped} skipped (closed since)" if p.skipped else "")
+                   + f"; {state}")
+    if not rows:
+        click.echo("no announcements")

@@ -1,4 +1,4 @@
-"""Public models and their prices: models set|list|enable|disable|import|export|flagged."""
+"""Public models and their prices: models set|list|prices|cancel-change|cost|enable|disable|import|export|flagged."""
 from datetime import timedelta
 from pathlib import Path
 
@@ -6,10 +6,17 @@ import click
 
 from .. import catalog, pricefile
 from .. import usage as usage_records
+from ..audit import Actor
+from ..extensions import db
 from ..models import utcnow
 from ..money import format_usd
 from ..pricing import Price
-from . import domain_command, models_cli
+from . import Moment, _day, domain_command, models_cli, shown
+
+_EFFECTIVE = dict(type=Moment(), metavar="ISO8601",
+                  help="When the price takes effect, a moment to come with its timezone, such as "
+                       "2026-12-01T00:00:00Z (default: now). Settings change at once.")
+_REASON = dict(help="Why, for the audit log.")
 
 
 def _rates_text(rates: dict, scale: str = "") -> str:
@@ -62,20 +69,73 @@ def models_list():
                    f"\tunpriced_tier={m.unpriced_tier}\ttool_calls_ceiling={ceiling}")
         for line in ["no price"] if row is None else _price_lines(catalog.as_price(row)):
             click.echo(f"  {line}")
+        for planned in catalog.upcoming_prices(m.id):
+            click.echo(f"  from {_day(planned.effective_at)} (price {planned.id}): "
+                       + "; ".join(_price_lines(catalog.as_price(planned))))
+        cost = catalog.cost_price_of(m)
+        if cost is not None:
+            click.echo("  cost " + "; ".join(_price_lines(cost)))
 
 
 @domain_command(models_cli, "disable")
 @click.argument("model")
-def models_disable(model):
+@click.option("--reason", **_REASON)
+def models_disable(model, reason):
     """Stop serving a model (calls get 404; its history stays)."""
-    click.echo(f"disabled {catalog.set_enabled(model, False).public_id}")
+    row, changed = catalog.set_enabled(model, False, Actor.cli(), reason)
+    click.echo(f"disabled {row.public_id}" if changed else f"{row.public_id} was disabled already; nothing changed")
 
 
 @domain_command(models_cli, "enable")
 @click.argument("model")
-def models_enable(model):
+@click.option("--reason", **_REASON)
+def models_enable(model, reason):
     """Serve a disabled model again."""
-    click.echo(f"enabled {catalog.set_enabled(model, True).public_id}")
+    row, changed = catalog.set_enabled(model, True, Actor.cli(), reason)
+    click.echo(f"enabled {row.public_id}" if changed else f"{row.public_id} was enabled already; nothing changed")
+
+
+@domain_command(models_cli, "prices")
+@click.argument("model")
+def models_prices(model):
+    """A model's price history, latest first: upcoming changes, the price in force, earlier ones,
+    and withdrawn changes (with the id `cancel-change` takes)."""
+    row = catalog.find_model(model)
+    current = catalog.current_price(row.id)
+    now = utcnow()
+    for price in db.session.scalars(catalog.price_history(row.id)):
+        state = ("withdrawn " + _day(price.withdrawn_at) if price.withdrawn_at is not None
+                 else "upcoming" if price.effective_at > now
+                 else "in force" if current is not None and price.id == current.id else "earlier")
+        click.echo(f"{price.id}\tfrom {_day(price.effective_at)}\t{state}")
+        for line in _price_lines(catalog.as_price(price)):
+            click.echo(f"  {line}")
+    cost = catalog.cost_price_of(row)
+    if cost is not None:
+        click.echo("cost price (what you pay upstream)")
+        for line in _price_lines(cost):
+            click.echo(f"  {line}")
+
+
+@domain_command(models_cli, "cancel-change")
+@click.argument("model")
+@click.argument("price_id", type=int, required=False)
+@click.option("--reason", required=True, **_REASON)
+def models_cancel_change(model, price_id, reason):
+    """Withdraw a price change that has not taken effect yet (PRICE_ID from `models prices`; needed
+    only when several are planned). The row stays in the history, marked withdrawn, and is audited."""
+    row = catalog.find_model(model)
+    if price_id is None:
+        planned = catalog.upcoming_prices(row.id)
+        if not planned:
+            raise click.ClickException(f"{shown(model)} has no price change planned; nothing changed")
+        if len(planned) > 1:
+            raise click.ClickException(f"{shown(model)} has {len(planned)} price changes planned (ids "
+                                       f"{', '.join(str(p.id) for p in planned)}); name the one to withdraw")
+        price_id = planned[0].id
+    withdrawn = catalog.withdraw_price(model, price_id, actor=Actor.cli(), reason=reason)
+    click.echo(f"withdrew the price change {withdrawn.id} of {row.public_id} (it was to take effect "
+               f"{_day(withdrawn.effective_at)})")
 
 
 _CLASS_OPTIONS = ("cache_read", "cache_write", "cache_write_5m", "cache_write_1h", "input_audio", "output_audio",
@@ -111,33 +171,77 @@ _CLASS_OPTIONS = ("cache_read", "cache_write", "cache_write_5m", "cache_write_1h
               help="Refuse a requested service tier without prices, or strip it from the request.")
 @click.option("--tool-calls-ceiling", type=click.IntRange(min=0), metavar="N",
               help="Server tool uses held for when a request sets no limit (default: TOOL_CALLS_CEILING).")
+@click.option("--effective", "effective_at", **_EFFECTIVE)
+@click.option("--reason", **_REASON)
 def models_set(model, upstream_name, upstream_model, input_price, output_price, fees, long_context_above,
-               long_context, tiers, max_output_tokens, **options):
-    """Create or update a model. The price given replaces the current one whole (a change is a new
-    price, effective now); settings not given are kept."""
+               long_context, tiers, max_output_tokens, effective_at, reason, **options):
+    """Create or update a model. The price given replaces the one in force whole (a change is a new
+    price row, effective now or at --effective); settings not given are kept."""
     price = pricefile.price_from_options(
         {"input": input_price, "output": output_price, **{name: options.pop(name) for name in _CLASS_OPTIONS}},
         fees=fees, long_context_above=long_context_above, long_context=long_context, tiers=tiers)
     row, changed = catalog.set_model(model, upstream_name, price, upstream_model=upstream_model,
-                                     max_output_tokens=max_output_tokens,
+                                     max_output_tokens=max_output_tokens, effective_at=effective_at,
+                                     actor=Actor.cli(), reason=reason,
                                      **{name: value for name, value in options.items() if value is not None})
+    when = f", effective {_day(effective_at)}" if effective_at is not None else ""
     click.echo(f"model {row.public_id} -> {row.upstream.name}/{row.upstream_model}; "
-               f"{'new price recorded' if changed else 'price unchanged'}")
+               f"{'new price recorded' + when if changed else 'price unchanged'}")
+
+
+@domain_command(models_cli, "cost")
+@click.argument("model")
+@click.option("--input", "input_price", metavar="USD", help="USD per million input tokens you pay upstream.")
+@click.option("--output", "output_price", metavar="USD", help="USD per million output tokens you pay upstream.")
+@click.option("--cache-read", metavar="USD", help="USD per million cache-read tokens (default: the input price).")
+@click.option("--cache-write-5m", metavar="USD", help="USD per million 5-minute cache writes (default: input).")
+@click.option("--cache-write-1h", metavar="USD", help="USD per million 1-hour cache writes (default: input).")
+@click.option("--input-audio", metavar="USD", help="USD per million audio input tokens.")
+@click.option("--output-audio", metavar="USD", help="USD per million audio output tokens.")
+@click.option("--reasoning", metavar="USD", help="USD per million reasoning tokens (default: the output price).")
+@click.option("--fee", "fees", multiple=True, metavar="UNIT=USD", help="USD per thousand units of a fee; repeat.")
+@click.option("--long-context-above", type=click.IntRange(min=1), metavar="N",
+              help="Input tokens above which the --long-context prices apply.")
+@click.option("--long-context", multiple=True, metavar="CLASS=USD", help="A long-context price; repeat.")
+@click.option("--tier", "tiers", multiple=True, metavar="NAME:CLASS=USD", help="A service tier's price; repeat.")
+@click.option("--clear", is_flag=True, help="Forget the cost price.")
+@click.option("--reason", **_REASON)
+def models_cost(model, input_price, output_price, fees, long_context_above, long_context, tiers, clear, reason,
+                **classes):
+    """Set what you pay upstream for MODEL (optional; same classes as `set`). Each call from now on
+    records its upstream cost, which the margin dashboard reads."""
+    if clear:
+        price = None
+    elif input_price is None or output_price is None:
+        raise click.ClickException("give --input and --output (USD per million tokens), or --clear")
+    else:
+        price = pricefile.price_from_options({"input": input_price, "output": output_price, **classes}, fees=fees,
+                                             long_context_above=long_context_above, long_context=long_context,
+                                             tiers=tiers)
+    row, changed = catalog.set_cost_price(model, price, actor=Actor.cli(), reason=reason)
+    if not changed:
+        click.echo(f"the cost price of {row.public_id} is that already; nothing changed")
+    else:
+        click.echo(f"cost price of {row.public_id} {'cleared' if price is None else 'recorded'}")
 
 
 @domain_command(models_cli, "import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def models_import(file):
+@click.option("--effective", "effective_at", **_EFFECTIVE)
+@click.option("--reason", **_REASON)
+def models_import(file, effective_at, reason):
     """Create or update models from a price file (.json, or a .csv price list); all of it or nothing."""
-    for public_id, outcome in pricefile.import_file(file):
+    for public_id, outcome in pricefile.import_file(file, effective_at=effective_at, actor=Actor.cli(),
+                                                    reason=reason):
         click.echo(f"{public_id}\t{outcome}")
 
 
 @models_cli.command("export")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 def models_export(file):
-    """Write every model and its current price as a JSON price file (to FILE, or standard output)."""
-    text = pricefile.export_json()
+    """Write every model and its current price as a JSON price file (to FILE, or standard output); a FILE
+    ending in .csv gets a CSV price list."""
+    text = pricefile.export_csv() if file is not None and file.suffix.lower() == ".csv" else pricefile.export_json()
     if file is None:
         click.echo(text, nl=False)
     else:

@@ -1,15 +1,16 @@
 """Account settings: password, email, two-factor, terms, and closing the account."""
-from flask import Blueprint, flash, make_response, redirect, render_template, request, session, url_for
+from flask import (Blueprint, Response, flash, make_response, redirect, render_template, request, session,
+                   stream_with_context, url_for)
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from .. import legal, links, mail, refunds, security, twofactor, users
+from .. import dataexport, legal, links, mail, refunds, security, twofactor, users
 from ..database import atomic
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
-from ..models import User
+from ..models import User, utcnow
 from .auth import end_session, start_session
 from .forms import password_field
 
@@ -168,3 +169,22 @@ def close():
             flash("Your account is closed. If you asked for a refund, the operator will contact you.")
             return redirect(url_for("pages.home"), 303)
     return _page(422, close_form=form)
+
+
+@bp.get("/export.json")
+@login_required
+def export():
+    """All of the person's data as one JSON file (suspended people may download it too)."""
+    response = Response(stream_with_context(dataexport.json_chunks(current_user.id)), mimetype="application/json")
+    response.headers["Content-Disposition"] = f'attachment; filename="my-data-{utcnow().date().isoformat()}.json"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/suspended")
+@login_required
+def suspended():
+    """What a suspension means and how to appeal (where a refused htmx request sends the browser)."""
+    if not current_user.is_suspended:
+        return redirect(url_for("dashboard.index"))
+    return render_template("account/suspended.html")

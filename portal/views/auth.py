@@ -33,8 +33,9 @@ INVALID = 422  # form errors: htmx is configured to swap these
 
 @login_manager.user_loader
 def load_user(session_id: str):
-    """The session's user, or None (logged out) once the session ended, the user was suspended or
-    terminated, or all their sessions were reset.
+    """The session's user, or None (logged out) once the session ended, the account was terminated,
+    or all their sessions were reset (suspension does that too). A suspended person may log in
+    again, to a read-only portal (views/readonly.py): `User.is_active` is false for terminated only.
 
     A live server-side session is required (`logins`), so neither a copy of a logged-out cookie nor
     Flask-Login's remember-me cookie (never set here, and carrying no session id) logs anyone in.
@@ -281,6 +282,7 @@ def consent():
             return redirect(safe_next(request.args.get("next")))
         with atomic():
             user = db.session.get(User, current_user.id)
+            legal.decline(user, terms, _client_ip(), form.reason.data)  # listed in the console
             refund = refunds.request(user, form.reason.data or "declined the new terms")
             apikeys.revoke_all(user)
         return render_template("auth/refund_received.html", refund=refund,
@@ -290,8 +292,12 @@ def consent():
 
 
 def require_consent():
-    """Keep a logged-in user on the consent page until they accept significant new terms."""
-    if not current_user.is_authenticated or request.blueprint in (None, "proxy", "pages") \
+    """Keep a logged-in user on the consent page until they accept significant new terms.
+
+    Not in the console: the operator publishes the terms rather than agreeing to them as a
+    customer, and must reach the console right after publishing (their own portal pages still ask).
+    """
+    if not current_user.is_authenticated or request.blueprint in (None, "proxy", "pages", "admin", "status") \
             or request.endpoint in ("auth.consent", "auth.logout", "static"):
         return None
     if legal.needs_consent(current_user):

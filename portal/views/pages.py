@@ -3,11 +3,14 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from flask_login import current_user
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from wtforms import RadioField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Length
 
-from .. import catalog, legal, ratelimit
-from ..database import atomic
+from .. import catalog, inbox, legal, ratelimit
 from ..extensions import db
-from ..models import ContactMessage, LegalKind
+from ..errors import InvalidInput
+from ..models import ContactCategory, LegalKind
 from ..ratelimit import Limit
 from .forms import ContactForm
 
@@ -29,9 +32,25 @@ def home():
     return render_template("pages/home.html", prices=price_list()[:6])
 
 
+def upcoming_changes(prices: list[tuple]) -> dict[int, list[tuple]]:
+    """Per model id: (moment, what changes) for each price change still to come, soonest first, so
+    users see a rise before it applies. Each change is compared with the price before it."""
+    found = {}
+    for model, price, _ in prices:
+        before, changes = price, []
+        for row in catalog.upcoming_prices(model.id):
+            after = catalog.as_price(row)
+            changes.append((row.effective_at, catalog.differences(before, after)))
+            before = after
+        if changes:
+            found[model.id] = changes
+    return found
+
+
 @bp.get("/pricing")
 def pricing():
-    return render_template("pages/pricing.html", prices=price_list())
+    prices = price_list()
+    return render_template("pages/pricing.html", prices=prices, upcoming=upcoming_changes(prices))
 
 
 def _legal_page(kind: LegalKind, version: str | None):
@@ -63,11 +82,24 @@ def refunds(version):
     return _legal_page(LegalKind.REFUND_POLICY, version)
 
 
+class MessageForm(ContactForm):
+    """The contact form with what the message is about, and for abuse reports the key or request concerned."""
+
+    # Left out (an older form, a script): a question.
+    category = RadioField("What is it about?", default=ContactCategory.QUESTION.value,
+                          choices=[SelectChoice(value, label) for value, label in inbox.CATEGORIES.items()])
+    reference = StringField("Key hint or request id (for abuse reports)",
+                            validators=[Length(max=inbox.MAX_REFERENCE)])
+
+
 @bp.route("/contact", methods=["GET", "POST"])
 def contact():
-    form = ContactForm()
-    if request.method == "GET" and current_user.is_authenticated:
-        form.email.data = current_user.email
+    form = MessageForm()
+    if request.method == "GET":
+        if current_user.is_authenticated:
+            form.email.data = current_user.email
+        if request.args.get("category") in inbox.CATEGORIES:  # "report abuse" links
+            form.category.data = request.args["category"]
     if form.validate_on_submit():
         ip = request.remote_addr or "unknown"
         # Taken before anything is stored, so parallel posts cannot all pass a check of the count.
@@ -76,11 +108,17 @@ def contact():
             form.message.errors.append(f"You have sent several messages already; try again in "
                                        f"{max(1, wait // 60)} minutes.")
             return render_template("pages/contact.html", form=form), 429
-        with atomic():
-            db.session.add(ContactMessage(email=form.email.data.strip(), subject=form.subject.data.strip(),
-                                          message=form.message.data.strip(), ip=ip,
-                                          user_id=current_user.id if current_user.is_authenticated else None))
+        try:
+            sent = inbox.submit(email=form.email.data, subject=form.subject.data, message=form.message.data,
+                                category=form.category.data, reference=form.reference.data, ip=ip,
+                                user_id=current_user.id if current_user.is_authenticated else None)
+        except InvalidInput as exc:
+            getattr(form, exc.field or "message", form.message).errors.append(str(exc))
+            return render_template("pages/contact.html", form=form), 422
         flash("Thank you: your message reached the operator. They will answer by email.")
+        if sent.pasted_key:
+            flash("Your message contained a whole API key. We kept only its last four characters. Anyone who has "
+                  "seen a key can use it: if it is yours, revoke it on the API keys page and create a new one.")
         return redirect(url_for("pages.contact"))
     return render_template("pages/contact.html", form=form), 422 if form.errors else 200
 

@@ -4,14 +4,19 @@ Relaying reads `raw.read1()`: it returns whatever bytes have arrived, so each SS
 on as soon as the upstream sends it. (`iter_content(None)` holds back a close-delimited stream
 until it ends, and `iter_lines()` adds tens of milliseconds per event.)
 """
+import logging
 from typing import Iterator, Optional
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from portal import secretbox
+from portal.egress import EgressRefused, GuardedAdapter
+
 from . import UpstreamUnavailable, query_suffix
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "tollgate-gateway"
 # Client headers an upstream may see; everything else (the client's key, cookies, X-Forwarded-*,
@@ -21,10 +26,12 @@ ANTHROPIC_VERSION = "2023-06-01"
 READ_SIZE = 65536
 
 
-def make_session(pool_size: int) -> requests.Session:
+def make_session(pool_size: int, *, allow_private: bool = False) -> requests.Session:
+    """A pooled session whose every connection passes the egress check (portal/egress.py) at connect
+    time; `allow_private` for upstreams the operator allowed a private host."""
     session = requests.Session()
     session.trust_env = False  # no proxies or .netrc credentials picked up from the environment
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
+    adapter = GuardedAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0, allow_private=allow_private)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -74,14 +81,28 @@ class HttpResponse:
             pass  # already released or closed
 
 
-class HttpUpstream:
-    """Sends a call to an upstream's base URL with the upstream's own credential."""
+REFUSED = ("the gateway may not connect to this model's upstream at the address its host has now (see the "
+           "operator's log)")
+UNREADABLE = "the gateway cannot use this model's upstream credential right now (see the operator's log)"
 
-    def __init__(self, session: requests.Session):
+
+class HttpUpstream:
+    """Sends a call to an upstream's base URL with the upstream's own credential.
+
+    Two pools: one for upstreams that must be on public addresses, one for those the operator
+    allowed a private host; both check every connection's address as it is made.
+    """
+
+    def __init__(self, session: requests.Session, private_session: Optional[requests.Session] = None):
         self._session = session
+        self._private_session = private_session or session
 
     def send(self, *, protocol: str, base_url: str, api_key: Optional[str], path: str, query: Optional[str],
-             body: bytes, client_headers: dict, timeouts) -> HttpResponse:
+             body: bytes, client_headers: dict, timeouts, allow_private_host: bool = False,
+             upstream_name: str = "") -> HttpResponse:
+        if secretbox.is_unreadable(api_key):
+            log.error("upstream %s: %s", upstream_name or base_url, secretbox.UNREADABLE_HELP)
+            raise UpstreamUnavailable(UNREADABLE)
         headers = {name: value for name, value in client_headers.items() if name in FORWARDED_HEADERS}
         headers.update({"content-type": "application/json", "accept-encoding": "identity",
                         "user-agent": USER_AGENT})
@@ -94,9 +115,15 @@ class HttpUpstream:
             url = f"{base_url}{path}"
             if api_key:
                 headers["authorization"] = f"Bearer {api_key}"
+        session = self._private_session if allow_private_host else self._session
         try:
-            response = self._session.post(url + query_suffix(query), data=body, headers=headers, stream=True,
-                                          allow_redirects=False, timeout=(timeouts.connect, timeouts.first_byte))
+            response = session.post(url + query_suffix(query), data=body, headers=headers, stream=True,
+                                    allow_redirects=False, timeout=(timeouts.connect, timeouts.first_byte))
+        except EgressRefused as exc:
+            # Checked at saving too; a name that now resolves elsewhere (DNS rebinding, a changed
+            # record) ends here. The detail is for the operator, not the API client.
+            log.warning("upstream %s: refused to connect: %s", upstream_name or base_url, exc)
+            raise UpstreamUnavailable(REFUSED) from None
         except requests.Timeout:
             raise UpstreamUnavailable("the upstream did not answer in time", timeout=True) from None
         except requests.RequestException as exc:

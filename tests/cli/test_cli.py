@@ -8,9 +8,18 @@ import pytest
 from sqlalchemy import select
 
 from portal import apikeys, catalog, ledger
-from portal.extensions import db
 from portal.database import atomic
-from portal.models import ApiKey, ContactMessage, LedgerEntry, ModelPrice, RefundRequest, Upstream, User, utcnow
+from portal.extensions import db
+from portal.models import (
+    ApiKey,
+    ContactMessage,
+    LedgerEntry,
+    ModelPrice,
+    RefundRequest,
+    Upstream,
+    User,
+    utcnow,
+)
 from tests.factories import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,11 +66,12 @@ def test_suspend_and_unsuspend(app, cli):
     assert "card testing" in out
     user = db.session.scalar(select(User))
     assert (user.status, user.status_reason) == ("suspended", "card testing")
-    refused(cli("users", "suspend", "nobody@example.com"), "no user with email")
+    refused(cli("users", "suspend", "nobody@example.com", "--reason", "x"), "no user with email")
     ok(cli("users", "unsuspend", "s@example.com"))
     db.session.rollback()
     assert db.session.scalar(select(User.status)) == "active"
-    refused(cli("users", "unsuspend", "s@example.com"), "is not suspended")
+    # Issue 10: a repeated idempotent command exits 0 and says that nothing changed.
+    assert "is not suspended; nothing changed" in ok(cli("users", "unsuspend", "s@example.com"))
 
 
 def test_credits_grant_exact_micro_dollars(app, cli):
@@ -124,7 +134,7 @@ def test_keys_create_refuses_unverified_and_suspended(app, cli):
     make_user("u@example.com", verified=False)
     refused(cli("keys", "create", "u@example.com"), "has not verified their email")
     ok(cli("users", "verify", "u@example.com"))
-    ok(cli("users", "suspend", "u@example.com"))
+    ok(cli("users", "suspend", "u@example.com", "--reason", "card testing"))
     refused(cli("keys", "create", "u@example.com"), "is suspended")
 
 

@@ -189,7 +189,8 @@ def test_upstream_dialects_are_guessed_from_the_host_or_given(cli):
                                 ("kimi", "openai", "https://api.moonshot.ai/v1"), ("grok", "openai", "https://api.x.ai/v1"),
                                 ("or", "openai", "https://openrouter.ai/api/v1"), ("local", "openai", "http://127.0.0.1:8000/v1"),
                                 ("claude", "anthropic", "https://api.anthropic.com")]:
-        assert "dialect " in ok(cli("upstreams", "add", name, "--protocol", protocol, "--base-url", url))
+        private = ["--allow-private-host"] if name == "local" else []
+        assert "dialect " in ok(cli("upstreams", "add", name, "--protocol", protocol, "--base-url", url, *private))
     ok(cli("upstreams", "add", "echo", "--protocol", "echo"))
     out = ok(cli("upstreams", "add", "proxy", "--protocol", "openai", "--base-url", "https://llm.example/v1",
                  "--dialect", "openrouter"))
@@ -239,3 +240,106 @@ def test_models_flagged_counts_what_the_operator_never_priced(cli):
         "total_tokens guard: +0 reasoning", "unpriced class: output_audio", "unpriced unit: mystery_tool"]
     assert all(line.startswith("sonnet-rich\t2 calls\tlast ") for line in lines)
     refused(cli("models", "flagged", "--days", "0"), "0")
+
+
+# -- future prices, history, withdrawal, cost prices, the audit log (issue 10) --------------------
+
+def audit_actions() -> list[tuple[str, str]]:
+    from portal.models import AuditEntry
+    db.session.rollback()
+    return [(e.action, e.actor) for e in db.session.scalars(select(AuditEntry).where(AuditEntry.target_type == "model")
+                                                            .order_by(AuditEntry.id))]
+
+
+def test_models_set_effective_later_history_and_cancel_change(upstreams, cli):
+    import getpass
+    from datetime import timedelta
+
+    from portal.models import utcnow
+
+    ok(cli("models", "set", "o3", *SET_ARGS["o3"]))
+    moment = (utcnow() + timedelta(days=10)).replace(microsecond=0)
+    iso = moment.isoformat().replace("+00:00", "Z")
+    out = ok(cli("models", "set", "o3", "--upstream", "openai", "--input", "3", "--output", "9", "--effective", iso,
+                 "--reason", "supplier rise"))
+    assert out.strip() == f"model o3 -> openai/o3; new price recorded, effective {moment:%Y-%m-%d %H:%M} UTC"
+    assert stored_price("o3") == price_from_spec(PUBLISHED["o3"])  # not yet
+    refused(cli("models", "set", "o3", "--upstream", "openai", "--input", "3", "--output", "9",
+                "--effective", "2001-01-01T00:00:00Z"), "2001-01-01 00:00 UTC has passed")
+    refused(cli("models", "set", "o3", "--upstream", "openai", "--input", "3", "--output", "9",
+                "--effective", "2031-01-01T00:00"), "has no timezone")
+    listing = ok(cli("models", "list"))
+    assert f"  from {moment:%Y-%m-%d %H:%M} UTC (price 2): per million: input=$3.00 output=$9.00" in listing
+    history = ok(cli("models", "prices", "o3")).splitlines()
+    assert history[0] == f"2\tfrom {moment:%Y-%m-%d %H:%M} UTC\tupcoming"
+    assert history[1] == "  per million: input=$3.00 output=$9.00"
+    assert history[3].startswith("1\tfrom ") and history[3].endswith("\tin force")
+    # Withdrawal: a reason is required; the row stays, marked withdrawn; twice is refused.
+    refused(cli("models", "cancel-change", "o3"), "Missing option '--reason'")
+    out = ok(cli("models", "cancel-change", "o3", "--reason", "supplier backed down"))
+    assert out.strip() == f"withdrew the price change 2 of o3 (it was to take effect {moment:%Y-%m-%d %H:%M} UTC)"
+    assert "\twithdrawn " in ok(cli("models", "prices", "o3")).splitlines()[0]
+    refused(cli("models", "cancel-change", "o3", "--reason", "x"), "o3 has no price change planned; nothing changed")
+    refused(cli("models", "cancel-change", "o3", "2", "--reason", "x"), "was withdrawn already")
+    refused(cli("models", "cancel-change", "o3", "1", "--reason", "x"), "took effect on")
+    # Two planned: name the one.
+    for days in (20, 30):
+        later = (utcnow() + timedelta(days=days)).isoformat()
+        ok(cli("models", "set", "o3", "--upstream", "openai", "--input", str(days), "--output", "9", "--effective", later))
+    refused(cli("models", "cancel-change", "o3", "--reason", "x"), "o3 has 2 price changes planned (ids 3, 4)")
+    ok(cli("models", "cancel-change", "o3", "4", "--reason", "x"))
+    assert price_rows() == 4
+    login = f"cli:{getpass.getuser()}"
+    assert audit_actions() == [("model.create", login), ("model.price", login), ("model.price_withdraw", login),
+                               ("model.price", login), ("model.price", login), ("model.price_withdraw", login)]
+
+
+def test_models_enable_disable_say_when_nothing_changed_and_are_audited(upstreams, cli):
+    ok(cli("models", "set", "o3", *SET_ARGS["o3"]))
+    assert ok(cli("models", "disable", "o3", "--reason", "retired")) == "disabled o3\n"
+    assert ok(cli("models", "disable", "o3")) == "o3 was disabled already; nothing changed\n"
+    assert ok(cli("models", "enable", "o3")) == "enabled o3\n"
+    assert ok(cli("models", "enable", "o3")) == "o3 was enabled already; nothing changed\n"
+    assert [action for action, _ in audit_actions()] == ["model.create", "model.disable", "model.enable"]
+    refused(cli("models", "disable", "nope"), "no model named 'nope'")
+
+
+def test_models_cost_sets_shows_and_clears_the_cost_price(upstreams, cli):
+    ok(cli("models", "set", "claude-sonnet", *SET_ARGS["claude-sonnet"]))
+    out = ok(cli("models", "cost", "claude-sonnet", "--input", "2.10", "--output", "10.5", "--cache-read", "0.21",
+                 "--tier", "priority:input=4", "--reason", "contract"))
+    assert out == "cost price of claude-sonnet recorded\n"
+    assert catalog.cost_price_of(catalog.find_model("claude-sonnet")) == Price(
+        input=2_100_000, output=10_500_000, cache_read=210_000, service_tiers={"priority": {"input": 4_000_000}})
+    assert "  cost per million: input=$2.10 output=$10.50 cache_read=$0.21" in ok(cli("models", "list"))
+    assert "cost price (what you pay upstream)" in ok(cli("models", "prices", "claude-sonnet"))
+    assert "nothing changed" in ok(cli("models", "cost", "claude-sonnet", "--input", "2.1", "--output", "10.50",
+                                       "--cache-read", "0.21", "--tier", "priority:input=4"))
+    refused(cli("models", "cost", "claude-sonnet", "--input", "1"), "give --input and --output")
+    refused(cli("models", "cost", "claude-sonnet", "--input", "x", "--output", "1"), "--input must be a non-negative")
+    assert ok(cli("models", "cost", "claude-sonnet", "--clear")) == "cost price of claude-sonnet cleared\n"
+    db.session.rollback()
+    assert catalog.find_model("claude-sonnet").cost_price is None
+    assert [action for action, _ in audit_actions()].count("model.cost_price") == 2
+
+
+def test_models_export_csv_imports_back_unchanged_and_import_can_wait(upstreams, cli, tmp_path):
+    from datetime import timedelta
+
+    from portal.models import utcnow
+
+    ok(cli("models", "import", str(DATA / "published-prices.json")))
+    rows = price_rows()
+    ok(cli("models", "export", str(tmp_path / "list.csv")))
+    text = (tmp_path / "list.csv").read_text()
+    assert text.splitlines()[0].startswith("id,upstream,upstream_model,max_output_tokens,input,output,cache_read,")
+    assert ok(cli("models", "import", str(tmp_path / "list.csv"))).count("\tunchanged\n") == len(PUBLISHED)
+    assert price_rows() == rows
+    moment = (utcnow() + timedelta(days=1)).replace(microsecond=0)
+    (tmp_path / "rise.csv").write_text("id,upstream,input,output\no3,openai,4,16\n")
+    assert ok(cli("models", "import", str(tmp_path / "rise.csv"), "--effective", moment.isoformat())) == \
+        "o3\tnew price\n"
+    assert stored_price("o3") == price_from_spec(PUBLISHED["o3"])
+    assert [r.effective_at for r in catalog.upcoming_prices(catalog.find_model("o3").id)] == [moment]
+    refused(cli("models", "import", str(tmp_path / "rise.csv"), "--effective", "2001-01-01T00:00:00+00:00"),
+            "has passed")

@@ -5,6 +5,7 @@ from sqlalchemy import select
 from portal import legal
 from portal.extensions import db
 from portal.models import LegalKind, RefundRequest
+from tests.cli.helpers import ok, refused
 from tests.conftest import stripe_settings
 from tests.domain.test_refunds_approval import USD, ask, balance, grant, pay_by_card, pay_by_hand
 from tests.factories import make_user
@@ -14,17 +15,6 @@ from tests.web.helpers import outbox
 @pytest.fixture
 def app_config(fake_stripe):
     return stripe_settings(fake_stripe)
-
-
-def ok(result):
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def refused(result, message):
-    assert result.exit_code != 0, result.output
-    assert message in result.output, result.output
-    return result.output
 
 
 def status(request_id) -> str:

@@ -38,8 +38,8 @@ def app_config():
 @pytest.fixture
 def catalog_ready(app, fake):
     with atomic():
-        catalog.add_upstream("fake-openai", "openai", fake.url + "/v1", OPENAI_KEY)
-        catalog.add_upstream("fake-anthropic", "anthropic", fake.url, ANTHROPIC_KEY)
+        catalog.add_upstream("fake-openai", "openai", fake.url + "/v1", OPENAI_KEY, allow_private_host=True)
+        catalog.add_upstream("fake-anthropic", "anthropic", fake.url, ANTHROPIC_KEY, allow_private_host=True)
         catalog.add_upstream("echo", "echo")
         catalog.set_model("gpt-test", "fake-openai", GPT, upstream_model="gpt-upstream", max_output_tokens=4096)
         catalog.set_model("claude-test", "fake-anthropic", CLAUDE, upstream_model="claude-upstream",

@@ -113,8 +113,8 @@ def scripted():
 @pytest.fixture
 def drain_key(app, scripted):
     with atomic():
-        catalog.add_upstream("scripted-openai", "openai", scripted.url + "/v1", OPENAI_KEY)
-        catalog.add_upstream("scripted-anthropic", "anthropic", scripted.url, ANTHROPIC_KEY)
+        catalog.add_upstream("scripted-openai", "openai", scripted.url + "/v1", OPENAI_KEY, allow_private_host=True)
+        catalog.add_upstream("scripted-anthropic", "anthropic", scripted.url, ANTHROPIC_KEY, allow_private_host=True)
         catalog.set_model("o3-test", "scripted-openai", O3, upstream_model="o3", max_output_tokens=100_000)
         catalog.set_model("sonnet-test", "scripted-anthropic", SONNET, upstream_model="claude-sonnet-4-5",
                           max_output_tokens=64_000)

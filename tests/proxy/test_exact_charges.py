@@ -57,7 +57,7 @@ def priced(app, fake, catalog_ready):
             upstream = f"up-{public_id}"
             base = fake.url if protocol == "anthropic" else fake.url + "/v1"
             catalog.add_upstream(upstream, protocol, base, ANTHROPIC_KEY if protocol == "anthropic" else OPENAI_KEY,
-                                 dialect=dialect)
+                                 dialect=dialect, allow_private_host=True)
             catalog.set_model(public_id, upstream, price_from_spec(spec), max_output_tokens=64000)
 
 

@@ -106,7 +106,7 @@ def test_connection_dropped_before_headers(gateway, fake, key):
 def test_upstream_unreachable(app, gateway, key):
     from portal import catalog
     with atomic():
-        catalog.add_upstream("dead", "openai", "http://127.0.0.1:9/v1")
+        catalog.add_upstream("dead", "openai", "http://127.0.0.1:9/v1", allow_private_host=True)
         catalog.set_model("dead-model", "dead", GPT)
     response = call(gateway, key, body={**CHAT_BODY, "model": "dead-model"})
     assert_openai_error(response, 502, "could not reach the upstream", "nothing was charged")

@@ -255,8 +255,9 @@ def test_suspended_and_closed_accounts_are_refused(client, auth, fake_stripe, st
     user = auth.user()
     with atomic():
         users.set_status(db.session.get(User, user.id), UserStatus(status), "test")
-    # The portal has logged them out...
-    assert client.post("/billing/checkout", data={"preset": "5000000"}).status_code == 302
+    # The portal has logged them out (terminated), or keeps them read-only (suspended, issue 10)...
+    assert client.post("/billing/checkout", data={"preset": "5000000"}).status_code == \
+        (403 if status == "suspended" else 302)
     # ...and the domain refuses them whoever asks.
     with pytest.raises(topups.TopupRefused, match="suspended or closed"):
         topups.start_checkout(db.session.get(User, user.id), 5_000_000, success_url="x", cancel_url="y")

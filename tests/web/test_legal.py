@@ -1,4 +1,5 @@
 """Terms and privacy pages, publishing, and re-consent after a significant change."""
+import pytest
 from sqlalchemy import select
 
 from portal.extensions import db
@@ -84,3 +85,15 @@ def test_terms_publish_cli(app, cli, tmp_path):
     empty.write_text("  \n")
     assert "the document is empty" in cli("privacy", "publish", str(empty), "--version", "1").output
     assert cli("privacy", "publish", str(document), "--version", "1").exit_code == 0
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "JaVaScRiPt:alert(1)", "java&#09;script:alert(1)",
+                                  "data:text/html;base64,PHNjcmlwdD4=", " javascript:alert(1)"])
+def test_legal_links_cannot_run_script(client, link):
+    from portal import legal
+    from portal.database import atomic
+    with atomic():
+        legal.publish(LegalKind.TERMS, "v1", f"[click]({link}), ![pic]({link}) and [help](https://example.com/help)")
+    page = client.get("/terms").get_data(as_text=True)
+    assert "script:" not in page.lower().replace("&#09;", "") and "data:text" not in page
+    assert '<a href="#">click</a>' in page and '<a href="https://example.com/help">help</a>' in page

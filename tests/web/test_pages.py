@@ -75,8 +75,10 @@ def test_suspended_user_is_logged_out_on_next_request(client, auth):
     with atomic():
         users.suspend(users.find_user(user.email), "abuse")
     assert client.get("/dashboard/").status_code == 302
-    response = auth.login()
-    assert b"This account is not active." in response.data
+    # Issue 10: they may log in again, to a read-only portal that says why.
+    assert auth.login().status_code == 302
+    page = client.get("/dashboard/").get_data(as_text=True)
+    assert "Your account is suspended" in page and "abuse" in page
 
 
 def test_csrf_is_enforced_when_enabled(app, client, auth):

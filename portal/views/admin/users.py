@@ -1,2 +1,123 @@
-"""Console: users (being built; see issue 10)."""
-from . import bp  # noqa: F401
+"""Console: users. Search by email; a person's page (money, keys, calls, consents, payments,
+history); and the operator's actions on them, each a POST with a reason that calls one function
+of moderation.py (the CLI's twins call the same ones)."""
+from typing import Callable
+
+from flask import abort, flash, redirect, render_template, request, url_for
+
+from ... import moderation
+from ...database import atomic
+from ...errors import DomainError, InvalidInput
+from ...extensions import db
+from ...models import ApiKey, User
+from . import actor, bp, confirmed, page_number, paginate, reason_from, section
+
+INVALID = 422
+
+
+@bp.get("/users")
+def users():
+    search = (request.args.get("q") or "").strip()[:254]
+    page = paginate(db.session, moderation.search(search), page_number(request.args.get("page")))
+    return render_template("admin/users/index.html", page=page, q=search)
+
+
+def _user(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+def _page(user: User, status: int = 200, *, error: str = "", failed: str = ""):
+    return render_template("admin/users/show.html", p=moderation.profile(user), error=error, failed=failed), status
+
+
+@bp.get("/users/<int:user_id>")
+def users_show(user_id: int):
+    return _page(_user(user_id))
+
+
+def _act(user_id: int, name: str, action: Callable[[User], moderation.Outcome], *, confirm: bool = False):
+    """Run one action for the user's page: redirect with a flash when done, the page with the error (422) when not."""
+    user = _user(user_id)
+    try:
+        if confirm and not confirmed(request.form):
+            raise InvalidInput("Tick the box to confirm: this cannot be undone from here.", field="confirm")
+        with atomic():
+            outcome = action(db.session.get(User, user_id))
+    except DomainError as exc:
+        db.session.rollback()
+        return _page(db.session.get(User, user.id), INVALID, error=str(exc), failed=name)
+    moderation.send(outcome)
+    flash(outcome.message[:1].upper() + outcome.message[1:] + ".")
+    return redirect(url_for("admin.users_show", user_id=user_id), 303)
+
+
+def _reason_or_page(user_id: int, name: str):
+    try:
+        return reason_from(request.form), None
+    except InvalidInput as exc:
+        return None, _page(_user(user_id), INVALID, error=str(exc), failed=name)
+
+
+@bp.post("/users/<int:user_id>/suspend")
+def users_suspend(user_id: int):
+    reason, refused = _reason_or_page(user_id, "suspend")
+    if refused:
+        return refused
+    return _act(user_id, "suspend", lambda u: moderation.suspend(actor(), u, reason), confirm=True)
+
+
+@bp.post("/users/<int:user_id>/unsuspend")
+def users_unsuspend(user_id: int):
+    reason, refused = _reason_or_page(user_id, "unsuspend")
+    if refused:
+        return refused
+    return _act(user_id, "unsuspend", lambda u: moderation.unsuspend(actor(), u, reason))
+
+
+@bp.post("/users/<int:user_id>/terminate")
+def users_terminate(user_id: int):
+    reason, refused = _reason_or_page(user_id, "terminate")
+    if refused:
+        return refused
+    return _act(user_id, "terminate", lambda u: moderation.terminate(actor(), u, reason), confirm=True)
+
+
+@bp.post("/users/<int:user_id>/adjust")
+def users_adjust(user_id: int):
+    reason, refused = _reason_or_page(user_id, "adjust")
+    if refused:
+        return refused
+    try:
+        amount = moderation.parse_signed_usd(request.form.get("amount", ""))
+    except InvalidInput as exc:
+        return _page(_user(user_id), INVALID, error=str(exc), failed="adjust")
+    topup = request.form.get("counts_as_topup") == "yes"
+    return _act(user_id, "adjust",
+                lambda u: moderation.adjust_balance(actor(), u, amount, reason, counts_as_topup=topup),
+                confirm=amount < 0)
+
+
+@bp.post("/users/<int:user_id>/resend-verification")
+def users_resend_verification(user_id: int):
+    reason, refused = _reason_or_page(user_id, "resend")
+    if refused:
+        return refused
+    return _act(user_id, "resend", lambda u: moderation.resend_verification(actor(), u, reason))
+
+
+@bp.post("/users/<int:user_id>/keys/<int:key_id>/revoke")
+def users_revoke_key(user_id: int, key_id: int):
+    key = db.session.get(ApiKey, key_id)
+    if key is None or key.user_id != user_id:
+        abort(404)
+    reason, refused = _reason_or_page(user_id, f"revoke-{key_id}")
+    if refused:
+        return refused
+    return _act(user_id, f"revoke-{key_id}",
+                lambda u: moderation.revoke_key(actor(), db.session.get(ApiKey, key_id), reason), confirm=True)
+
+
+section("admin.users", "Users")
