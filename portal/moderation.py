@@ -17,7 +17,7 @@ from typing import Any, Optional
 from flask import render_template
 from sqlalchemy import func, select
 
-from . import apikeys, audit, email_links, ledger, links, logins, mail, payments, usage, users
+from . import apikeys, audit, email_links, ledger, links, logins, mail, payments, refunds, usage, users
 from .audit import Actor
 from .errors import InsufficientFunds, InvalidInput, NotFound, UnknownUser
 from .extensions import db
@@ -321,6 +321,29 @@ def grant(actor: Actor, user: User, amount: int, reason: str, *, reference: Opti
     expires_at = account.credits_expire_at
     return Outcome(True, f"granted {format_usd(amount)} to {user.email}; balance {format_usd(entry.balance_after)}"
                          f"{f'; credits expire {expires_at:%Y-%m-%d %H:%M} UTC' if expires_at else ''}")
+
+
+def open_refund(actor: Actor, user: User, reason: str) -> tuple[Outcome, int]:
+    """Open a refund request for the person (they asked by mail, say): the same request the
+    portal files, decided in the refund queue, which shows what approval pays back against which
+    payments. Returns the outcome and the request's id; an open request is reused."""
+    reason = _reason(reason)
+    if user.status == UserStatus.TERMINATED.value:
+        raise InvalidInput(f"{user.email} is terminated: its balance was forfeited and nothing is refundable")
+    existing = refunds.open_request(user)
+    if existing is not None:
+        return Outcome(False, f"{user.email} already has an open refund request (#{existing.id}); nothing changed"), \
+            existing.id
+    refundable = refunds.refundable(user.account)
+    if refundable.amount <= 0:
+        raise InvalidInput(f"Nothing of {user.email}'s balance is refundable: only unused paid top-ups are "
+                           f"({'the credits have expired' if refundable.expired else 'none are left unused'}).")
+    request = refunds.request(user, f"opened by the operator: {reason}")
+    db.session.flush()
+    audit.record(actor, "refund.open", "user", user.id, reason=reason,
+                 after={"refund_request": request.id, "refundable": refundable.amount})
+    return Outcome(True, f"opened refund request #{request.id} for {user.email}: {format_usd(refundable.amount)} "
+                         "refundable now; approve or reject it in the refund queue"), request.id
 
 
 def resend_verification(actor: Actor, user: User, reason: Optional[str] = None) -> Outcome:

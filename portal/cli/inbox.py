@@ -5,7 +5,7 @@ import click
 from flask import current_app
 from sqlalchemy import select
 
-from .. import announcements, inbox
+from .. import announcements, inbox, moderation
 from .. import refunds as refund_requests
 from ..audit import Actor
 from ..database import atomic
@@ -97,6 +97,15 @@ def inbox_payments(limit):
 
 
 
+
+
+@domain_command(refunds_cli, "open")
+@click.argument("email")
+@click.option("--reason", required=True, help="Why (the person asked by mail, say): kept in the audit log.")
+def refunds_open(email, reason):
+    """Open a refund request for a user's unused paid balance on their behalf; then `refunds approve ID`."""
+    outcome, request_id = moderation.open_refund(Actor.cli(), moderation.find_person(email), reason)
+    click.echo(outcome.message)
 
 
 @domain_command(refunds_cli, "list")

@@ -134,3 +134,53 @@ def test_the_cli_and_the_console_share_the_audit(app, cli, fake_stripe):
     assert result.exit_code == 0, result.output
     [(action, who)] = audit_actions(request_id)
     assert action == "refund.reject" and who.startswith("cli:")
+
+
+def test_an_operator_opens_a_refund_for_a_person_who_asked_by_mail(app, client, auth):
+    auth.admin()
+    person = make_user("asked-by-mail@example.com")
+    pay_by_hand(person, 10 * USD)
+    grant(person, 3 * USD)  # a gift: not refundable
+    response = client.post(f"/admin/users/{person.id}/refund", data={"reason": "asked by mail on Monday"})
+    assert response.status_code == 303
+    db.session.rollback()
+    request = db.session.scalar(select(RefundRequest).where(RefundRequest.user_id == person.id))
+    assert request.status == "requested" and request.reason == "opened by the operator: asked by mail on Monday"
+    assert response.headers["Location"].endswith(f"/admin/refunds/{request.id}")
+    page = client.get(f"/admin/refunds/{request.id}").get_data(as_text=True)
+    assert "$10.00" in page and "refundable now" in page
+    opened = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "refund.open")).all()
+    assert [(e.target_id, e.after["refundable"], e.reason) for e in opened] == [
+        (str(person.id), 10 * USD, "asked by mail on Monday")]
+
+    # Again: the open request is shown, nothing new is filed or audited.
+    again = client.post(f"/admin/users/{person.id}/refund", data={"reason": "twice"}, follow_redirects=True)
+    assert "nothing changed" in again.get_data(as_text=True)
+    db.session.rollback()
+    assert db.session.query(RefundRequest).count() == 1
+    assert len(db.session.scalars(select(AuditEntry).where(AuditEntry.action == "refund.open")).all()) == 1
+
+
+@pytest.mark.parametrize("data, message", [({"reason": ""}, "Give a reason"),
+                                           ({"reason": "asked"}, "Nothing of")])
+def test_opening_a_refund_needs_a_reason_and_something_refundable(app, client, auth, data, message):
+    auth.admin()
+    person = make_user("gift-only@example.com")
+    grant(person, 3 * USD)
+    response = client.post(f"/admin/users/{person.id}/refund", data=data)
+    assert response.status_code == 422 and message in response.get_data(as_text=True)
+    db.session.rollback()
+    assert db.session.query(RefundRequest).count() == 0
+
+
+def test_the_command_line_opens_one_too(app, cli):
+    person = make_user("cli-refund@example.com")
+    pay_by_hand(person, 4 * USD)
+    first = cli("refunds", "open", "cli-refund@example.com", "--reason", "phoned us")
+    assert first.exit_code == 0 and "opened refund request #" in first.output and "$4.00 refundable" in first.output
+    second = cli("refunds", "open", "cli-refund@example.com", "--reason", "phoned again")
+    assert second.exit_code == 0 and "nothing changed" in second.output
+    db.session.rollback()
+    assert db.session.query(RefundRequest).count() == 1
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "refund.open"))
+    assert entry.actor.startswith("cli:") and entry.reason == "phoned us"

@@ -100,6 +100,22 @@ def users_adjust(user_id: int):
                 confirm=amount < 0)
 
 
+@bp.post("/users/<int:user_id>/refund")
+def users_refund(user_id: int):
+    """Open a refund request on the person's behalf, then show it in the queue to decide."""
+    reason, refused = _reason_or_page(user_id, "refund")
+    if refused:
+        return refused
+    try:
+        with atomic():
+            outcome, request_id = moderation.open_refund(actor(), db.session.get(User, user_id), reason)
+    except DomainError as exc:
+        db.session.rollback()
+        return _page(_user(user_id), INVALID, error=str(exc), failed="refund")
+    flash(outcome.message[:1].upper() + outcome.message[1:] + ".")
+    return redirect(url_for("admin.refunds_show", request_id=request_id), 303)
+
+
 @bp.post("/users/<int:user_id>/resend-verification")
 def users_resend_verification(user_id: int):
     reason, refused = _reason_or_page(user_id, "resend")
