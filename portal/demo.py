@@ -55,6 +55,7 @@ def seed(instance_path: str) -> Optional[str]:
         f"  user     : {USER_EMAIL} / {user_password}  ($5.00 of credit)\n"
         f"  API key  : {key}\n"
         f"  model    : {MODEL} (offline echo; $2.50 in / $10.00 out per million tokens)\n"
+        "  console  : log in as the operator, turn on two-factor (Account), log in again, open Console (/admin)\n"
     )
     path = Path(instance_path) / CREDENTIALS_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

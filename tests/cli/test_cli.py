@@ -221,7 +221,7 @@ def test_ledger_verify_clean_and_dirty(app, cli):
 
 def test_demo_seed_runs_once(app, cli):
     first = ok(cli("demo", "seed"))
-    assert "demo@example.com" in first and "tg_" in first
+    assert "demo@example.com" in first and "tg_" in first and "open Console (/admin)" in first
     assert ok(cli("demo", "seed")) == first  # the second run reprints, creates nothing
     assert db.session.scalar(select(db.func.count()).select_from(User)) == 2
     demo_user = db.session.scalar(select(User).where(User.email == "demo@example.com"))
