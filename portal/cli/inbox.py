@@ -1,6 +1,8 @@
 """What users sent the operator: inbox messages|handle|reply|refunds|payments, refunds list|approve|reject,
 announce send|status."""
 
+import time
+
 import click
 from flask import current_app
 from sqlalchemy import select
@@ -195,6 +197,20 @@ def announce_send(subject, body_file, audience, yes):
         raise click.ClickException(str(exc)) from None
     click.echo(f"announcement {row.id} queued for {row.recipients} people; `serve` sends it, "
                f"{current_app.config['ANNOUNCE_PER_MINUTE']} a minute at most (see `announce status`)")
+
+
+@announce_cli.command("run")
+def announce_run():
+    """Send unfinished announcements now, in the foreground, at ANNOUNCE_PER_MINUTE: for sites that
+    serve the app some other way than `serve` (whose background sender does this by itself)."""
+    pause, me, sent = 60 / current_app.config["ANNOUNCE_PER_MINUTE"], announcements.worker_id(), 0
+    while announcements.step(me, 1):
+        sent += 1
+        time.sleep(pause)  # the same throttle as the background sender
+    db.session.remove()
+    left = sum(announcements.progress(a).left for a in db.session.scalars(announcements.listing()))
+    click.echo(f"sent {sent} mail(s)" + (f"; {left} still to send by another process that holds the lease"
+                                         if left else "; nothing left to send"))
 
 
 @announce_cli.command("status")

@@ -1,4 +1,5 @@
 """`flask inbox messages|handle|reply` and `flask announce send|status`: the console's twins, audited alike."""
+import pytest
 from sqlalchemy import select
 
 from portal import announcements, inbox
@@ -92,3 +93,15 @@ def test_announce_send_and_status(app, cli, tmp_path):
     [(action, who)] = actions("announcement")
     assert action == "announcement.send" and who.startswith("cli:")
     assert sorted(m["To"] for m in outbox(app)) == ["u0@example.com", "u1@example.com", "u2@example.com"]
+
+
+@pytest.mark.parametrize("app_config", [{"ANNOUNCE_PER_MINUTE": 600_000}])  # a 0.1 ms pause: the test waits on nothing
+def test_announce_run_sends_in_the_foreground_once(app, cli, tmp_path):
+    for n in range(3):
+        make_user(f"r{n}@example.com")
+    body = tmp_path / "body.txt"
+    body.write_text("Hello.\n", encoding="utf-8")
+    ok(cli("announce", "send", "--subject", "News", "--body-file", str(body), "--audience", "all", "--yes"))
+    assert "sent 3 mail(s); nothing left to send" in ok(cli("announce", "run"))
+    assert "sent 0 mail(s); nothing left to send" in ok(cli("announce", "run"))
+    assert sorted(m["To"] for m in outbox(app)) == ["r0@example.com", "r1@example.com", "r2@example.com"]
