@@ -224,6 +224,9 @@ def keys_create(email, name):
     """Issue an API key; the key is printed alone on the last line and never shown again."""
     user = users.find_user(email)
     key, plaintext = apikeys.issue(user, name)
+    db.session.flush()
+    audit.record(audit.Actor.cli(), "key.create", "user", user.id, after={"key": key.id, "hint": key.hint,
+                                                                           "name": key.name})
     click.echo(f"created key {key.name!r} ({key.hint}) for {user.email}")
     click.echo(plaintext)
 
@@ -259,5 +262,8 @@ def credits_topup(email, usd, reference, method):
     db.session.flush()
     account = user.account
     db.session.refresh(account)
+    audit.record(audit.Actor.cli(), "credits.topup", "user", user.id,
+                 after={"payment": payment.id, "amount": amount, "reference": payment.reference, "method": method,
+                        "balance": account.balance, "credits_expire_at": account.credits_expire_at})
     click.echo(f"credited {format_usd(amount)} to {shown(user.email)} (payment #{payment.id}, {shown(method)}); "
                f"balance {format_usd(account.balance)}, credits valid until {_day(account.credits_expire_at)}")

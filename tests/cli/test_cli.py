@@ -10,16 +10,8 @@ from sqlalchemy import select
 from portal import apikeys, catalog, ledger
 from portal.database import atomic
 from portal.extensions import db
-from portal.models import (
-    ApiKey,
-    ContactMessage,
-    LedgerEntry,
-    ModelPrice,
-    RefundRequest,
-    Upstream,
-    User,
-    utcnow,
-)
+from portal.models import (ApiKey, AuditEntry, ContactMessage, LedgerEntry,
+                           ModelPrice, RefundRequest, Upstream, User, utcnow)
 from tests.factories import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,6 +120,9 @@ def test_keys_create_prints_key_alone_on_last_line(app, cli):
     caller = apikeys.authenticate(plaintext)
     assert (caller.key_name, caller.hint) == ("laptop", f"tg_…{plaintext[-4:]}")
     assert plaintext not in db.session.scalar(select(ApiKey.key_hash))
+    [entry] = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "key.create")).all()
+    assert entry.actor.startswith("cli:") and entry.after["hint"] == caller.hint
+    assert plaintext not in repr(entry.after)
 
 
 def test_keys_create_refuses_unverified_and_suspended(app, cli):

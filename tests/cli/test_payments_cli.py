@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from portal import ledger, payments, refunds
 from portal.database import atomic
 from portal.extensions import db
-from portal.models import Account, LedgerEntry, Payment, User, utcnow
+from portal.models import Account, AuditEntry, LedgerEntry, Payment, User, utcnow
 from tests.factories import make_user
 from tests.fake_stripe import event
 
@@ -53,6 +53,10 @@ def test_topup_again_with_the_same_reference_credits_once(app, cli):
     assert account_of(user).balance == 10_000_000
     assert db.session.scalar(select(func.count(Payment.id))) == 1
     assert db.session.scalar(select(Payment.method)) == "cash"
+    # Audited once, as the operator at the command line; the repeat changed nothing.
+    [entry] = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "credits.topup")).all()
+    assert entry.actor.startswith("cli:") and entry.target_id == str(user.id)
+    assert (entry.after["amount"], entry.after["reference"]) == (10_000_000, "R-1")
 
 
 @pytest.mark.parametrize("args, message", [
