@@ -51,6 +51,36 @@ def light_password_hashing():
     users._hasher = production
 
 
+@pytest.fixture(autouse=True, scope="session")
+def shared_url_builders():
+    """One compiled URL builder per distinct rule, shared by the apps the suite makes.
+
+    Werkzeug compiles a builder function for each rule of each app (about a millisecond each, and
+    the app has over a hundred rules); the suite makes an app per test, so compiling the same rules
+    again was minutes of the run. The builder is a pure function of the rule's shape: it reaches
+    the converters through the rule it is bound to when called, so rules of one shape can share
+    it. Rules whose defaults cannot be a key are compiled as usual.
+    """
+    from werkzeug.routing.rules import Rule
+
+    original = Rule._compile_builder
+    compiled = {}
+
+    def compile_builder(self, append_unknown=True):
+        try:
+            key = (self.rule, tuple(self._trace), tuple(sorted((self.defaults or {}).items())), append_unknown)
+            hash(key)
+        except TypeError:
+            return original(self, append_unknown)
+        if key not in compiled:
+            compiled[key] = original(self, append_unknown)
+        return compiled[key]
+
+    Rule._compile_builder = compile_builder
+    yield
+    Rule._compile_builder = original
+
+
 BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
