@@ -96,20 +96,24 @@ def _counts(model_ids: list[int], now: datetime) -> dict:
     return {row[0]: tuple(int(n or 0) for n in row[1:]) for row in db.session.execute(query)}
 
 
-def _medians(model_ids: list[int], since: datetime) -> dict[int, int]:
-    """Each model's median time to first byte of its successful calls since `since` (portable SQL:
-    window functions rank the values, and the middle one or two are averaged)."""
-    ranked = (select(UsageRecord.model_id.label("model_id"), UsageRecord.first_byte_ms.label("ms"),
-                     func.row_number().over(partition_by=UsageRecord.model_id,
-                                            order_by=UsageRecord.first_byte_ms).label("n"),
-                     func.count().over(partition_by=UsageRecord.model_id).label("c"))
-              .where(UsageRecord.model_id.in_(model_ids), UsageRecord.started_at >= since,
-                     UsageRecord.status == "ok", UsageRecord.first_byte_ms.is_not(None))
+def medians(group, column, since: datetime, *criteria) -> dict[int, int]:
+    """The median of `column` per `group` (a usage-record column) over successful calls since `since`
+    matching `criteria` (portable SQL: window functions rank the values, and the middle one or two
+    are averaged)."""
+    ranked = (select(group.label("key"), column.label("ms"),
+                     func.row_number().over(partition_by=group, order_by=column).label("n"),
+                     func.count().over(partition_by=group).label("c"))
+              .where(UsageRecord.started_at >= since, UsageRecord.status == "ok", column.is_not(None), *criteria)
               .subquery())
-    query = (select(ranked.c.model_id, func.avg(ranked.c.ms))
+    query = (select(ranked.c.key, func.avg(ranked.c.ms))
              .where(2 * ranked.c.n >= ranked.c.c, 2 * ranked.c.n <= ranked.c.c + 2)
-             .group_by(ranked.c.model_id))
-    return {model_id: int(round(float(value))) for model_id, value in db.session.execute(query)}
+             .group_by(ranked.c.key))
+    return {key: int(round(float(value))) for key, value in db.session.execute(query)}
+
+
+def _medians(model_ids: list[int], since: datetime) -> dict[int, int]:
+    """Each model's median time to first byte of its successful calls since `since`."""
+    return medians(UsageRecord.model_id, UsageRecord.first_byte_ms, since, UsageRecord.model_id.in_(model_ids))
 
 
 def compute(now: Optional[datetime] = None) -> Figures:

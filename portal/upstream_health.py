@@ -20,7 +20,7 @@ from sqlalchemy import case, func, select
 from . import egress, secretbox
 from .extensions import db
 from .models import CatalogModel, Protocol, Upstream, UsageRecord, utcnow
-from .status import is_failure
+from .status import is_failure, medians
 
 WINDOW = timedelta(hours=1)
 PROBE_CONNECT_SECONDS = 5.0
@@ -48,17 +48,8 @@ class Health:
 
 
 def _medians(column, since: datetime) -> dict[int, int]:
-    """Each upstream's median of `column` over its successful calls since `since` (portable SQL:
-    window functions rank the values, and the middle one or two are averaged)."""
-    ranked = (select(UsageRecord.upstream_id.label("upstream_id"), column.label("ms"),
-                     func.row_number().over(partition_by=UsageRecord.upstream_id, order_by=column).label("n"),
-                     func.count().over(partition_by=UsageRecord.upstream_id).label("c"))
-              .where(UsageRecord.started_at >= since, UsageRecord.status == "ok", column.is_not(None))
-              .subquery())
-    query = (select(ranked.c.upstream_id, func.avg(ranked.c.ms))
-             .where(2 * ranked.c.n >= ranked.c.c, 2 * ranked.c.n <= ranked.c.c + 2)
-             .group_by(ranked.c.upstream_id))
-    return {upstream_id: int(round(float(value))) for upstream_id, value in db.session.execute(query)}
+    """Each upstream's median of `column` over its successful calls since `since`."""
+    return medians(UsageRecord.upstream_id, column, since)
 
 
 def recent(now: Optional[datetime] = None, window: timedelta = WINDOW) -> dict[int, Health]:

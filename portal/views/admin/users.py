@@ -61,28 +61,29 @@ def _reason_or_page(user_id: int, name: str):
         return None, _page(_user(user_id), INVALID, error=str(exc), failed=name)
 
 
-@bp.post("/users/<int:user_id>/suspend")
-def users_suspend(user_id: int):
-    reason, refused = _reason_or_page(user_id, "suspend")
+def _with_reason(user_id: int, name: str, action: Callable[[User, str], moderation.Outcome], *,
+                 confirm: bool = False):
+    """An action that needs a reason: the page with the error (422) without one, else `_act`."""
+    reason, refused = _reason_or_page(user_id, name)
     if refused:
         return refused
-    return _act(user_id, "suspend", lambda u: moderation.suspend(actor(), u, reason), confirm=True)
+    return _act(user_id, name, lambda u: action(u, reason), confirm=confirm)
+
+
+@bp.post("/users/<int:user_id>/suspend")
+def users_suspend(user_id: int):
+    return _with_reason(user_id, "suspend", lambda u, reason: moderation.suspend(actor(), u, reason), confirm=True)
 
 
 @bp.post("/users/<int:user_id>/unsuspend")
 def users_unsuspend(user_id: int):
-    reason, refused = _reason_or_page(user_id, "unsuspend")
-    if refused:
-        return refused
-    return _act(user_id, "unsuspend", lambda u: moderation.unsuspend(actor(), u, reason))
+    return _with_reason(user_id, "unsuspend", lambda u, reason: moderation.unsuspend(actor(), u, reason))
 
 
 @bp.post("/users/<int:user_id>/terminate")
 def users_terminate(user_id: int):
-    reason, refused = _reason_or_page(user_id, "terminate")
-    if refused:
-        return refused
-    return _act(user_id, "terminate", lambda u: moderation.terminate(actor(), u, reason), confirm=True)
+    return _with_reason(user_id, "terminate", lambda u, reason: moderation.terminate(actor(), u, reason),
+                        confirm=True)
 
 
 @bp.post("/users/<int:user_id>/adjust")
@@ -118,10 +119,7 @@ def users_refund(user_id: int):
 
 @bp.post("/users/<int:user_id>/resend-verification")
 def users_resend_verification(user_id: int):
-    reason, refused = _reason_or_page(user_id, "resend")
-    if refused:
-        return refused
-    return _act(user_id, "resend", lambda u: moderation.resend_verification(actor(), u, reason))
+    return _with_reason(user_id, "resend", lambda u, reason: moderation.resend_verification(actor(), u, reason))
 
 
 @bp.post("/users/<int:user_id>/keys/<int:key_id>/revoke")
@@ -129,11 +127,9 @@ def users_revoke_key(user_id: int, key_id: int):
     key = db.session.get(ApiKey, key_id)
     if key is None or key.user_id != user_id:
         abort(404)
-    reason, refused = _reason_or_page(user_id, f"revoke-{key_id}")
-    if refused:
-        return refused
-    return _act(user_id, f"revoke-{key_id}",
-                lambda u: moderation.revoke_key(actor(), db.session.get(ApiKey, key_id), reason), confirm=True)
+    return _with_reason(user_id, f"revoke-{key_id}",
+                        lambda u, reason: moderation.revoke_key(actor(), db.session.get(ApiKey, key_id), reason),
+                        confirm=True)
 
 
 section("admin.users", "Users")
