@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from sqlalchemy import func, select
 
+from .errors import InvalidInput
 from .extensions import db
 from .models import AuditEntry, User, utcnow
 
@@ -59,6 +60,20 @@ def _clean(values: Optional[dict]) -> Optional[dict]:
         else:
             out[key] = str(value)  # floats never reach here for money: amounts are integers
     return out
+
+
+MAX_REASON = 2000
+
+
+def require_reason(reason: Optional[str], field: str = "reason") -> str:
+    """An action's reason, trimmed; InvalidInput when it is missing or too long."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Give a reason: it is kept in the audit log (and, where it says so, sent to the user).",
+                           field=field)
+    if len(reason) > MAX_REASON:
+        raise InvalidInput(f"Keep the reason under {MAX_REASON:,} characters.", field=field)
+    return reason
 
 
 def record(actor: Actor, action: str, target_type: str = "", target_id: Any = "", *,

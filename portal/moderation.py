@@ -65,13 +65,7 @@ def _not_yourself(actor: Actor, user: User, what: str) -> None:
         raise InvalidInput(f"You cannot {what} your own account from the console.")
 
 
-def _reason(reason: Optional[str]) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("Give a reason: it is kept in the audit log.", field="reason")
-    if len(reason) > 2000:
-        raise InvalidInput("Keep the reason under 2,000 characters.", field="reason")
-    return reason
+_reason = audit.require_reason
 
 
 # -- finding people and keys --------------------------------------------------------------------

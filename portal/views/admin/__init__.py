@@ -12,8 +12,7 @@ from typing import Any, Optional
 from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
 
-from ...audit import Actor
-from ...errors import InvalidInput
+from ...audit import Actor, require_reason
 from ...extensions import login_manager
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -54,13 +53,7 @@ def actor() -> Actor:
 
 def reason_from(form, field: str = "reason") -> str:
     """The required reason of an action, trimmed; InvalidInput when it is missing."""
-    reason = (form.get(field) or "").strip()
-    if not reason:
-        raise InvalidInput("Give a reason: it is kept in the audit log (and, where it says so, sent to the user).",
-                           field=field)
-    if len(reason) > 2000:
-        raise InvalidInput("Keep the reason under 2,000 characters.", field=field)
-    return reason
+    return require_reason(form.get(field), field)
 
 
 def confirmed(form) -> bool:
