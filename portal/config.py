@@ -279,6 +279,9 @@ def load(instance_path: str, environ=os.environ) -> dict:
         "PUBLIC_URL": public_url(environ.get("PUBLIC_URL", ""), production=production,
                                  default=_default_public_url(host, port)),
         "SERVE_THREADS": threads,
+        # Serving processes `serve` forks, sharing one listening socket (serving.py); several
+        # processes without REDIS_URL keep the API rate limits in the database so they share them.
+        "WORKERS": _int(environ, "WORKERS", os.cpu_count() or 1),
         "SERVE_CONNECTION_LIMIT": _int(environ, "SERVE_CONNECTION_LIMIT", threads * 8),
         # Streams beyond this are refused at once with 503, keeping threads free for the portal
         # and for the refusals themselves, instead of queueing inside waitress.
