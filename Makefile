@@ -62,3 +62,4 @@ bench: dev-setup
 	BENCH_POSTGRES_URL=$(BENCH_POSTGRES_URL) $(BIN)/python -m bench.ledger_bench
 	$(BIN)/python -m bench.proxy_bench
 	BENCH_POSTGRES_URL=$(BENCH_POSTGRES_URL) $(BIN)/python -m bench.dashboard_bench
+	BENCH_POSTGRES_URL=$(BENCH_POSTGRES_URL) $(BIN)/python -m bench.ratelimit_bench

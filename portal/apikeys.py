@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, case, or_, select
 
 from .errors import (AccountNotVerified, AccountSuspended, InvalidInput, KeyExpired, KeyRevoked, NotFound,
                      SpendCapReached, UnknownKey)
+from .apilimits import Overrides
 from .extensions import db
 from .models import Account, ApiKey, CatalogModel, User, UserStatus, utcnow
 from .money import format_usd
@@ -60,6 +61,7 @@ class Caller:
     allowed_models: Optional[frozenset] = None
     networks: Optional[tuple] = None
     max_concurrency: Optional[int] = None  # the key's own limit on calls in flight, if its owner set one
+    overrides: Overrides = Overrides()  # the operator's and the owner's per-minute and concurrency limits
 
     def may_use(self, public_id: str) -> bool:
         return self.allowed_models is None or public_id in self.allowed_models
@@ -79,7 +81,9 @@ _key, _user, _account = ApiKey.__table__, User.__table__, Account.__table__
 _AUTHENTICATE = (
     select(_key.c.id, _key.c.name, _key.c.hint, _key.c.revoked_at, _key.c.expires_at, _key.c.allowed_models,
            _key.c.ip_allowlist, _key.c.max_concurrency, _user.c.id.label("user_id"), _user.c.status, _user.c.is_verified,
-           _account.c.id.label("account_id"))
+           _account.c.id.label("account_id"), _key.c.rpm_limit, _key.c.tpm_limit, _key.c.concurrency_limit,
+           _key.c.max_rpm, _key.c.max_tpm, _account.c.rpm_limit.label("account_rpm"),
+           _account.c.tpm_limit.label("account_tpm"), _account.c.concurrency_limit.label("account_concurrency"))
     .join(_user, _user.c.id == _key.c.user_id).join(_account, _account.c.user_id == _user.c.id)
     .where(_key.c.key_hash == bindparam("key_hash"))
 )
@@ -129,7 +133,8 @@ def authenticate(plaintext: Optional[str]) -> Caller:
         raise AccountNotVerified("verify your email address before using API keys")
     allowed = frozenset(json.loads(row.allowed_models)) if row.allowed_models else None
     return Caller(row.id, row.name, row.hint, row.user_id, row.account_id, allowed, _networks(row.ip_allowlist),
-                  row.max_concurrency)
+                  row.max_concurrency, Overrides(row.account_rpm, row.account_tpm, row.account_concurrency, row.rpm_limit,
+                                                 row.tpm_limit, row.concurrency_limit, row.max_rpm, row.max_tpm))
 
 
 def reserve(key_id: int, amount: int, ip: Optional[str]) -> None:
@@ -243,6 +248,29 @@ def find_for(user: User, key_id: int) -> ApiKey:
 def revoke(key: ApiKey) -> None:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+
+
+# What a rotated key does not take from the old one: its identity and secret, its use, its spend
+# and calls in flight (`ledger verify` checks each key's spend against its own charges; calls in
+# flight settle on the old key) and its sharing flag. Every other column (name, limits, spend caps,
+# and any limit added later) is copied.
+_NOT_ROTATED = frozenset({"id", "key_hash", "hint", "created_at", "last_used_at", "last_used_ip", "revoked_at",
+                          "held", "spent_total", "spent_month", "spent_month_key", "sharing_flagged_at",
+                          "sharing_addresses"})
+
+
+def rotate(key: ApiKey) -> tuple[ApiKey, str]:
+    """Replace a live key by a new one with the same name and limits, and revoke it; the new
+    plaintext is returned here only."""
+    if key.revoked_at is not None:
+        raise InvalidInput("this key is revoked already; create a new one")
+    new, plaintext = issue(key.user, key.name)
+    for column in ApiKey.__table__.columns:
+        if column.key not in _NOT_ROTATED:
+            setattr(new, column.key, getattr(key, column.key))
+    revoke(key)
+    db.session.flush()
+    return new, plaintext
 
 
 def revoke_all(user: User) -> int:

@@ -11,8 +11,9 @@ from functools import partial
 from typing import Iterable, Mapping, Optional
 
 from flask import current_app
+from sqlalchemy import select
 
-from . import apikeys, autotopup, ledger, notices
+from . import apikeys, autotopup, ledger, logs, metrics, notices, signals
 from .catalog import ServingModel
 from .database import atomic
 from .extensions import db
@@ -57,6 +58,9 @@ class OpenCall:
     started_at: datetime
     # What the operator pays upstream, taken with the hold like the price (None: not known).
     cost_price: Optional[Price] = None
+    # Each upstream tried before the one whose answer settles the call (proxy/pipeline.py replaces
+    # upstream_id with that one): [{"upstream": name, "result": "status_503", "ms": 12}, ...].
+    attempts: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,13 @@ def open_call(request_id: str, caller: apikeys.Caller, model: ServingModel, wors
     worst_case = replace(worst_case, service_tier=_dearest_tier(model.price, worst_case, tiers))
     with atomic():
         apikeys.reserve(caller.key_id, amount, client_ip)
-        hold_id = ledger.hold(caller.account_id, amount, memo=request_id, api_key_id=caller.key_id)
+        hold_id = ledger.hold(caller.account_id, amount, memo=request_id, api_key_id=caller.key_id,
+                              call_details={"model": model.id, "upstream": model.upstream.id, "price": model.price_id,
+                                            "route": route, "streamed": streamed})
     db.session.close()  # give the connection back to the pool while the upstream works
+    logs.set_request_id(None, request_id)  # this request's log lines and access line carry the call's id
+    # Key sharing (signals.py): a query only for an address this process has not noted today.
+    signals.note_call(current_app._get_current_object(), caller.key_id, client_ip)
     return OpenCall(request_id, caller.account_id, caller.key_id, model.id, model.public_id, model.upstream.id,
                     model.price_id, model.price, hold_id, amount, worst_case, bounds, client_ip, route, streamed,
                     utcnow(), model.cost_price)
@@ -187,8 +196,10 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
             usage_estimated=outcome.estimated, usage_clamped=clamped, http_status=outcome.http_status, error=outcome.error,
             client_ip=call.client_ip, route=call.route, streamed=call.streamed, started_at=call.started_at,
             first_byte_ms=outcome.first_byte_ms, duration_ms=outcome.duration_ms,
+            attempts=[dict(attempt) for attempt in call.attempts] or None,
         ))
     db.session.close()
+    metrics.charged(call.public_id, cost)  # after the commit: a rolled-back settlement charged nothing
     if low_balance:
         # This charge was the one that crossed the owner's threshold (the ledger says so once).
         # The mail goes from a background thread: the client's response never waits for SMTP.
@@ -199,8 +210,12 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
     return cost
 
 
+ABANDONED = "abandoned"  # the usage record's status of a call whose process never settled it
+
+
 def release_stale(older_than: datetime) -> list[int]:
-    """Release holds left open by calls that never finished (a crashed or killed process).
+    """Release holds left open by calls that never finished (a crashed or killed process), and
+    write each call's usage record with status `abandoned`.
 
     Nothing is charged for them. A call still running when its hold is released is not charged
     either (its settlement finds the hold closed), so `older_than` must exceed the longest call.
@@ -212,7 +227,34 @@ def release_stale(older_than: datetime) -> list[int]:
                 if api_key_id is not None:
                     apikeys.settle_spend(api_key_id, amount, 0)
                 ledger.release(hold_id)
+                _record_abandoned(hold_id)
         except HoldNotOpen:
             continue  # the call finished while we looked
         released.append(hold_id)
+        log.warning("released stale hold %s (%s micro-dollars): its call never settled", hold_id, amount)
     return released
+
+
+def _record_abandoned(hold_id: int) -> None:
+    """The usage record of the released hold's call, from what the hold noted when it was placed.
+
+    Holds placed before that note existed (or by other code than open_call) get none.
+    """
+    from .models import Hold
+
+    hold = db.session.execute(select(Hold.account_id, Hold.api_key_id, Hold.amount, Hold.memo, Hold.created_at,
+                                     Hold.call_details).where(Hold.id == hold_id)).one()
+    details = hold.call_details or {}
+    if hold.api_key_id is None or not all(details.get(name) for name in ("model", "upstream", "price")):
+        return
+    db.session.connection().execute(_INSERT_RECORD, dict(
+        request_id=hold.memo, account_id=hold.account_id, api_key_id=hold.api_key_id,
+        model_id=details["model"], upstream_id=details["upstream"], price_id=details["price"],
+        hold_id=hold_id, hold_amount=hold.amount, ledger_entry_id=None, input_tokens=0, output_tokens=0,
+        cache_read_tokens=0, cache_write_5m_tokens=0, cache_write_1h_tokens=0, input_audio_tokens=0,
+        output_audio_tokens=0, reasoning_tokens=0, units=None, service_tier=None, long_context=False, flags=None,
+        cost=0, upstream_cost=None, status=ABANDONED, usage_estimated=False, usage_clamped=False, http_status=None,
+        error="the call never finished (its serving process stopped); its hold was released and nothing charged",
+        client_ip=None, route=details.get("route") or "", streamed=bool(details.get("streamed")),
+        started_at=hold.created_at, first_byte_ms=None, duration_ms=None,
+    ))

@@ -9,6 +9,7 @@ import re
 import secrets
 from email.utils import parseaddr
 from pathlib import Path
+from typing import Optional
 from urllib.parse import urlsplit
 
 from .errors import InvalidAmount
@@ -24,6 +25,39 @@ _HOSTNAME = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")
 
 class ConfigError(RuntimeError):
     """The environment does not describe a runnable configuration."""
+
+
+# The env file every command and server reads (wsgi.py), so cron and systemd see what a shell
+# with the operator's exports sees. TOLLGATE_ENV_FILE names another; variables already set win.
+DEFAULT_ENV_FILE = Path(__file__).resolve().parent.parent / "instance" / "tollgate.env"
+
+
+def load_env_file(environ=os.environ, default: Path = DEFAULT_ENV_FILE) -> Optional[Path]:
+    """Add the env file's settings to `environ` (those already set win); return the file read, if any.
+
+    A missing default file is fine (development needs none); a TOLLGATE_ENV_FILE that names a
+    missing file is a mistake in a unit or crontab and refuses to start.
+    """
+    from dotenv import dotenv_values
+
+    named = (environ.get("TOLLGATE_ENV_FILE") or "").strip()
+    path = Path(named) if named else default
+    if not path.is_file():
+        if named:
+            raise ConfigError(f"TOLLGATE_ENV_FILE names {named}, which is not a file")
+        return None
+    for name, value in dotenv_values(path).items():
+        if value is not None:
+            environ.setdefault(name, value)
+    return path
+
+
+def require_database(environ=os.environ) -> None:
+    """In production, refuse to run without DATABASE_URL rather than start on a new, empty SQLite file."""
+    if environ.get("PORTAL_ENV") == "production" and not (environ.get("DATABASE_URL") or "").strip():
+        raise ConfigError(f"DATABASE_URL must be set when PORTAL_ENV=production (in the environment or in "
+                          f"{environ.get('TOLLGATE_ENV_FILE') or DEFAULT_ENV_FILE}); refusing to create a new "
+                          "SQLite database")
 
 
 def database_url(raw: str) -> str:
@@ -47,6 +81,14 @@ def _int(environ, name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _choice(environ, name: str, choices: tuple) -> str:
+    """One of `choices` (the first when unset)."""
+    raw = (environ.get(name) or choices[0]).strip().lower()
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _seconds(environ, name: str, default: float, *, zero_allowed: bool = False) -> float:
     raw = environ.get(name)
     if raw in (None, ""):
@@ -57,6 +99,16 @@ def _seconds(environ, name: str, default: float, *, zero_allowed: bool = False) 
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
     if not (value >= 0 if zero_allowed else value > 0):  # NaN fails both
         raise ConfigError(f"{name} must be {'zero or more' if zero_allowed else 'positive'}, got {raw}")
+    return value
+
+
+def _stale_hold_seconds(environ) -> int:
+    value = _int(environ, "STALE_HOLD_SECONDS", 3 * 3600)
+    first_byte = _seconds(environ, "UPSTREAM_FIRST_BYTE_TIMEOUT", 600.0)
+    if value <= first_byte:
+        # Released sooner, a call still waiting for its upstream would lose its hold and go unbilled.
+        raise ConfigError(f"STALE_HOLD_SECONDS must exceed UPSTREAM_FIRST_BYTE_TIMEOUT ({first_byte:g}) by the "
+                          f"longest stream you serve (default 10800, three hours), got {value}")
     return value
 
 
@@ -241,6 +293,25 @@ def call_limits(config) -> tuple[int, int, int]:
     return total, per_account, min(config["PROXY_MAX_INFLIGHT_PER_KEY"] or per_account, per_account)
 
 
+MIN_METRICS_TOKEN_LENGTH = 16
+LOG_FORMATS = ("text", "json")
+
+
+def _metrics_token(environ) -> str:
+    token = environ.get("METRICS_TOKEN", "").strip()
+    if token and (len(token) < MIN_METRICS_TOKEN_LENGTH or any(c.isspace() for c in token)):
+        raise ConfigError(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters without spaces "
+                          "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or unset")
+    return token
+
+
+def _log_format(environ) -> str:
+    raw = (environ.get("LOG_FORMAT") or "text").strip().lower()
+    if raw not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {raw!r}")
+    return raw
+
+
 def _operator_email(environ) -> str:
     raw = (environ.get("OPERATOR_EMAIL") or "").strip()
     # One plain address: it becomes a mail header.
@@ -268,8 +339,15 @@ def load(instance_path: str, environ=os.environ) -> dict:
             environ.get("DATABASE_URL") or f"sqlite:///{instance / 'portal.db'}"
         ),
         "SQLITE_BUSY_TIMEOUT_MS": _int(environ, "SQLITE_BUSY_TIMEOUT_MS", 30_000),
+        # Test each pooled connection before use (one round trip): after a Postgres restart or a
+        # terminated backend, the dead connection is replaced instead of failing a request.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": environ.get("REDIS_URL", ""),
         "REDIS_PREFIX": environ.get("REDIS_PREFIX", "tollgate:"),
+        # /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one, only
+        # loopback peers may scrape (views/health.py). Logs: text lines, or JSON lines (logs.py).
+        "METRICS_TOKEN": _metrics_token(environ),
+        "LOG_FORMAT": _log_format(environ),
         "SMTP_URL": environ.get("SMTP_URL", ""),
         "MAIL_FROM": environ.get("MAIL_FROM", "Tollgate <no-reply@localhost>"),
         **_branding(environ),
@@ -282,6 +360,9 @@ def load(instance_path: str, environ=os.environ) -> dict:
         # Serving processes `serve` forks, sharing one listening socket (serving.py); several
         # processes without REDIS_URL keep the API rate limits in the database so they share them.
         "WORKERS": _int(environ, "WORKERS", os.cpu_count() or 1),
+        # On SIGTERM a serving process stops accepting and lets running requests (streams) finish
+        # for this long, then closes them; keep it below your service manager's stop timeout.
+        "SERVE_GRACE_SECONDS": _seconds(environ, "SERVE_GRACE_SECONDS", 20.0, zero_allowed=True),
         "SERVE_CONNECTION_LIMIT": _int(environ, "SERVE_CONNECTION_LIMIT", threads * 8),
         # Streams beyond this are refused at once with 503, keeping threads free for the portal
         # and for the refusals themselves, instead of queueing inside waitress.
@@ -290,6 +371,16 @@ def load(instance_path: str, environ=os.environ) -> dict:
         # than a quarter of a process's call slots; a key's default is its account's.
         "PROXY_MAX_INFLIGHT_PER_ACCOUNT": _int(environ, "PROXY_MAX_INFLIGHT_PER_ACCOUNT", 0, minimum=0),
         "PROXY_MAX_INFLIGHT_PER_KEY": _int(environ, "PROXY_MAX_INFLIGHT_PER_KEY", 0, minimum=0),
+        # Per-minute limits on /v1 calls (portal/apilimits.py); 0: none. The account's request
+        # limit is on by default, high enough for any person or agent (50 a second) and low
+        # enough that one leaked key cannot flood the gateway; tokens are limited by credit.
+        "RATE_LIMIT_RPM_PER_ACCOUNT": _int(environ, "RATE_LIMIT_RPM_PER_ACCOUNT", 3000, minimum=0),
+        "RATE_LIMIT_RPM_PER_KEY": _int(environ, "RATE_LIMIT_RPM_PER_KEY", 0, minimum=0),
+        "RATE_LIMIT_TPM_PER_ACCOUNT": _int(environ, "RATE_LIMIT_TPM_PER_ACCOUNT", 0, minimum=0),
+        "RATE_LIMIT_TPM_PER_KEY": _int(environ, "RATE_LIMIT_TPM_PER_KEY", 0, minimum=0),
+        # Where rate-limit counters live without REDIS_URL: "auto" (the database when WORKERS > 1,
+        # else this process), or "database" for separate `serve` processes sharing one database.
+        "RATE_LIMIT_STORE": _choice(environ, "RATE_LIMIT_STORE", ("auto", "database", "memory")),
         "MAX_CONTENT_LENGTH": max_request,
         # Waitress believes X-Forwarded-For/-Proto only from TRUSTED_PROXY, taking the last
         # TRUSTED_PROXY_HOPS entries (see serving.py); from anyone else it drops them.
@@ -299,6 +390,15 @@ def load(instance_path: str, environ=os.environ) -> dict:
         "UPSTREAM_FIRST_BYTE_TIMEOUT": _seconds(environ, "UPSTREAM_FIRST_BYTE_TIMEOUT", 600.0),
         "UPSTREAM_IDLE_TIMEOUT": _seconds(environ, "UPSTREAM_IDLE_TIMEOUT", 120.0),
         "MODEL_CACHE_SECONDS": _seconds(environ, "MODEL_CACHE_SECONDS", 5.0),
+        # A hold open this long belongs to a call whose process died: the periodic jobs release it
+        # and record the call `abandoned`. It must outlast the longest real call: the first-byte
+        # wait plus a long stream (128k output tokens at 20 a second is under two hours).
+        "STALE_HOLD_SECONDS": _stale_hold_seconds(environ),
+        # Failover (proxy/routing.py): upstreams one call may try before any output, and the
+        # circuit breaker's consecutive failures to open and seconds before a probe (proxy/breaker.py).
+        "UPSTREAM_MAX_ATTEMPTS": _int(environ, "UPSTREAM_MAX_ATTEMPTS", 3),
+        "CIRCUIT_FAILURES": _int(environ, "CIRCUIT_FAILURES", 5),
+        "CIRCUIT_COOLDOWN_SECONDS": _seconds(environ, "CIRCUIT_COOLDOWN_SECONDS", 30.0),
         # Fernet key(s) encrypting upstream credentials at rest; unset: derived from SECRET_KEY
         # (portal/secretbox.py). An invalid value refuses to start, naming the setting.
         "UPSTREAM_KEYS_SECRET": _upstream_keys(environ),
@@ -320,6 +420,11 @@ def load(instance_path: str, environ=os.environ) -> dict:
         # by hand and a card dispute, which banks take for about 120 days, can still be handled).
         "IP_RETENTION_DAYS": _int(environ, "IP_RETENTION_DAYS", 90),
         "CLOSED_ACCOUNT_RETENTION_DAYS": _int(environ, "CLOSED_ACCOUNT_RETENTION_DAYS", 180, minimum=0),
+        # Abuse signals (signals.py): a key used from more than this many client addresses in one
+        # UTC day is flagged and its owner mailed once (0: off); sign-ups from one address within
+        # this many hours of each other are shown together in the console.
+        "KEY_SHARING_ADDRESSES_PER_DAY": _int(environ, "KEY_SHARING_ADDRESSES_PER_DAY", 10, minimum=0),
+        "SIGNUP_CLUSTER_HOURS": _int(environ, "SIGNUP_CLUSTER_HOURS", 24),
         # Contact messages are mailed here as they arrive (the console's inbox keeps them too);
         # unset: no mail, and the inbox says so.
         "OPERATOR_EMAIL": _operator_email(environ),

@@ -157,6 +157,11 @@ class Account(db.Model):
     auto_topup_monthly_limit: Mapped[int] = mapped_column(BigInteger, default=100_000_000,
                                                           server_default="100000000")
     auto_topup_last_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # The operator's limits for this account (portal/apilimits.py): None the configured default;
+    # per minute 0 means no limit.
+    rpm_limit: Mapped[Optional[int]] = mapped_column()
+    tpm_limit: Mapped[Optional[int]] = mapped_column(BigInteger)
+    concurrency_limit: Mapped[Optional[int]] = mapped_column()
 
     user: Mapped[User] = relationship(back_populates="account")
 
@@ -190,8 +195,30 @@ class ApiKey(db.Model):
     held: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Calls this key may have in flight at once; None: the operator's default.
     max_concurrency: Mapped[Optional[int]] = mapped_column()
+    # The operator's limits for this key (None: the configured default; per minute 0 means no
+    # limit), and the owner's own lower ones per minute (None: the operator's); apilimits.py.
+    rpm_limit: Mapped[Optional[int]] = mapped_column()
+    tpm_limit: Mapped[Optional[int]] = mapped_column(BigInteger)
+    concurrency_limit: Mapped[Optional[int]] = mapped_column()
+    max_rpm: Mapped[Optional[int]] = mapped_column()
+    max_tpm: Mapped[Optional[int]] = mapped_column(BigInteger)
+    # Key sharing (signals.py): when the key was first seen from more client addresses in one UTC
+    # day than KEY_SHARING_ADDRESSES_PER_DAY, and how many; its owner is mailed once, then.
+    sharing_flagged_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    sharing_addresses: Mapped[Optional[int]] = mapped_column()
 
     user: Mapped[User] = relationship()
+
+
+class RateCounter(db.Model):
+    """One fixed-window counter of portal/ratelimit.py, kept here when several processes share
+    them without Redis. `expires` is wall-clock milliseconds: processes share no other clock."""
+
+    __tablename__ = "rate_counter"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class Upstream(db.Model):
@@ -241,6 +268,27 @@ class CatalogModel(db.Model):
     # What the operator pays upstream, in the price file's shape (decimal strings of USD):
     # {"usd_per_million": {"input": "2.5", ...}, ...}; None: not known. Feeds usage_record.upstream_cost.
     cost_price: Mapped[Optional[dict]] = mapped_column(JSON)
+
+    upstream: Mapped[Upstream] = relationship()
+
+
+class ModelRoute(db.Model):
+    """One upstream that may serve a public model (portal/routes.py, proxy/routing.py): the lowest
+    priority number is tried first, by weight among equals. The model's own upstream is one of them."""
+
+    __tablename__ = "model_route"
+    __table_args__ = (
+        Index("ix_model_route_model_upstream", "model_id", "upstream_id", unique=True),
+        CheckConstraint("weight > 0 AND priority >= 0", name="model_route_weight_priority"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id"))
+    upstream_id: Mapped[int] = mapped_column(ForeignKey("upstream.id"))
+    upstream_model: Mapped[str] = mapped_column(String(128))
+    priority: Mapped[int] = mapped_column(default=1, server_default="1")
+    weight: Mapped[int] = mapped_column(default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     upstream: Mapped[Upstream] = relationship()
 
@@ -330,6 +378,9 @@ class Hold(db.Model):
     api_key_id: Mapped[Optional[int]] = mapped_column(ForeignKey("api_key.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # What the call was (model, upstream and price ids, route, streamed), written with the hold at
+    # no extra query: a hold its process never settled becomes an `abandoned` usage record.
+    call_details: Mapped[Optional[dict]] = mapped_column(JSON)
 
 
 class UsageRecord(db.Model):
@@ -384,6 +435,9 @@ class UsageRecord(db.Model):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     first_byte_ms: Mapped[Optional[int]] = mapped_column()
     duration_ms: Mapped[Optional[int]] = mapped_column()
+    # Each upstream tried, in order: [{"upstream": name, "result": "ok" | "status_503" | ..., "ms": 12}];
+    # None for calls from before failover. `upstream_id` is the one that served (or was tried last).
+    attempts: Mapped[Optional[list]] = mapped_column(JSON)
 
 
 class LegalKind(str, enum.Enum):
@@ -581,6 +635,9 @@ class Payment(db.Model):
     paid_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     # An off-session charge of the saved card (autotopup.py), not a Checkout Session.
     auto_topup: Mapped[bool] = mapped_column(default=False)
+    # Stripe's fingerprint of the card paid with (the same card has the same one on every account):
+    # accounts sharing a card are shown together in the console's signals (signals.py).
+    card_fingerprint: Mapped[Optional[str]] = mapped_column(String(64), index=True)
 
     @property
     def unreturned(self) -> int:
@@ -643,6 +700,21 @@ class Notice(db.Model):
     key: Mapped[str] = mapped_column(String(255), unique=True)
     account_id: Mapped[Optional[int]] = mapped_column(ForeignKey("account.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class KeyAddress(db.Model):
+    """A client address one key was used from on one UTC day (signals.py); erased after IP_RETENTION_DAYS."""
+
+    __tablename__ = "key_address"
+    __table_args__ = (Index("uq_key_address", "api_key_id", "day", "ip", unique=True),
+                      Index("ix_key_address_ip", "ip", "day"),
+                      Index("ix_key_address_day", "day"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_key.id"))
+    day: Mapped[date] = mapped_column(Date)
+    ip: Mapped[str] = mapped_column(String(45))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class JobRun(db.Model):

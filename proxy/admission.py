@@ -3,15 +3,15 @@
 Capacity is counted per process: every call in flight holds one slot of the process, one of its
 account's and one of its key's. A slot is taken before the hold and given back when the call is
 settled, so one account can never take all of a process's call slots from everyone else.
-Rates per minute (a later issue) belong here too.
+Rates per minute are counted in proxy/rates.py (shared by every process), before the slot is taken.
 """
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
-from portal import apikeys, catalog
+from portal import apikeys, apilimits, catalog, metrics
 from portal.config import call_limits
 from portal.errors import AccountNotVerified, AccountSuspended, KeyExpired, KeyRejected, UnknownModel
 from portal.models import utcnow
@@ -109,6 +109,7 @@ class Slot:
     def __init__(self, capacity: "Capacity", account_id: int, key_id: int):
         self._capacity, self._account_id, self._key_id = capacity, account_id, key_id
         self._held = True
+        self.quota = None  # the call's per-minute standing (proxy/rates.py), its tokens counted at settlement
 
     def release(self) -> None:
         if self._held:
@@ -126,14 +127,19 @@ class Capacity:
 
     def take(self, caller: apikeys.Caller) -> Slot:
         """A slot for one call of `caller`, or ApiError 429 (their own limit) or 503 (the process is full)."""
-        limits = self.limits
+        # The operator's overrides for the account or the key (apilimits) replace the configured limits.
+        per_account, per_key = apilimits.concurrency(self.limits.per_account, self.limits.per_key, self.limits.total,
+                                                     caller.overrides)
+        limits = replace(self.limits, per_account=per_account, per_key=per_key)
         key_limit = min(caller.max_concurrency or limits.per_key, limits.per_key)
         with self._lock:
             if self._accounts[caller.account_id] >= limits.per_account:
+                metrics.rate_limited("account", "concurrency")
                 refusal = ApiError(429, f"Your account already has {limits.per_account} calls in progress, its "
                                         "limit; wait for one to finish.", code="concurrency_limit_exceeded",
                                    headers={"Retry-After": RETRY_AFTER_SECONDS})
             elif self._keys[caller.key_id] >= key_limit:
+                metrics.rate_limited("key", "concurrency")
                 refusal = ApiError(429, f"This API key already has {key_limit} calls in progress, its limit; "
                                         "wait for one to finish." + (" The key's limit can be raised in the portal."
                                                                      if key_limit < limits.per_key else ""),

@@ -7,23 +7,24 @@ the upstream works).
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
-from typing import Iterable, Optional, Union
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Optional, Union
 
 from flask import Flask
 
-from portal import calls, catalog, ledger, links
+from portal import calls, catalog, ledger, links, logs, metrics
 from portal.errors import CreditsExpired, InsufficientFunds, SpendCapReached
 from portal.extensions import db
 from portal.money import format_usd
 from portal.pricing import Usage
 
-from . import holds, metering
+from . import holds, metering, rates, routing
 from .admission import Capacity, Limits, ModelCache, Slot, authenticate, choose_model, sentence
+from .breaker import Breakers
 from .errors import ApiError, upstream_error
 from .metering import StreamMeter, UsageRejected
 from .protocols import ROUTES, Route
-from .relay import relay
+from .relay import LEFT, relay
 from .rewrite import Rewritten, parse_body, rewrite
 from .upstreams import Timeouts, UpstreamUnavailable
 from .upstreams.echo import EchoUpstream
@@ -44,6 +45,8 @@ class CallRequest:
     headers: dict   # lower-case names; only the upstream allow-list is ever forwarded
     query: Optional[str]
     shape: str
+    # The server's "has the client hung up?" (waitress.client_disconnected), when it offers one.
+    client_disconnected: Optional[Callable[[], bool]] = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Reply:
     request_id: Optional[str] = None
     streamed: bool = False
     charge: Optional[int] = None  # micro-dollars charged, for a complete response (X-Charge-Micro-USD)
+    headers: Optional[dict] = None  # more response headers (the rate limits')
 
 
 def _is_event_stream(content_type: str) -> bool:
@@ -75,6 +79,9 @@ class Gateway:
         self.timeouts = Timeouts(config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_FIRST_BYTE_TIMEOUT"],
                                  config["UPSTREAM_IDLE_TIMEOUT"])
         self.capacity = Capacity(Limits.from_config(config))
+        # Per process (proxy/breaker.py): the console and /status show this process's view.
+        self.breakers = Breakers(config["CIRCUIT_FAILURES"], config["CIRCUIT_COOLDOWN_SECONDS"])
+        self.router = routing.Router(self.breakers, config["UPSTREAM_MAX_ATTEMPTS"])
         self.drain_seconds = config["DRAIN_SECONDS"]
         self.tool_calls_ceiling = config["TOOL_CALLS_CEILING"]
 
@@ -90,12 +97,15 @@ class Gateway:
         caller = authenticate(req.api_key, req.client_ip)
         document = parse_body(req.body)
         model = choose_model(caller, route, document, self.models)
+        logs.note_model(model.public_id)  # the request metric's model label (a catalog id, never the raw input)
         body = rewrite(route, req.body, document, upstream_model=model.upstream_model,
                        model_max_output=model.max_output_tokens, priced_tiers=model.price.service_tiers,
                        unpriced_tier=model.unpriced_tier)
         plan = self._plan(req, route, model, body) if route.billed else None
         db.session.close()  # nothing below needs the database until the hold: give the connection back
+        quota = rates.admit(caller, req.shape)  # 429 once a per-minute limit is used up
         slot = self.capacity.take(caller)
+        slot.quota = quota  # its tokens are counted when the call settles (_finish)
         if not route.billed:
             try:
                 return self._free(req, route, model, body)
@@ -107,10 +117,11 @@ class Gateway:
             slot.release()
             raise
         try:
-            return self._forward(call, slot, req, route, model, body)
+            reply = self._forward(call, slot, req, route, model, body)
         except ApiError as exc:
             exc.headers["X-Request-Id"] = call.request_id  # the usage record says what happened
             raise
+        return replace(reply, headers={**(reply.headers or {}), **rates.headers(quota, req.shape)})
 
     def _plan(self, req: CallRequest, route: Route, model, body: Rewritten) -> holds.Plan:
         """What the call could cost (docs/billing.md, "Holds"), or a 400 for input the model may not
@@ -172,31 +183,91 @@ class Gateway:
                 f"(the input{where} plus {' and '.join(held)} of {model.public_id}{at}) and you have {available} "
                 f"available. Top up at {billing} or send {lower_one}.")
 
-    def _send(self, req: CallRequest, route: Route, model, body: Rewritten):
-        if model.upstream.protocol == "echo":
+    def _send(self, req: CallRequest, route: Route, upstream: catalog.UpstreamInfo, body: Rewritten):
+        if upstream.protocol == "echo":
             return self.echo.send(route=route.name, body=body.document, stream=body.stream,
                                   max_output=body.max_output)
-        return self.http.send(protocol=model.upstream.protocol, base_url=model.upstream.base_url,
-                              api_key=model.upstream.api_key, path=route.path, query=req.query,
+        return self.http.send(protocol=upstream.protocol, base_url=upstream.base_url,
+                              api_key=upstream.api_key, path=route.path, query=req.query,
                               body=body.body, client_headers=req.headers, timeouts=self.timeouts,
-                              allow_private_host=model.upstream.allow_private_host,
-                              upstream_name=model.upstream.name)
+                              allow_private_host=upstream.allow_private_host,
+                              upstream_name=upstream.name)
+
+    def _attempted(self, attempts: list, upstream: catalog.UpstreamInfo, result: str, tried: float,
+                   failed: Optional[bool]) -> None:
+        """Note one upstream attempt for the usage record, the metrics and the upstream's circuit."""
+        seconds = time.monotonic() - tried
+        attempts.append({"upstream": upstream.name, "result": result, "ms": int(seconds * 1000)})
+        metrics.upstream_attempt(upstream.name, result)
+        if failed:
+            metrics.upstream_timing(upstream.name, seconds)
+            self.breakers.failed(upstream.name)
+        elif failed is not None:
+            self.breakers.succeeded(upstream.name)
+
+    def _fresh_credential(self, upstream: catalog.UpstreamInfo) -> Optional[catalog.UpstreamInfo]:
+        """The upstream as the database has it now, if its credential changed since it was cached
+        (rotated with `upstreams update --api-key`, maybe by another process); else None."""
+        with self.app.app_context():
+            fresh = catalog.upstream_info(upstream.id)
+        if fresh is None or fresh.api_key == upstream.api_key or not fresh.api_key:
+            return None
+        self.models.clear()  # this process's next calls take the new credential too
+        return fresh
 
     def _forward(self, call: calls.OpenCall, slot: Slot, req: CallRequest, route: Route, model,
                  body: Rewritten) -> Reply:
+        """Send the call to its routes in turn (proxy/routing.py) until one answers, at most
+        UPSTREAM_MAX_ATTEMPTS, failing over only before any output: on a connect failure, a
+        timeout before the headers, a 5xx or a 429. One hold, one usage record listing the attempts."""
         started = time.monotonic()
-        try:
-            response = self._send(req, route, model, body)
-        except UpstreamUnavailable as exc:
-            raise self._gone(call, slot, started, exc, "upstream_unreachable") from None
-        except BaseException as exc:
-            self._finish(call, slot, started, calls.Outcome(status="gateway_error", error=type(exc).__name__))
-            raise
+        conversation = routing.conversation(call.api_key_id, body.document)
+        plan = self.router.plan(model, conversation)
+        attempts: list = []
+        for index, (choice, forced) in enumerate(plan):
+            last = index == len(plan) - 1
+            upstream = choice.upstream
+            # The last candidate goes even when another call took its half-open probe meanwhile.
+            if not self.breakers.claim(upstream.name, force=forced or last):
+                continue
+            sent = routing.for_route(body, choice)
+            tried = time.monotonic()
+            try:
+                response = self._send(req, route, upstream, sent)
+                if response.status in (401, 403) and upstream.protocol != "echo":
+                    fresh = self._fresh_credential(upstream)
+                    if fresh is not None:  # a rotated key: once more on the same upstream, with the new one
+                        response.close()
+                        self._attempted(attempts, upstream, "auth_retry", tried, None)
+                        upstream, tried = fresh, time.monotonic()
+                        response = self._send(req, route, upstream, sent)
+            except UpstreamUnavailable as exc:
+                self._attempted(attempts, upstream, "timeout" if exc.timeout else "connect_error", tried, True)
+                if not last:
+                    log.warning("upstream %s unreachable for %s; trying the next", upstream.name, call.request_id)
+                    continue
+                call = replace(call, upstream_id=upstream.id, attempts=tuple(attempts))
+                raise self._gone(call, slot, started, exc, "upstream_unreachable") from None
+            except BaseException as exc:
+                call = replace(call, upstream_id=upstream.id, attempts=tuple(attempts))
+                self._finish(call, slot, started, calls.Outcome(status="gateway_error", error=type(exc).__name__))
+                raise
+            retry = response.status >= 500 or response.status == 429
+            self._attempted(attempts, upstream, "ok" if response.status < 300 else f"status_{response.status}",
+                            tried, retry)
+            if retry and not last:
+                log.warning("upstream %s answered %s for %s; trying the next", upstream.name, response.status,
+                            call.request_id)
+                response.close()
+                continue
+            break
+        call = replace(call, upstream_id=upstream.id, attempts=tuple(attempts))
         answered = time.monotonic()  # the upstream's status and headers are in
         if response.status >= 300:
-            raise self._fail(call, slot, started, response, model)
+            raise self._fail(call, slot, started, response, upstream)
+        self.router.served(conversation, upstream.id)
         if body.stream and _is_event_stream(response.content_type):
-            meter = StreamMeter(route.name, model.upstream.dialect)
+            meter = StreamMeter(route.name, upstream.dialect)
 
             def settle(status, usage, estimated, error, first_byte):
                 if meter.usage_rejected and usage is not None:
@@ -206,18 +277,24 @@ class Gateway:
 
             events = relay(response, meter, request_id=call.request_id, body_bytes=len(req.body),
                            strip_usage=route.stream_usage_opt_in and not body.client_wants_usage,
-                           error_shape=req.shape, settle=settle, drain_seconds=self.drain_seconds)
+                           error_shape=req.shape, settle=settle, drain_seconds=self.drain_seconds,
+                           client_disconnected=req.client_disconnected)
             return Reply(response.status, response.content_type, events, call.request_id, streamed=True)
-        return self._complete(call, slot, started, answered, response, req, route, model.upstream.dialect)
+        return self._complete(call, slot, started, answered, response, req, route, upstream.dialect)
 
     def _finish(self, call: calls.OpenCall, slot: Slot, started: float, outcome: calls.Outcome,
                 first_byte: Optional[float] = None) -> int:
         """Settle or release the hold and write the usage record, in a context of our own; the cost."""
         outcome = replace(outcome, first_byte_ms=None if first_byte is None else int((first_byte - started) * 1000),
                           duration_ms=int((time.monotonic() - started) * 1000))
+        if call.attempts:  # the upstream that served (or was tried last)
+            metrics.upstream_timing(call.attempts[-1]["upstream"], outcome.duration_ms / 1000,
+                                    None if first_byte is None else outcome.first_byte_ms / 1000)
         try:
             with self.app.app_context():
-                return calls.close_call(call, outcome)
+                cost = calls.close_call(call, outcome)
+                rates.settled(slot.quota, outcome.usage, call.bounds)  # tokens per minute, as charged
+                return cost
         except Exception:
             log.exception("could not settle call %s; its hold stays open", call.request_id)
             raise
@@ -230,15 +307,15 @@ class Gateway:
                                                         http_status=504 if exc.timeout else 502, error=str(exc)))
         return ApiError(504 if exc.timeout else 502, f"{exc}; nothing was charged.")
 
-    def _fail(self, call, slot, started, response, model) -> ApiError:
+    def _fail(self, call, slot, started, response, upstream: catalog.UpstreamInfo) -> ApiError:
         try:
             raw = response.read(MAX_ERROR_BYTES)
         except UpstreamUnavailable:
             raw = b""
         finally:
             response.close()
-        error = upstream_error(response.status, raw, model.upstream.api_key)
-        log.warning("upstream %s answered %s for %s", model.upstream.name, response.status, call.request_id)
+        error = upstream_error(response.status, raw, upstream.api_key)
+        log.warning("upstream %s answered %s for %s", upstream.name, response.status, call.request_id)
         self._finish(call, slot, started, calls.Outcome(status="upstream_error", http_status=response.status,
                                                         error=error.message))
         return error
@@ -252,7 +329,10 @@ class Gateway:
         finally:
             response.close()
         usage, estimated = self._metered(call, route, raw, response.content_type, len(req.body), dialect)
-        cost = self._finish(call, slot, started, calls.Outcome("ok", usage, estimated, response.status), answered)
+        # A client gone before the answer came (a proxy's read timeout ran out) gets nothing; the call
+        # is charged by the disconnect rule (docs/billing.md): the usage the upstream reported.
+        status = LEFT if req.client_disconnected is not None and req.client_disconnected() else "ok"
+        cost = self._finish(call, slot, started, calls.Outcome(status, usage, estimated, response.status), answered)
         return Reply(response.status, response.content_type, raw, call.request_id, charge=cost)
 
     @staticmethod
@@ -289,7 +369,7 @@ class Gateway:
     def _free(self, req: CallRequest, route: Route, model, body: Rewritten) -> Reply:
         """A call that costs nothing (count_tokens): forwarded within a capacity slot, no hold, no record."""
         try:
-            response = self._send(req, route, model, body)
+            response = self._send(req, route, model.upstream, body)
             try:
                 raw = response.read(MAX_ERROR_BYTES)
             finally:

@@ -30,6 +30,7 @@ def _call(route: str) -> Response:
         route=route, body=request.get_data(cache=False), api_key=_api_key(), client_ip=request.remote_addr,
         headers={name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers},
         query=request.query_string.decode("latin-1") or None, shape=error_shape(request.path),
+        client_disconnected=request.environ.get("waitress.client_disconnected"),
     )
     reply: Reply = current_app.extensions["tollgate.gateway"].handle(req)
     response = Response(reply.body, status=reply.status, content_type=reply.content_type,
@@ -38,6 +39,8 @@ def _call(route: str) -> Response:
         response.headers["X-Request-Id"] = reply.request_id
     if reply.charge is not None:
         response.headers["X-Charge-Micro-USD"] = str(reply.charge)
+    if reply.headers:
+        response.headers.update(reply.headers)
     if reply.streamed:
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"  # nginx: relay events as they come

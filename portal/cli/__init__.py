@@ -33,6 +33,8 @@ refund_policy_cli = AppGroup("refund-policy", help="Publish the refund policy.")
 announce_cli = AppGroup("announce", help="Mail an announcement to all users or the active ones.")
 maintenance_cli = AppGroup("maintenance", help="Turn maintenance mode on or off (the API answers 503).")
 incidents_cli = AppGroup("incidents", help="Incidents on the public status page.")
+limits_cli = AppGroup("limits", help="Rate limits per account and per key (requests and tokens per minute, calls at once).")
+signals_cli = AppGroup("signals", help="Abuse signals: shared keys, accounts sharing a card or an address.")
 
 
 def domain_command(group: AppGroup, *args, **kwargs):
@@ -94,7 +96,7 @@ class Moment(click.ParamType):
 
 
 # The modules that register commands on the groups above, one per feature.
-MODULES = ("people", "upstreams", "models", "legal", "inbox", "books", "site")
+MODULES = ("people", "upstreams", "models", "legal", "inbox", "books", "site", "limits", "signals", "doctor")
 
 
 def register(app: Flask) -> None:
@@ -102,6 +104,9 @@ def register(app: Flask) -> None:
         importlib.import_module(f"{__name__}.{module}")
     for group in (users_cli, credits_cli, keys_cli, upstreams_cli, models_cli, ledger_cli, jobs_cli, demo_cli, terms_cli,
                   privacy_cli, refund_policy_cli, inbox_cli, refunds_cli, codes_cli, announce_cli, maintenance_cli,
-                  incidents_cli):
+                  incidents_cli, limits_cli, signals_cli):
         app.cli.add_command(group)
     app.cli.add_command(importlib.import_module(f"{__name__}.books").serve)
+    app.cli.add_command(importlib.import_module(f"{__name__}.doctor").doctor_command)
+    from .. import logs
+    logs.log_commands(app.cli)  # one log line per command: its name and exit status, never its arguments

@@ -9,7 +9,7 @@ from wtforms import DateField, IntegerField, SelectMultipleField, StringField, T
 from wtforms.validators import Length, Optional as Optional_
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from .. import apikeys, catalog, config, links, security
+from .. import apikeys, apilimits, catalog, config, links, security
 from ..database import atomic
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
@@ -43,6 +43,8 @@ class LimitsForm(FlaskForm):
                                  render_kw={"placeholder": "any address", "rows": 3})
     max_concurrency = IntegerField("Calls in progress at once", validators=[Optional_()],
                                    render_kw={"inputmode": "numeric"})
+    max_rpm = IntegerField("Requests per minute", validators=[Optional_()], render_kw={"inputmode": "numeric"})
+    max_tpm = IntegerField("Tokens per minute", validators=[Optional_()], render_kw={"inputmode": "numeric"})
 
 
 def _keys_page(status=200, **extra):
@@ -78,6 +80,24 @@ def create():
         form.name.errors.append(str(exc))
         return _keys_page(422, form=form)
     # The plaintext is in this page (full or htmx fragment) and nowhere else, ever: keep it out of caches.
+    return security.no_store(_keys_page(new_key=plaintext, new_key_name=key_name, base_url=links.site_root(),
+                                        example_model=next((m.public_id for m in catalog.enabled_models()), "echo-1")))
+
+
+@bp.post("/<int:key_id>/rotate")
+@login_required
+def rotate(key_id: int):
+    """A new key with the same name and limits, the old one revoked: one click from a key flagged as shared."""
+    key = _own(key_id)
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    try:
+        with atomic():
+            new, plaintext = apikeys.rotate(key)
+            key_name = new.name
+    except InvalidInput as exc:
+        return _keys_page(422, rotate_error=str(exc))
+    # Shown once, as at creation: kept out of caches.
     return security.no_store(_keys_page(new_key=plaintext, new_key_name=key_name, base_url=links.site_root(),
                                         example_model=next((m.public_id for m in catalog.enabled_models()), "echo-1")))
 
@@ -125,8 +145,15 @@ def limits(key_id: int):
     key = _own(key_id)
     form = LimitsForm()
     form.allowed_models.choices = [(m.public_id, m.public_id) for m in catalog.enabled_models()]
-    # A key's owner may lower the operator's per-key limit on calls in flight, never raise it.
-    most = config.call_limits(current_app.config)[2]
+    # A key's owner may lower the operator's per-key limits, never raise them.
+    account = key.user.account
+    overrides = apilimits.overrides_of(key, account)
+    total, per_account, per_key = config.call_limits(current_app.config)
+    most = apilimits.concurrency(per_account, per_key, total, overrides)[1]
+    most_rpm, most_tpm = apilimits.owner_ceiling(current_app.config, overrides)
+    for box, ceiling in ((form.max_rpm, most_rpm), (form.max_tpm, most_tpm)):
+        box.render_kw = {**box.render_kw, "min": 1, **({"max": ceiling} if ceiling else {}),
+                         "placeholder": f"{ceiling:,}" if ceiling else "no limit"}
     form.max_concurrency.render_kw = {**form.max_concurrency.render_kw, "min": 1, "max": most,
                                       "placeholder": str(most)}
     if request.method == "GET":
@@ -136,6 +163,7 @@ def limits(key_id: int):
         form.expires_on.data = key.expires_at.date() if key.expires_at else None
         form.ip_allowlist.data = key.ip_allowlist or ""
         form.max_concurrency.data = key.max_concurrency
+        form.max_rpm.data, form.max_tpm.data = key.max_rpm, key.max_tpm
     elif form.validate_on_submit():
         concurrency = form.max_concurrency.data
         if concurrency is not None and not 1 <= concurrency <= most:
@@ -151,6 +179,7 @@ def limits(key_id: int):
                         allowed_models=form.allowed_models.data or None, ip_allowlist=form.ip_allowlist.data,
                         spend_cap_total=total, spend_cap_monthly=monthly, expires_at=expires,
                         max_concurrency=concurrency))
+                    apilimits.set_own(current_app.config, key, account, rpm=form.max_rpm.data, tpm=form.max_tpm.data)
             except InvalidInput as exc:
                 field = {"expires_at": "expires_on"}.get(exc.field, exc.field)
                 getattr(form, field if field in form else "ip_allowlist").errors.append(str(exc))

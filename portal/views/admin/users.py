@@ -5,7 +5,7 @@ from typing import Callable
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from ... import moderation
+from ... import apilimits, moderation
 from ...database import atomic
 from ...errors import DomainError, InvalidInput
 from ...extensions import db
@@ -130,6 +130,34 @@ def users_revoke_key(user_id: int, key_id: int):
     return _with_reason(user_id, f"revoke-{key_id}",
                         lambda u, reason: moderation.revoke_key(actor(), db.session.get(ApiKey, key_id), reason),
                         confirm=True)
+
+
+def _limit_value(raw: str):
+    """A limit typed in the console: empty keeps it, "default" resets it, else a whole number."""
+    raw = (raw or "").strip().lower().replace(",", "")
+    if not raw:
+        return apilimits.KEEP
+    if raw == "default":
+        return None
+    if not raw.isdigit():
+        raise InvalidInput(f"{raw!r} is not a whole number: type a number, 0 for no limit, or 'default'")
+    return int(raw)
+
+
+@bp.post("/users/<int:user_id>/limits")
+def users_limits(user_id: int):
+    """The operator's rate limits for the person's account or one of their keys (apilimits.set_overrides)."""
+    target = request.form.get("target", "account")
+
+    def action(user: User, reason: str):
+        values = {name: _limit_value(request.form.get(name, "")) for name in ("rpm", "tpm", "concurrency")}
+        key = None
+        if target != "account":
+            key = db.session.get(ApiKey, int(target)) if target.isdigit() else None
+            if key is None or key.user_id != user.id:
+                raise InvalidInput("Choose the account or one of this person's keys.")
+        return apilimits.set_overrides(actor(), user, key, reason=reason, **values)
+    return _with_reason(user_id, "limits", action)
 
 
 section("admin.users", "Users")
