@@ -28,7 +28,7 @@ from flask import render_template
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from . import autotopup, ledger, links, mail, notices, refunds, users
+from . import autotopup, ledger, links, mail, metrics, notices, refunds, users
 from .database import atomic
 from .errors import InvalidAmount, InvalidInput, ReferenceConflict
 from .extensions import db
@@ -51,6 +51,7 @@ class Effect:
     account_id: Optional[int] = None
     flagged: bool = False
     mail: Optional[tuple[str, str, dict]] = None  # (template, subject, context), sent after commit
+    credited: int = 0  # micro-dollars a paid top-up credited, counted in metrics after commit
 
 
 # -- the webhook -----------------------------------------------------------------------------
@@ -79,6 +80,7 @@ def handle_event(event: dict) -> str:
                 raise
             continue  # e.g. two events of one session both created its Payment: the loser starts over
         log.info("stripe event %s (%s): %s", event_id, kind, effect.outcome)
+        metrics.topped_up(effect.credited)
         if effect.mail is not None:
             _send(*effect.mail)
         return effect.outcome
@@ -203,6 +205,7 @@ def _fill(payment: Payment, details: Optional[PaymentDetails]) -> None:
     payment.method = payment.method or (details.method or "")[:32] or None
     payment.receipt_url = payment.receipt_url or details.receipt_url
     payment.invoice_url = payment.invoice_url or details.invoice_url
+    payment.card_fingerprint = payment.card_fingerprint or details.card_fingerprint
 
 
 def _session_paid(obj: dict, details: Optional[PaymentDetails]) -> Effect:
@@ -230,7 +233,7 @@ def _session_paid(obj: dict, details: Optional[PaymentDetails]) -> Effect:
                "months": ledger.VALIDITY_MONTHS, "receipt_url": payment.receipt_url,
                "invoice_url": payment.invoice_url}
     return Effect(f"credited {format_usd(paid)} to account {payment.account_id} for session {session_id}{note}",
-                  payment.account_id, flagged,
+                  payment.account_id, flagged, credited=paid,
                   mail=_mail_for(payment.account_id, "mail/topup_paid.txt",
                                  f"Your top-up of {format_usd(paid)} has arrived", context))
 
@@ -360,7 +363,7 @@ def _intent_succeeded(obj: dict) -> Effect:
     context = {"amount": paid, "balance": entry.balance_after, "expires_at": account.credits_expire_at,
                "months": ledger.VALIDITY_MONTHS, "receipt_url": None, "invoice_url": None}
     return Effect(f"credited {format_usd(paid)} to account {payment.account_id} for automatic top-up "
-                  f"(intent {intent_id}){note}", payment.account_id, flagged,
+                  f"(intent {intent_id}){note}", payment.account_id, flagged, credited=paid,
                   mail=_mail_for(payment.account_id, "mail/topup_paid.txt",
                                  f"Your automatic top-up of {format_usd(paid)} has arrived", context))
 

@@ -38,7 +38,8 @@ from sqlalchemy import delete, select, update
 from . import audit
 from .database import atomic
 from .extensions import db
-from .models import (Account, ApiKey, ContactMessage, ContactReply, EmailToken, LegalDecline, Payment, RecoveryCode,
+from .models import (Account, ApiKey, ContactMessage, ContactReply, EmailToken, KeyAddress, LegalDecline, Payment,
+                     RecoveryCode,
                      RefundRequest, RefundStatus, TermsAcceptance, UsageRecord, User, UserSession, UserStatus, utcnow)
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,22 @@ def erase_old_addresses(now: datetime, days: int, *, batch: int = BATCH,
             if done < batch:
                 break
         erased[table.name] = total
+    erased[KeyAddress.__tablename__] = _delete_old_key_addresses(cutoff, batch, max_batches)
     return erased
+
+
+def _delete_old_key_addresses(cutoff: datetime, batch: int, max_batches: int) -> int:
+    """Delete the addresses keys were used from (signals.py) on days before `cutoff`'s: the address is the row."""
+    table, total = KeyAddress.__table__, 0
+    for _ in range(max_batches):
+        ids = select(table.c.id).where(table.c.day < cutoff.date()).limit(batch).scalar_subquery()
+        with atomic():
+            done = db.session.execute(delete(table).where(table.c.id.in_(ids))
+                                      .execution_options(synchronize_session=False)).rowcount
+        total += done
+        if done < batch:
+            break
+    return total
 
 
 def due_accounts(now: datetime, days: int) -> list[int]:
@@ -131,6 +147,8 @@ def erase_account(user_id: int, now: datetime, days: int) -> Optional[dict[str, 
         run("sessions", delete(UserSession).where(UserSession.user_id == user_id))
         run("keys", update(ApiKey).where(ApiKey.user_id == user_id)
             .values(name="", last_used_ip=None, ip_allowlist=None))
+        run("key_addresses", delete(KeyAddress).where(
+            KeyAddress.api_key_id.in_(select(ApiKey.id).where(ApiKey.user_id == user_id))))
         run("refund_requests", update(RefundRequest).where(RefundRequest.user_id == user_id)
             .values(contact_email="", reason=""))
         run("contact_messages", update(ContactMessage).where(ContactMessage.user_id == user_id)

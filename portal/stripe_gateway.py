@@ -64,6 +64,8 @@ class PaymentDetails:
     # dispute may be older than the event that credits the payment.
     amount_refunded: int = 0  # cents, Stripe's running total
     disputed: bool = False
+    # Stripe's fingerprint of the card: the same card has the same one on every account (signals.py).
+    card_fingerprint: Optional[str] = None
 
 
 def _id(value) -> Optional[str]:
@@ -188,7 +190,14 @@ def details_of(session: dict) -> PaymentDetails:
         card=card_label((method or {}).get("card") if isinstance(method, dict) else None)
         or card_label((expanded_charge.get("payment_method_details") or {}).get("card")),
         amount_refunded=_whole(expanded_charge.get("amount_refunded")),
-        disputed=expanded_charge.get("disputed") is True)
+        disputed=expanded_charge.get("disputed") is True,
+        card_fingerprint=_fingerprint((expanded_charge.get("payment_method_details") or {}).get("card"))
+        or _fingerprint((method or {}).get("card") if isinstance(method, dict) else None))
+
+
+def _fingerprint(card: Optional[dict]) -> Optional[str]:
+    value = card.get("fingerprint") if isinstance(card, dict) else None
+    return value[:64] if isinstance(value, str) and value else None
 
 
 def _whole(value) -> int:

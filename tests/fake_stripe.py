@@ -111,24 +111,31 @@ class FakeStripe:
         self.sessions[session_id] = session
         return session
 
-    def pay(self, session_id: str, method: str = "card", *, paid: bool = True) -> dict:
-        """Settle a session as Stripe would once the payer finished (or started, for delayed methods)."""
+    def pay(self, session_id: str, method: str = "card", *, paid: bool = True,
+            fingerprint: Optional[str] = None) -> dict:
+        """Settle a session as Stripe would once the payer finished (or started, for delayed methods).
+
+        A card payment carries Stripe's card `fingerprint` (one card, one fingerprint on every account);
+        a fresh one unless given."""
         with self.lock:
             session = self.sessions[session_id]
             if session["payment_intent"] is None:
+                fingerprint = fingerprint or _id("fp")
                 session["payment_intent"] = _id("pi")
                 session["invoice"] = _id("in")
                 session["_charge"] = {
                     "id": _id("ch"), "object": "charge", "amount": session["amount_total"],
                     "amount_refunded": 0, "currency": session["currency"], "refunded": False, "disputed": False,
                     "payment_intent": session["payment_intent"], "metadata": session["metadata"],
-                    "payment_method_details": {"type": method},
+                    "payment_method_details": ({"type": method, "card": {"fingerprint": fingerprint}}
+                                               if method == "card" else {"type": method}),
                     "receipt_url": f"https://pay.stripe.com/receipts/{session_id}",
                 }
                 intent_data = session["_params"].get("payment_intent_data") or {}
                 if intent_data.get("setup_future_usage") == "off_session" and method == "card":
                     card = {"id": _id("pm"), "object": "payment_method", "type": "card",
-                            "customer": session["customer"], "card": {"brand": "visa", "last4": "4242"}}
+                            "customer": session["customer"],
+                            "card": {"brand": "visa", "last4": "4242", "fingerprint": fingerprint}}
                     self.payment_methods[card["id"]] = card
                     session["_payment_method"] = card
             session["status"] = "complete"

@@ -20,7 +20,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 # The console's sections, in the order of its navigation: (endpoint, label).
 SECTIONS: list[tuple[str, str]] = []
 # Feature modules of the console, each adding its routes (and maybe a section) to `bp`.
-MODULES = ("dashboards", "users", "upstreams", "models", "legal", "inbox", "site", "audit")
+MODULES = ("dashboards", "users", "upstreams", "models", "model_routes", "legal", "inbox", "site", "signals", "audit")
 
 PER_PAGE = 50
 

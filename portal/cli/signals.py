@@ -1,0 +1,35 @@
+"""Abuse signals: `signals list`, the console's Signals page in the terminal."""
+import click
+from flask import current_app
+
+from .. import signals
+from . import _day, domain_command, shown, signals_cli
+
+
+def _people(group: signals.Group) -> str:
+    listed = ", ".join(f"{shown(p.email)} (#{p.user_id}, {p.status})" for p in group.people)
+    return listed + (f" and {group.more} more" if group.more else "")
+
+
+@domain_command(signals_cli, "list")
+@click.option("--days", type=click.IntRange(1, 3650), default=signals.LOOKBACK_DAYS, show_default=True,
+              help="How far back to look.")
+def signals_list(days):
+    """Keys flagged as shared, and accounts sharing a card, a sign-up address or their keys' addresses."""
+    review = signals.review(current_app.config, days=days)
+    click.echo("keys used from many addresses:")
+    for key, user in review.flagged:
+        state = f"revoked {_day(key.revoked_at)}" if key.revoked_at else "live"
+        click.echo(f'  {key.hint} "{shown(key.name)}" of {shown(user.email)} (#{user.id}): {key.sharing_addresses} '
+                   f"addresses, flagged {_day(key.sharing_flagged_at)}, {state}")
+    if not review.flagged:
+        click.echo("  none")
+    sections = (("accounts paying with one card", review.cards, "card"),
+                ("accounts signed up from one address", review.signups, "address"),
+                ("accounts whose keys are used from one address", review.key_addresses, "address"))
+    for title, groups, label in sections:
+        click.echo(f"{title}:")
+        for group in groups:
+            click.echo(f"  {label} {group.what}: {_people(group)}")
+        if not groups:
+            click.echo("  none")
