@@ -369,6 +369,7 @@ def set_model(public_id: str, upstream_name: str, price: Price, *, upstream_mode
         db.session.add(model)
     else:
         before = _snapshot(model, _price_at(model.id, effective_at))
+    old_upstream = None if created else model.upstream
     model.upstream = upstream
     if upstream_model is not None:
         model.upstream_model = clean_name(upstream_model, "upstream model name", 128)
@@ -377,6 +378,8 @@ def set_model(public_id: str, upstream_name: str, price: Price, *, upstream_mode
     for name, value in settings.items():
         setattr(model, name, value)
     db.session.flush()
+    from .routes import sync_primary  # routes.py builds on this module
+    sync_primary(model, old_upstream)
     price_changed = _record_price(model, price, effective_at) is not None
     after = _snapshot(model, price)
     if actor is not None and before != after:
@@ -553,6 +556,26 @@ class UpstreamInfo:
     allow_private_host: bool = False  # portal.egress: may its host resolve to a private address
 
 
+def _info(up: Upstream) -> UpstreamInfo:
+    return UpstreamInfo(up.id, up.name, up.protocol, up.base_url, up.api_key, up.dialect, up.allow_private_host)
+
+
+def upstream_info(upstream_id: int) -> Optional[UpstreamInfo]:
+    """The upstream as the database has it now (a rotated credential, after a 401), or None."""
+    up = db.session.get(Upstream, upstream_id, populate_existing=True)
+    return None if up is None else _info(up)
+
+
+@dataclass(frozen=True)
+class ServingRoute:
+    """One upstream that may serve a model (portal/routes.py): its model name there, priority, weight."""
+
+    upstream: UpstreamInfo
+    upstream_model: str
+    priority: int = 1
+    weight: int = 1
+
+
 @dataclass(frozen=True)
 class ServingModel:
     """A model as the proxy needs it: where to send it and what it costs now."""
@@ -572,6 +595,9 @@ class ServingModel:
     input_by_reference: str = "hold"     # or "refuse"
     unpriced_tier: str = "refuse"        # or "strip"
     tool_calls_ceiling: Optional[int] = None  # None: the TOOL_CALLS_CEILING setting
+    # Every route whose upstream is enabled, best priority first; `upstream` and `upstream_model`
+    # above are the first's (proxy/routing.py picks among them per call).
+    routes: tuple[ServingRoute, ...] = ()
 
 
 def serving_model(public_id: str) -> ServingModel:
@@ -587,15 +613,16 @@ def serving_model(public_id: str) -> ServingModel:
     until = db.session.scalar(select(ModelPrice.effective_at).where(
         ModelPrice.model_id == model.id, ModelPrice.effective_at > now, ModelPrice.withdrawn_at.is_(None))
         .order_by(ModelPrice.effective_at).limit(1))
-    up = model.upstream
-    if not up.enabled:
+    from .routes import routes_of  # routes.py builds on this module
+
+    served = tuple(ServingRoute(_info(r.upstream), r.upstream_model, r.priority, r.weight)
+                   for r in routes_of(model) if r.upstream.enabled)
+    if not served:
         raise UpstreamDisabled(f"The model '{public_id}' is unavailable for now: the operator has paused its "
                                "provider. Try again later, or use another model (GET /v1/models lists them).")
     return ServingModel(
-        id=model.id, public_id=model.public_id, upstream_model=model.upstream_model,
-        max_output_tokens=model.max_output_tokens,
-        upstream=UpstreamInfo(up.id, up.name, up.protocol, up.base_url, up.api_key, up.dialect,
-                              up.allow_private_host),
+        id=model.id, public_id=model.public_id, upstream_model=served[0].upstream_model,
+        max_output_tokens=model.max_output_tokens, routes=served, upstream=served[0].upstream,
         price_id=price.id, price=as_price(price), price_since=price.effective_at, price_until=until,
         cost_price=cost_price_of(model),
         context_window=model.context_window or DEFAULT_CONTEXT_WINDOW, input_by_reference=model.input_by_reference,

@@ -80,6 +80,8 @@ class FakeUpstream:
     received: list = field(default_factory=list)
     script: "queue.Queue[Behaviour]" = field(default_factory=queue.Queue)
     default: Behaviour = field(default_factory=Behaviour)
+    # When set, only these credentials are accepted (as a provider does); any other gets 401.
+    valid_keys: Optional[set] = None
 
     def next(self, **knobs) -> Behaviour:
         behaviour = Behaviour(**knobs)
@@ -329,6 +331,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.upstream.received.append(Received(self.path, headers, body))
+        valid = self.upstream.valid_keys
+        if valid is not None and (headers.get("x-api-key") or headers.get("authorization", "").removeprefix(
+                "Bearer ")) not in valid:
+            self._send_json(401, {"error": {"type": "authentication_error", "message": "invalid x-api-key"}})
+            return
         b = self.upstream.take()
         if b.drop_before_headers:
             self.close_connection = True

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from .. import catalog, pricefile
+from .. import catalog, pricefile, routes
 from .. import usage as usage_records
 from ..audit import Actor
 from ..extensions import db
@@ -247,3 +247,62 @@ def models_export(file):
     else:
         file.write_text(text, encoding="utf-8")
         click.echo(f"wrote {file}", err=True)
+
+
+@models_cli.group("route")
+def models_route():
+    """A model's upstreams: the lowest priority first, by weight among equals, the next on failure."""
+
+
+@domain_command(models_route, "list")
+@click.argument("model")
+def models_route_list(model):
+    """The upstreams that may serve MODEL, in the order they are tried."""
+    found = catalog.find_model(model)
+    for route in routes.routes_of(found):
+        own = " (the model's own upstream)" if route.upstream_id == found.upstream_id else ""
+        state = "" if route.upstream.enabled else " [upstream disabled]"
+        click.echo(f"{route.upstream.name}\t{route.upstream_model}\tpriority {route.priority}\tweight {route.weight}"
+                   f"{own}{state}")
+
+
+@domain_command(models_route, "add")
+@click.argument("model")
+@click.argument("upstream")
+@click.option("--upstream-model", help="The model name this upstream knows (default: MODEL).")
+@click.option("--priority", type=click.IntRange(0, 1000), default=1, show_default=True,
+              help="Lower is tried first; a higher one is a fallback.")
+@click.option("--weight", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Share of calls among routes of the same priority.")
+@click.option("--reason", **_REASON)
+def models_route_add(model, upstream, upstream_model, priority, weight, reason):
+    """Let UPSTREAM serve MODEL too (same price; all of a model's upstreams speak one protocol)."""
+    route = routes.add_route(model, upstream, upstream_model=upstream_model, priority=priority, weight=weight,
+                             actor=Actor.cli(), reason=reason)
+    click.echo(f"{model} may now be served by {upstream} as {route.upstream_model} (priority {route.priority}, "
+               f"weight {route.weight}); running servers see it within MODEL_CACHE_SECONDS")
+
+
+@domain_command(models_route, "set")
+@click.argument("model")
+@click.argument("upstream")
+@click.option("--upstream-model", help="The model name this upstream knows.")
+@click.option("--priority", type=click.IntRange(0, 1000), help="Lower is tried first.")
+@click.option("--weight", type=click.IntRange(1, 1000), help="Share of calls among routes of the same priority.")
+@click.option("--reason", **_REASON)
+def models_route_set(model, upstream, upstream_model, priority, weight, reason):
+    """Change a route's model name, priority or weight."""
+    route, changed = routes.update_route(model, upstream, upstream_model=upstream_model, priority=priority,
+                                         weight=weight, actor=Actor.cli(), reason=reason)
+    click.echo(f"{model} via {upstream}: {route.upstream_model}, priority {route.priority}, weight {route.weight}"
+               + ("" if changed else " (nothing changed)"))
+
+
+@domain_command(models_route, "remove")
+@click.argument("model")
+@click.argument("upstream")
+@click.option("--reason", **_REASON)
+def models_route_remove(model, upstream, reason):
+    """Stop UPSTREAM serving MODEL (not its last upstream)."""
+    routes.remove_route(model, upstream, actor=Actor.cli(), reason=reason)
+    click.echo(f"{upstream} no longer serves {model}")

@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, Flask, abort, g, jsonify, render_template, send_file
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import maintenance, sitesettings, status
+from .. import maintenance, routes, sitesettings, status
 
 log = logging.getLogger(__name__)
 
@@ -17,18 +17,19 @@ bp = Blueprint("status", __name__)
 @bp.get("/status")
 def index():
     return render_template("status/index.html", figures=status.figures(), incidents=status.public_incidents(),
-                           render=status.render)
+                           render=status.render, degraded=routes.degraded_models())
 
 
 @bp.get("/status.json")
 def as_json():
     figures = status.figures()
     state = maintenance.current()
+    degraded = routes.degraded_models()  # this process's circuit breakers (proxy/breaker.py)
     return jsonify(
         computed_at=figures.computed_at.isoformat(),
         maintenance=None if state is None else {**state.as_dict(), "retry_after_seconds": state.retry_after()},
-        models=[{"id": m.public_id, "last_hour": m.hour.as_json(), "last_day": m.day.as_json()}
-                for m in figures.models],
+        models=[{"id": m.public_id, "last_hour": m.hour.as_json(), "last_day": m.day.as_json(),
+                 "degraded": m.public_id in degraded} for m in figures.models],
         incidents=[{"id": i.id, "title": i.title, "started_at": i.started_at.isoformat(),
                     "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None,
                     "ongoing": i.resolved_at is None} for i in status.public_incidents()],
@@ -40,10 +41,11 @@ def _site_context() -> dict:
     if "_tollgate_site" not in g:
         try:
             g._tollgate_site = {"brand": sitesettings.branding(), "maintenance": maintenance.current()}
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
             # The database is unreachable: pages (error pages above all) still render, with the
-            # configuration's branding and no banner.
-            log.warning("site settings unreadable; using the configuration's branding", exc_info=True)
+            # configuration's branding and no banner. An outage is one line per page, not a traceback.
+            from ..database import unavailable
+            log.warning("site settings unreadable; using the configuration's branding", exc_info=not unavailable(exc))
             g._tollgate_site = {"brand": sitesettings.branding({}), "maintenance": None}
     return g._tollgate_site
 

@@ -72,3 +72,21 @@ def wait_for_records(count: int, timeout: float = 10.0) -> list[UsageRecord]:
         if len(found) >= count or time.monotonic() > deadline:
             return found
         time.sleep(0.02)
+
+
+@pytest.fixture
+def second():
+    """Another fake upstream, for a model's second route (failover, circuit breakers, affinity)."""
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def backup(app, catalog_ready, second):
+    """gpt-test: fake-openai first (priority 1), then fake-b (priority 2) under its own model name."""
+    from portal import routes
+    with atomic():
+        catalog.add_upstream("fake-b", "openai", second.url + "/v1", OPENAI_KEY, allow_private_host=True)
+        routes.add_route("gpt-test", "fake-b", upstream_model="gpt-b", priority=2)
+    return second

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from ... import audit, catalog, pricefile
+from ... import audit, catalog, pricefile, routes
 from ...database import atomic
 from ...errors import DomainError, InvalidInput
 from ...extensions import db
@@ -166,6 +166,7 @@ def _show(model: CatalogModel, status: int = 200, **context):
         defaults[name] = values
     return _form_page("admin/models/show.html", status, model=model, row=row, price=price, planned=planned,
                       cost=cost, history=history, now=utcnow(), values=defaults,
+                      routes=routes.routes_of(model), circuits=routes.circuit_states(),
                       entries=audit.for_target("model", model.public_id, limit=20), changes=audit.changes,
                       form_errors=context.pop("form_errors", {}), **context)
 

@@ -9,7 +9,7 @@ is saved, not even back in a form that failed.
 from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from ... import audit, catalog, dialects, secretbox, upstream_health
+from ... import audit, catalog, dialects, routes, secretbox, upstream_health
 from ...database import atomic
 from ...errors import DomainError, InvalidInput
 from ...extensions import db
@@ -69,7 +69,8 @@ def upstreams():
                                      .where(CatalogModel.upstream_id.in_(ids)).group_by(CatalogModel.upstream_id)).all()
                   ) if ids else {}
     return render_template("admin/upstreams/index.html", page=page, health=upstream_health.recent(),
-                           empty=upstream_health.Health(), models=models, credential_state=_credential_state)
+                           empty=upstream_health.Health(), models=models, credential_state=_credential_state,
+                           circuits=routes.circuit_states())
 
 
 def _new_page(status: int = 200, values=None, errors=None):
