@@ -195,14 +195,17 @@ def run_due(app: Flask, now: Optional[datetime] = None) -> Optional[Report]:
 
 
 def other_jobs(app: Flask, now: Optional[datetime] = None, echo=None) -> None:
-    """The other periodic jobs, in the same claimed run: privacy (retention.py), dashboard rollups, and
-    the advance notice of new terms (legal.py) that a restart interrupted.
+    """The other periodic jobs, in the same claimed run: holds of calls whose process died (calls.py),
+    privacy (retention.py), dashboard rollups, and the advance notice of new terms (legal.py) that a
+    restart interrupted.
 
     Each is logged and its failure kept from the others; each resumes where it stopped next run.
     """
-    from . import dashboards, legal, retention
+    from . import calls, dashboards, legal, retention
 
-    for name, job in (("privacy", lambda: retention.run(app.config, now).summary()),
+    stale_before = (now or utcnow()) - timedelta(seconds=app.config["STALE_HOLD_SECONDS"])
+    for name, job in (("stale holds", lambda: f"{len(calls.release_stale(stale_before))} released"),
+                      ("privacy", lambda: retention.run(app.config, now).summary()),
                       ("dashboard rollups", lambda: f"{len(dashboards.refresh_rollups(now))} day(s) rolled up"),
                       ("legal notices", lambda: f"{legal.resume_notices()} notice(s) of new terms mailed")):
         try:

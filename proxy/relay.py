@@ -9,14 +9,23 @@ reasoning included) and bills it. So the gateway stops relaying but reads on, of
 thread, for up to `drain_seconds`, and charges what the upstream reports at the end; with no
 report by then, the input (estimated, or as message_start gave it) and the output relayed
 (docs/billing.md, "Disconnects").
+
+A client that hangs up while the upstream is silent (thinking, or stuck) is not seen by a write:
+there is none to make. Waitress keeps reading the connection while the request runs (serving.py)
+and says so through `waitress.client_disconnected`; one watcher thread per process asks it for
+every open stream every WATCH_SECONDS and calls `client_gone`, which arms the drain's deadline and
+stops the upstream read then (at once with no drain), so the provider's connection is closed
+promptly instead of when the upstream next speaks.
 """
 import inspect
 import logging
+import os
 import threading
 import time
 from collections import deque
 from typing import Callable, Iterator, Optional
 
+from portal import metrics
 from portal.pricing import Usage
 
 from .errors import ApiError
@@ -30,6 +39,8 @@ log = logging.getLogger(__name__)
 Settle = Callable[[str, Optional[Usage], bool, Optional[str], Optional[float]], None]
 
 LEFT = "client_disconnected"
+NOT_READ = "the client left; the upstream was not read further"
+WATCH_SECONDS = 0.25  # how often the watcher asks whether each open stream's client is still there
 
 
 class Stream:
@@ -41,19 +52,27 @@ class Stream:
 
     def __init__(self, relay: "_Relay"):
         self._relay, self._events = relay, relay.events()
+        self._open = True
+        metrics.stream_opened()  # until the server closes the response, however the stream ended
 
     def __iter__(self):
         return self._events
 
     def close(self) -> None:
+        if self._open:
+            self._open = False
+            metrics.stream_closed()
         if inspect.getgeneratorstate(self._events) == inspect.GEN_CREATED:
             self._relay.client_left()
         self._events.close()
 
 
 def relay(response, meter: StreamMeter, *, request_id: str, body_bytes: int, strip_usage: bool,
-          error_shape: str, settle: Settle, drain_seconds: float = 0) -> Stream:
-    return Stream(_Relay(response, meter, request_id, body_bytes, strip_usage, error_shape, settle, drain_seconds))
+          error_shape: str, settle: Settle, drain_seconds: float = 0,
+          client_disconnected: Optional[Callable[[], bool]] = None) -> Stream:
+    """`client_disconnected`: the server's way to ask whether the client hung up (waitress's), if any."""
+    return Stream(_Relay(response, meter, request_id, body_bytes, strip_usage, error_shape, settle, drain_seconds,
+                         client_disconnected))
 
 
 def _interrupt(response) -> None:
@@ -73,10 +92,14 @@ class _Relay:
     """One stream's state, shared by the server's thread and, once the client has left, the drain."""
 
     def __init__(self, response, meter: StreamMeter, request_id: str, body_bytes: int, strip_usage: bool,
-                 error_shape: str, settle: Settle, drain_seconds: float):
+                 error_shape: str, settle: Settle, drain_seconds: float,
+                 client_disconnected: Optional[Callable[[], bool]] = None):
         self.response, self.meter, self.request_id = response, meter, request_id
         self.body_bytes, self.strip_usage, self.error_shape = body_bytes, strip_usage, error_shape
         self.drain_seconds = drain_seconds
+        self.client_disconnected = client_disconnected
+        self._left: Optional[tuple] = None  # what had been relayed when the client left
+        self._timer: Optional[threading.Timer] = None  # the drain's deadline
         self._settle = settle
         self._chunks = response.chunks()
         self._splitter = Splitter()
@@ -110,11 +133,15 @@ class _Relay:
 
     def events(self) -> Iterator[bytes]:
         status, error, upstream_ended, handed_off = "ok", None, False, False
+        if self.client_disconnected is not None:
+            _watcher.watch(self)
         try:
             try:
                 for chunk in self._chunks:
                     self.first_byte = self.first_byte or time.monotonic()
                     self._pending.extend(self._splitter.feed(chunk))
+                    if self._left is not None:
+                        break  # the client left while this chunk was awaited (the watcher saw it)
                     while self._pending:
                         raw = self._pending.popleft()
                         if self._feed(raw) and self.strip_usage:
@@ -123,6 +150,10 @@ class _Relay:
                             usage, estimated = self.meter.charge(self.body_bytes)
                             self._finish("ok", usage, estimated, None)
                         yield raw
+                if self._left is not None:  # this thread drains, until the deadline wakes it
+                    handed_off = True
+                    self._drain()
+                    return
                 upstream_ended = True
                 rest = self._splitter.rest()
                 if rest.strip():
@@ -133,6 +164,10 @@ class _Relay:
                     yield ApiError(502, "The upstream provider ended the stream early; only the output "
                                         "relayed was charged.").sse_event(self.error_shape)
             except UpstreamUnavailable as exc:
+                if self._left is not None:  # woken by the drain's deadline (or the client left with no drain)
+                    handed_off = True
+                    self._drain(f"the client left; then {exc}")
+                    return
                 upstream_ended = True
                 status, error = ("upstream_timeout" if exc.timeout else "upstream_failed"), str(exc)
                 yield ApiError(504 if exc.timeout else 502, f"{exc}.").sse_event(self.error_shape)
@@ -143,6 +178,7 @@ class _Relay:
                 return
             raise
         finally:
+            _watcher.forget(self)
             if not handed_off:
                 self.response.close()
                 if self._claim():
@@ -154,25 +190,47 @@ class _Relay:
 
     # -- after the client left -------------------------------------------------------------------
 
-    def client_left(self) -> None:
-        """Stop relaying; settle from what the upstream reports within `drain_seconds`, or now."""
+    def _leave(self) -> Optional[tuple]:
+        """Note, once, what had been relayed when the client left, and arm the drain's deadline; that
+        figure, or None when the call is settled already."""
         with self._lock:
             if self._settled:
-                self.response.close()
-                return
-            relayed = (self.meter.delta_events, self.meter.delta_chars)
+                return None
+            first = self._left is None
+            if first:
+                self._left = (self.meter.delta_events, self.meter.delta_chars)
+            relayed = self._left
+        if first and self.drain_seconds > 0:
+            log.info("call %s: the client left mid-stream; reading the upstream for up to %g s for its usage",
+                     self.request_id, self.drain_seconds)
+            self._timer = threading.Timer(self.drain_seconds, self._deadline, args=(relayed,))
+            self._timer.daemon = True
+            self._timer.start()
+        return relayed
+
+    def client_left(self) -> None:
+        """Stop relaying; settle from what the upstream reports within `drain_seconds`, or now.
+
+        Called on the server's thread (a write failed, or the response was closed), which hands the
+        drain to a thread of its own.
+        """
+        relayed = self._leave()
+        if relayed is None:
+            self.response.close()
+            return
         if self.drain_seconds <= 0:
             self.response.close()
-            self._settle_left(relayed, "the client left; the upstream was not read further")
+            self._settle_left(relayed, NOT_READ)
             return
-        log.info("call %s: the client left mid-stream; reading the upstream for up to %g s for its usage",
-                 self.request_id, self.drain_seconds)
-        timer = threading.Timer(self.drain_seconds, self._deadline, args=(relayed,))
-        timer.daemon = True
-        thread = threading.Thread(target=self._drain, args=(relayed, timer), daemon=True,
-                                  name=f"drain {self.request_id}")
-        timer.start()
-        thread.start()
+        threading.Thread(target=self._drain, daemon=True, name=f"drain {self.request_id}").start()
+
+    def client_gone(self) -> None:
+        """The server saw the client hang up while the server's thread may be blocked on the upstream:
+        stop that read now with no drain, else at the drain's deadline (that thread drains meanwhile)."""
+        relayed = self._leave()
+        if relayed is not None and self.drain_seconds <= 0:
+            self._settle_left_off_thread(relayed, NOT_READ)
+            _interrupt(self.response)
 
     def _settle_left(self, relayed: tuple, why: str) -> None:
         """Settle a call whose client left: the upstream's figures if it reported them, else the
@@ -196,8 +254,8 @@ class _Relay:
         self._settle_left_off_thread(relayed, f"the client left; no usage within {self.drain_seconds:g} s: estimated")
         _interrupt(self.response)
 
-    def _drain(self, relayed: tuple, timer: threading.Timer) -> None:
-        why = "the client left; the upstream ended without usage"
+    def _drain(self, why: str = "the client left; the upstream ended without usage") -> None:
+        relayed = self._left
         try:
             while True:
                 while self._pending:
@@ -220,6 +278,57 @@ class _Relay:
             if not self._settled:
                 log.exception("call %s: reading the upstream after the client left failed", self.request_id)
         finally:
-            timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
             self.response.close()
             self._settle_left_off_thread(relayed, why)
+
+
+class _Watcher:
+    """Asks the server, every WATCH_SECONDS, whether each open stream's client is still there; runs
+    while streams are open, one thread per process."""
+
+    def __init__(self):
+        self._streams: set = set()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def watch(self, stream: _Relay) -> None:
+        with self._lock:
+            self._streams.add(stream)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="tollgate-disconnects", daemon=True).start()
+
+    def forget(self, stream: _Relay) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+
+    def reset(self) -> None:
+        """In a forked child: the parent's thread did not come along."""
+        self._streams, self._lock, self._running = set(), threading.Lock(), False
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(WATCH_SECONDS)
+            with self._lock:
+                if not self._streams:
+                    self._running = False
+                    return
+                streams = list(self._streams)
+            for stream in streams:
+                try:
+                    gone = stream.client_disconnected()
+                except Exception:  # the server's connection object went away: its request is over
+                    gone = False
+                if gone:
+                    self.forget(stream)
+                    try:
+                        stream.client_gone()
+                    except Exception:
+                        log.exception("call %s: stopping the upstream after the client left failed",
+                                      stream.request_id)
+
+
+_watcher = _Watcher()
+os.register_at_fork(after_in_child=_watcher.reset)

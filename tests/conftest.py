@@ -52,6 +52,41 @@ def light_password_hashing():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def no_secrets_in_logs(light_password_hashing, tmp_path_factory):
+    """Every log record of the run goes to a file; at the end, no secret the tests used may be in it.
+
+    A leak fails the session (an error at the last test's teardown) naming the loggers, never
+    the secret. See tests/secretlog.py.
+    """
+    from portal import apikeys, users
+    from tests import factories, fake_stripe, fake_upstream
+    from tests.secretlog import SecretLog, capture_all, recording_hasher
+
+    log = SecretLog(tmp_path_factory.mktemp("logs") / "all-records.log")
+    for secret in (fake_upstream.OPENAI_KEY, fake_upstream.ANTHROPIC_KEY, fake_stripe.SECRET_KEY,
+                   fake_stripe.WEBHOOK_SECRET, factories.PASSWORD, factories.ADMIN_TOTP_SECRET):
+        log.remember(secret)
+    hasher, issue = users._hasher, apikeys.issue
+    users._hasher = recording_hasher(log, time_cost=1, memory_cost=64, parallelism=1)
+
+    def issue_recorded(*args, **kwargs):
+        key, plaintext = issue(*args, **kwargs)
+        log.remember(plaintext)
+        return key, plaintext
+
+    apikeys.issue = issue_recorded
+    undo = capture_all(log)
+    yield log
+    undo()
+    apikeys.issue, users._hasher = issue, hasher
+    log.close()
+    leaks = log.leaks()
+    if leaks:
+        pytest.fail(f"secrets used by the tests were logged, by: {', '.join(sorted(leaks))} "
+                    f"(records: {leaks}; the full log: {log.path})", pytrace=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
 def shared_url_builders():
     """One compiled URL builder per distinct rule, shared by the apps the suite makes.
 
@@ -250,19 +285,26 @@ def cli(app):
     return invoke
 
 
-@pytest.fixture
-def gateway(app):
-    """Base URL of the app served by waitress in a thread, as `make run` serves it."""
+@contextmanager
+def served_in_thread(app):
+    """The app on waitress, configured as `serve` configures it, in a thread; the server."""
     server = serving.create(app, "127.0.0.1", 0, asyncore_loop_timeout=0.05)  # quick to stop
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
+    yield server
     server.close()
     for channel in list(server._map.values()):  # keep-alive client connections end the run loop too
         channel.close()
     server.task_dispatcher.shutdown(timeout=5)
     thread.join(timeout=5)
     assert not thread.is_alive(), "waitress did not stop"
+
+
+@pytest.fixture
+def gateway(app):
+    """Base URL of the app served by waitress in a thread, as `make run` serves it."""
+    with served_in_thread(app) as server:
+        yield f"http://127.0.0.1:{server.effective_port}"
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from datetime import date, datetime, timedelta, timezone
 import click
 from flask import current_app
 
-from .. import announcements, calls, demo, expiry, giftcodes, ledger, serving
+from .. import calls, demo, expiry, giftcodes, ledger, serving
 from ..database import atomic
 from ..models import utcnow
 from ..money import format_usd, parse_usd
@@ -24,11 +24,18 @@ def ledger_verify():
 
 
 @ledger_cli.command("release-stale")
-@click.option("--older-than-minutes", type=click.IntRange(min=1), default=180, show_default=True,
-              help="Release open holds placed longer ago than this; must exceed your longest call.")
-def ledger_release_stale(older_than_minutes):
-    """Release holds left open by calls that never finished (crashed processes); nothing is charged."""
-    released = calls.release_stale(utcnow() - timedelta(minutes=older_than_minutes))
+@click.option("--older-than-seconds", type=click.IntRange(min=0),
+              help="Release open holds placed longer ago than this (default: STALE_HOLD_SECONDS, three hours); "
+                   "must exceed your longest call.")
+@click.option("--older-than-minutes", type=click.IntRange(min=1), help="The same, in minutes.")
+def ledger_release_stale(older_than_seconds, older_than_minutes):
+    """Release holds left open by calls that never finished (killed processes); nothing is charged,
+    and each call's usage record says `abandoned`. `serve` does this in its periodic jobs too."""
+    if older_than_seconds is not None and older_than_minutes is not None:
+        raise click.UsageError("give --older-than-seconds or --older-than-minutes, not both")
+    seconds = (older_than_minutes * 60 if older_than_minutes is not None
+               else older_than_seconds if older_than_seconds is not None else current_app.config["STALE_HOLD_SECONDS"])
+    released = calls.release_stale(utcnow() - timedelta(seconds=seconds))
     click.echo(f"released {len(released)} stale hold(s){': ' + ', '.join(map(str, released)) if released else ''}")
 
 
@@ -57,7 +64,7 @@ def credits_expire(now):
 @click.option("--now", "now", type=Moment(), help="Act as if it were this moment (default: now).")
 def jobs_run(now):
     """Run every periodic job once, as `serve` does each JOBS_INTERVAL_SECONDS: expire credits and warn,
-    erase old client addresses and closed accounts' personal data, roll up the dashboards' days, and
+    release the holds of calls that never settled (older than STALE_HOLD_SECONDS), erase old client addresses and closed accounts' personal data, roll up the dashboards' days, and
     finish any interrupted notice of new terms. Safe to run again or from two places at once.
 
     From cron, hourly (with JOBS_INTERVAL_SECONDS=0):  7 * * * *  cd /srv/tollgate && .venv/bin/flask --app wsgi jobs run
@@ -114,13 +121,9 @@ def demo_seed():
 
 @click.command("serve")
 def serve():
-    """Serve the portal and proxy with waitress on HOST:PORT."""
+    """Serve the portal and proxy with waitress on HOST:PORT, in WORKERS processes; stop on SIGTERM."""
     app = current_app._get_current_object()
-    server = serving.create(app, app.config["HOST"], app.config["PORT"])
-    click.echo(f"serving on http://{app.config['HOST']}:{server.effective_port}/ ({app.config['PORTAL_ENV']}, "
-               f"{app.config['SERVE_THREADS']} threads)")
-    if expiry.start_timer(app) is not None:  # a database claim keeps other processes from running it too
-        click.echo(f"expiry job: every {app.config['JOBS_INTERVAL_SECONDS']} seconds")
-    if announcements.start_worker(app) is not None:  # resumes unfinished ones; a lease keeps one sender
-        click.echo(f"announcements: sent in the background, {app.config['ANNOUNCE_PER_MINUTE']} a minute at most")
-    server.run()
+    from .. import logs
+
+    logs.configure_serving(app.config)
+    serving.serve(app, echo=click.echo)
