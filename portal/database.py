@@ -11,14 +11,74 @@ Only `atomic()` opens write transactions. Plain reads (loading the logged-in use
 page) begin deferred, so they never hold the write lock while a request renders or streams.
 All writes therefore go through `atomic()`.
 """
+import logging
+import threading
+import time
 from contextlib import contextmanager
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from .extensions import db
 
 WRITE = "tollgate_write"  # execution option that marks a connection's transaction as a writer
+RETRY_AFTER_SECONDS = 5  # what a client is told to wait while the database is unreachable
+
+# Postgres error classes that mean "the server cannot be reached or will not take us now":
+# connection exceptions, operator intervention (shutdown, terminated backend), insufficient
+# resources (too many connections), and a database that no longer exists (3D000).
+_PG_UNAVAILABLE_CLASSES = ("08", "57", "53")
+_PG_UNAVAILABLE_STATES = ("3D000",)
+# SQLite's equivalents: the file cannot be opened or read, or the write lock did not come in time.
+_SQLITE_UNAVAILABLE = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL")
+
+
+log = logging.getLogger(__name__)
+_quiet = {"until": 0.0, "missed": 0}
+_quiet_lock = threading.Lock()
+
+
+def log_unavailable(exc: BaseException, where: str) -> None:
+    """Log that the database is unreachable: one line without a traceback, at most every 10 seconds.
+
+    Every request fails the same way during an outage; a traceback each would bury the log. Only the
+    driver's first line is logged (SQLAlchemy's message carries the statement and its parameters).
+    """
+    with _quiet_lock:
+        now = time.monotonic()
+        if now < _quiet["until"]:
+            _quiet["missed"] += 1
+            return
+        missed, _quiet["missed"], _quiet["until"] = _quiet["missed"], 0, now + 10
+    reason = str(getattr(exc, "orig", None) or exc.__class__.__name__).strip().splitlines()
+    log.warning("database unreachable (%s on %s)%s; answering 503", reason[0] if reason else "no detail", where,
+                f", {missed} more request(s) refused since the last line" if missed else "")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unreachable (a 503 to retry), not that a query is wrong (a bug).
+
+    A pooled connection found dead, a connection that could not be made, an exhausted pool, a
+    dropped database, a SQLite file that cannot be opened or stays locked.
+    """
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool had no connection to give in time
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        return False  # integrity, data and programming errors are ours, not the database's absence
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if type(orig).__module__.startswith("psycopg"):
+        # No SQLSTATE: the client library could not talk to a server at all (refused, reset, timeout).
+        return sqlstate is None or sqlstate[:2] in _PG_UNAVAILABLE_CLASSES or sqlstate in _PG_UNAVAILABLE_STATES
+    name = getattr(orig, "sqlite_errorname", "") or ""
+    if name:
+        return name.startswith(_SQLITE_UNAVAILABLE)
+    return "unable to open database file" in str(orig) or "database is locked" in str(orig)
 
 
 def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:

@@ -82,7 +82,9 @@ _unexpired = or_(_account.c.credits_expire_at.is_(None), _account.c.credits_expi
 _RESERVE = (_account.update().where(_account.c.id == bindparam("account_id"), _covers, _unexpired)
             .values(held=_account.c.held + bindparam("amount")))
 _INSERT_HOLD = _hold.insert().values(account_id=bindparam("account_id"), amount=bindparam("amount"),
-                                     memo=bindparam("memo"), api_key_id=bindparam("api_key_id")).returning(_hold.c.id)
+                                     memo=bindparam("memo"), api_key_id=bindparam("api_key_id"),
+                                     call_details=bindparam("call_details", type_=_hold.c.call_details.type)
+                                     ).returning(_hold.c.id)
 _CLOSE_HOLD = (_hold.update().where(_hold.c.id == bindparam("hold_id"), _hold.c.status == HoldStatus.OPEN.value)
                .values(status=bindparam("status"), closed_at=bindparam("closed_at"))
                .returning(_hold.c.account_id, _hold.c.amount))
@@ -322,8 +324,11 @@ def expire(account_id: int, now: datetime, *, reference: str, memo: str) -> Opti
         return None
 
 
-def hold(account_id: int, amount: int, *, memo: str = "", api_key_id: Optional[int] = None) -> int:
+def hold(account_id: int, amount: int, *, memo: str = "", api_key_id: Optional[int] = None,
+         call_details: Optional[dict] = None) -> int:
     """Reserve `amount` of the available balance for an in-flight call and return the hold's id.
+
+    `call_details` says what the call was, for the record of a call that never settles (calls.py).
 
     Raises InsufficientFunds (CreditsExpired when the credits are past their date), changing
     nothing, when the available balance does not cover it.
@@ -333,7 +338,8 @@ def hold(account_id: int, amount: int, *, memo: str = "", api_key_id: Optional[i
     if _run(_RESERVE, account_id=account_id, amount=amount, now=now).rowcount != 1:
         raise _refusal(account_id, amount, now)
     _forget(account_id)
-    return _run(_INSERT_HOLD, account_id=account_id, amount=amount, memo=memo, api_key_id=api_key_id).scalar()
+    return _run(_INSERT_HOLD, account_id=account_id, amount=amount, memo=memo, api_key_id=api_key_id,
+                call_details=call_details).scalar()
 
 
 def _close(hold_id: int, status: HoldStatus) -> tuple[int, int]:

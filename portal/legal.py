@@ -162,8 +162,9 @@ def banner() -> list[Announcement]:
             shown.setdefault(document.kind, Announcement(document.kind, document.version,
                                                          when(document.takes_effect)))
         return list(shown.values())
-    except SQLAlchemyError:  # an error page rendered while the database is away
-        log.warning("could not look up scheduled legal changes", exc_info=True)
+    except SQLAlchemyError as exc:  # an error page rendered while the database is away
+        from .database import unavailable
+        log.warning("could not look up scheduled legal changes", exc_info=not unavailable(exc))
         return []
 
 

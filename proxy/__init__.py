@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from portal import maintenance
+from portal import database, maintenance
 
 from .errors import ApiError
 from .pipeline import Gateway
@@ -41,6 +41,13 @@ def http_error(exc: HTTPException):
 def _unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
         return http_error(exc)
+    if database.unavailable(exc):
+        # An outage, not a bug: one log line (no traceback), and a 503 the SDKs retry.
+        database.log_unavailable(exc, request.path)
+        wait = database.RETRY_AFTER_SECONDS
+        return error_response(ApiError(503, f"The gateway's database is unreachable; nothing was charged. "
+                                            f"Retry in {wait} seconds.", code="database_unavailable",
+                                       headers={"Retry-After": str(wait)}))
     log.exception("unhandled error on %s", request.path)
     return error_response(ApiError(500, "The gateway failed unexpectedly; any hold placed for this call "
                                         "is settled or released, never charged twice."))

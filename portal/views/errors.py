@@ -1,5 +1,5 @@
 """Readable error pages for the portal (the /v1 API answers JSON instead; see proxy)."""
-from flask import render_template, url_for
+from flask import current_app, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -22,3 +22,18 @@ def error_page(exc: HTTPException):
         title, message = exc.name, MESSAGES.get(exc.code, exc.description)
     return render_template("message.html", title=title, message=message,
                            action=(url_for("pages.home"), "Go to the home page")), exc.code
+
+
+def database_unavailable(exc: Exception):
+    """The portal's 503 page while the database is unreachable; any other database error is a bug (500).
+
+    The page is rendered straight from the template, skipping the context processors: they read
+    the database too (branding, the signed-in user).
+    """
+    from ..database import RETRY_AFTER_SECONDS, log_unavailable, unavailable
+
+    if not unavailable(exc):
+        raise exc  # Flask's own handling: logged with its traceback, a 500 page
+    log_unavailable(exc, request.path)
+    page = current_app.jinja_env.get_template("errors/database_unavailable.html").render()
+    return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
