@@ -4,6 +4,8 @@ from typing import Optional
 
 from flask import Flask, request
 from jinja2 import BytecodeCache
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from . import config as config_module
@@ -85,6 +87,8 @@ def create_app(config: Optional[dict] = None) -> Flask:
         app.register_blueprint(blueprint)
     from .views import status as status_views
     app.register_blueprint(status_views.bp)  # the public /status page
+    from .views import health
+    app.register_blueprint(health.bp)  # /healthz, /readyz, /metrics
     status_views.init_app(app)  # branding and the maintenance banner in every template; the logo
     app.before_request(auth.require_consent)
     from .views import readonly
@@ -101,7 +105,15 @@ def create_app(config: Optional[dict] = None) -> Flask:
         return security.untrusted_host_page() if isinstance(exc, SecurityError) else errors.error_page(exc)
 
     app.register_error_handler(HTTPException, http_error)
+    # The database unreachable: a readable 503 page, not a traceback (the /v1 API has its own, in proxy).
+    app.register_error_handler(DBAPIError, errors.database_unavailable)
+    app.register_error_handler(PoolTimeout, errors.database_unavailable)
     # X-Forwarded-* is handled by waitress (serving.py), which knows the peer's address and so
     # can believe the headers only from the trusted proxy; there is no ProxyFix here as well.
     cli.register(app)
+    from . import logs
+    # First of all before-request hooks: the matched URL rule labels the request metric, whatever
+    # a later hook answers. The middleware adds request ids and the access line to every response.
+    app.before_request_funcs.setdefault(None, []).insert(0, logs.note_route)
+    app.wsgi_app = logs.RequestLog(app.wsgi_app)
     return app

@@ -1,14 +1,11 @@
-"""Public pages: home, pricing, terms, privacy, refund policy, contact; and the health check."""
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+"""Public pages: home, pricing, terms, privacy, refund policy, contact (health checks: views/health.py)."""
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from wtforms import RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
 from .. import catalog, inbox, legal, ratelimit
-from ..extensions import db
 from ..errors import InvalidInput
 from ..models import ContactCategory, LegalKind
 from ..ratelimit import Limit
@@ -123,11 +120,3 @@ def contact():
     return render_template("pages/contact.html", form=form), 422 if form.errors else 200
 
 
-@bp.get("/healthz")
-def healthz():
-    """200 when the app can reach its database, 503 otherwise."""
-    try:
-        db.session.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        return jsonify(status="unavailable", database="unreachable"), 503
-    return jsonify(status="ok", database="ok")

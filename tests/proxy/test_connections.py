@@ -30,8 +30,8 @@ def test_calls_waiting_on_the_upstream_hold_no_connection(app, gateway, fake, ke
         try:
             while len(fake.received) < 3:  # all three are at the upstream now
                 threading.Event().wait(0.01)
-            health = requests.get(f"{gateway}/healthz", timeout=10)
-            assert health.status_code == 200 and health.json()["database"] == "ok"
+            ready = requests.get(f"{gateway}/readyz", timeout=10)  # its checks query the database
+            assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
             assert requests.get(f"{gateway}/v1/balance", headers={"x-api-key": key}, timeout=10).status_code == 200
         finally:
             release.set()
