@@ -256,7 +256,7 @@ def revoke(key: ApiKey) -> None:
 # and any limit added later) is copied.
 _NOT_ROTATED = frozenset({"id", "key_hash", "hint", "created_at", "last_used_at", "last_used_ip", "revoked_at",
                           "held", "spent_total", "spent_month", "spent_month_key", "sharing_flagged_at",
-                          "sharing_addresses"})
+                          "sharing_addresses", "sharing_cleared_at"})
 
 
 def rotate(key: ApiKey) -> tuple[ApiKey, str]:

@@ -206,6 +206,9 @@ class ApiKey(db.Model):
     # day than KEY_SHARING_ADDRESSES_PER_DAY, and how many; its owner is mailed once, then.
     sharing_flagged_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     sharing_addresses: Mapped[Optional[int]] = mapped_column()
+    # When the operator last cleared that flag as a false positive (signals.clear): that UTC day,
+    # only addresses first seen after it count towards flagging the key again.
+    sharing_cleared_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship()
 

@@ -11,6 +11,13 @@ conditional UPDATE flags it (once: `sharing_flagged_at` is set only where it was
 owner is mailed, after that transaction commits, from the background sender: no call waits for
 SMTP. The key's page then offers to rotate it (apikeys.rotate).
 
+The operator may clear a flag that is a false positive (`clear`: console or `signals clear`,
+with a reason, audited). The rule after a clear: on the UTC day of the clear, the addresses the
+key was used from before it are forgiven, and the key is flagged again that day only once it
+has been used from more than KEY_SHARING_ADDRESSES_PER_DAY addresses first seen *after* the
+clear; on any later day the usual rule applies (more than the threshold that day), and a new
+flag mails the owner again.
+
 For the operator to review (nothing here acts on its own), `review()` gathers groups of
 accounts: those that paid with one card (Stripe's card fingerprint), those that signed up from
 one address within SIGNUP_CLUSTER_HOURS (the address of their first consent to the terms,
@@ -32,8 +39,10 @@ from flask import Flask, current_app, render_template
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import links, mail, notices
+from . import audit, links, mail, notices
+from .audit import Actor
 from .database import atomic
+from .errors import InvalidInput
 from .extensions import db
 from .models import Account, ApiKey, KeyAddress, Payment, TermsAcceptance, User, UserStatus, utcnow
 
@@ -79,10 +88,12 @@ def _insert_if_absent(values: dict):
             .on_conflict_do_nothing(index_elements=["api_key_id", "day", "ip"]).returning(KeyAddress.__table__.c.id))
 
 
-def addresses_on(key_id: int, day: date) -> int:
-    """How many client addresses the key was used from on `day`."""
-    return db.session.scalar(select(func.count()).select_from(KeyAddress)
-                             .where(KeyAddress.api_key_id == key_id, KeyAddress.day == day)) or 0
+def addresses_on(key_id: int, day: date, after: Optional[datetime] = None) -> int:
+    """How many client addresses the key was used from on `day` (first seen after `after`, if given)."""
+    query = select(func.count()).select_from(KeyAddress).where(KeyAddress.api_key_id == key_id, KeyAddress.day == day)
+    if after is not None:
+        query = query.where(KeyAddress.first_seen_at > after)
+    return db.session.scalar(query) or 0
 
 
 def record(key_id: int, ip: str, now: datetime, threshold: int) -> bool:
@@ -98,9 +109,29 @@ def record(key_id: int, ip: str, now: datetime, threshold: int) -> bool:
     if count <= threshold:
         return False
     key = ApiKey.__table__
-    flagged = db.session.execute(key.update().where(key.c.id == key_id, key.c.sharing_flagged_at.is_(None))
+    cleared_at = db.session.scalar(select(key.c.sharing_cleared_at).where(key.c.id == key_id))
+    if cleared_at is not None and cleared_at.date() == day and addresses_on(key_id, day, after=cleared_at) <= threshold:
+        return False  # cleared today: the addresses seen before the clear were forgiven
+    # The clear read above must still be the key's: a clear committed meanwhile decides afresh.
+    same_clear = key.c.sharing_cleared_at.is_(None) if cleared_at is None else key.c.sharing_cleared_at == cleared_at
+    flagged = db.session.execute(key.update().where(key.c.id == key_id, key.c.sharing_flagged_at.is_(None), same_clear)
                                  .values(sharing_flagged_at=now, sharing_addresses=count)).rowcount
     return flagged == 1
+
+
+def clear(key: ApiKey, *, actor: Actor, reason: str, now: Optional[datetime] = None) -> None:
+    """Clear the key's sharing flag as a false positive (audited, in the caller's transaction).
+
+    Its addresses of today stay forgiven; see the module's docstring for when it is flagged again.
+    """
+    if key.sharing_flagged_at is None:
+        raise InvalidInput(f"the key {key.hint} is not flagged as shared", field="key")
+    now = now or utcnow()
+    before = {"sharing_flagged_at": key.sharing_flagged_at, "sharing_addresses": key.sharing_addresses}
+    key.sharing_flagged_at, key.sharing_addresses, key.sharing_cleared_at = None, None, now
+    db.session.flush()
+    audit.record(actor, "key.sharing_clear", "api_key", key.id, reason=reason, before=before,
+                 after={"sharing_cleared_at": now, "addresses_today": addresses_on(key.id, now.date())})
 
 
 def note_call(app: Flask, key_id: int, ip: Optional[str]) -> None:

@@ -1,8 +1,9 @@
-"""Abuse signals: `signals list`, the console's Signals page in the terminal."""
+"""Abuse signals: `signals list`, the console's Signals page in the terminal, and `signals clear`."""
 import click
 from flask import current_app
 
-from .. import signals
+from .. import audit, moderation, signals
+from ..audit import require_reason
 from . import _day, domain_command, shown, signals_cli
 
 
@@ -33,3 +34,15 @@ def signals_list(days):
             click.echo(f"  {label} {group.what}: {_people(group)}")
         if not groups:
             click.echo("  none")
+
+
+@domain_command(signals_cli, "clear")
+@click.argument("hint", metavar="KEY_HINT")
+@click.option("--reason", required=True, help="Why it is a false positive; kept in the audit log.")
+@click.option("--user", "email", metavar="EMAIL", help="The key's owner, when several keys end alike.")
+def signals_clear(hint, reason, email):
+    """Clear a key's sharing flag as a false positive (its addresses of today stay forgiven)."""
+    reason = require_reason(reason)
+    key = moderation.find_key(hint, moderation.find_person(email) if email else None)
+    signals.clear(key, actor=audit.Actor.cli(), reason=reason)
+    click.echo(f"cleared the sharing flag of {key.hint} \"{shown(key.name)}\" of {shown(key.user.email)}")

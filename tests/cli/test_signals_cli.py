@@ -56,3 +56,22 @@ def test_each_kind_of_group_is_listed(app, cli):
             user.created_at = now - timedelta(days=45)
     assert "203.0.113.5" not in ok(cli("signals", "list"))
     assert "203.0.113.5" in ok(cli("signals", "list", "--days", "60"))
+
+
+def test_clear_a_flag_with_a_reason(app, cli):
+    from portal.models import ApiKey, AuditEntry
+    from tests.cli.helpers import refused
+    key = key_used_from(make_user("office@example.com"), "192.0.2.41", "192.0.2.42", "192.0.2.43")
+    refused(cli("signals", "clear", key.hint), "Missing option '--reason'")
+    refused(cli("signals", "clear", key.hint, "--reason", " "), "Give a reason")
+    out = ok(cli("signals", "clear", key.hint, "--reason", "one office"))
+    assert f"cleared the sharing flag of {key.hint}" in out and "\x1b" not in out
+    db.session.rollback()
+    assert db.session.get(ApiKey, key.id).sharing_flagged_at is None
+    entry = db.session.query(AuditEntry).filter_by(action="key.sharing_clear").one()
+    assert entry.reason == "one office" and entry.actor.startswith("cli:")
+    assert "keys used from many addresses:\n  none" in ok(cli("signals", "list"))
+    refused(cli("signals", "clear", key.hint, "--reason", "again"), "not flagged")
+    # Its addresses of today are forgiven: a fourth one alone does not flag it again.
+    with atomic():
+        assert signals.record(key.id, "192.0.2.44", utcnow(), 2) is False

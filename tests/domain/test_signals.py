@@ -113,7 +113,7 @@ def test_rotate_keeps_the_name_and_limits_and_revokes_the_old_key(app):
     same = ("user_id", "name", "allowed_models", "ip_allowlist", "spend_cap_total", "spend_cap_monthly",
             "max_concurrency", "expires_at")
     assert [getattr(new, n) for n in same] == [getattr(old, n) for n in same]
-    assert (new.sharing_flagged_at, new.sharing_addresses, new.held) == (None, None, 0)
+    assert (new.sharing_flagged_at, new.sharing_addresses, new.sharing_cleared_at, new.held) == (None, None, None, 0)
     assert apikeys.authenticate(plaintext).key_id == new.id
     with pytest.raises(Exception, match="revoked"):
         with atomic():
@@ -225,3 +225,59 @@ def test_the_review_puts_it_together(app):
     assert [key.id for key, _ in review.flagged] == [key_id] and not review.empty
     assert review.cards == review.signups == review.key_addresses == []
     assert db.session.scalar(select(func.count()).select_from(Account)) == 1
+
+
+# -- clearing a false positive -------------------------------------------------------------------
+
+def clear(key_id: int, now) -> None:
+    from portal.audit import Actor
+    with atomic():
+        signals.clear(db.session.get(ApiKey, key_id), actor=Actor(label="test"), reason="an office", now=now)
+
+
+def flagged_key(email: str) -> int:
+    key_id = new_key(email)
+    assert [record(key_id, f"203.0.113.{n}") for n in (1, 2, 3)] == [False, False, True]
+    return key_id
+
+
+def test_a_cleared_key_is_not_flagged_again_that_day_by_the_addresses_it_had(app):
+    key_id = flagged_key("office@example.com")
+    clear(key_id, NOW + timedelta(hours=1))
+    db.session.rollback()
+    key = db.session.get(ApiKey, key_id)
+    assert (key.sharing_flagged_at, key.sharing_addresses, key.sharing_cleared_at) == (None, None,
+                                                                                     NOW + timedelta(hours=1))
+    assert signals.flagged_keys() == []
+    later = NOW + timedelta(hours=2)
+    # A 4th and 5th address that day: two new ones since the clear, not more than the threshold of 2.
+    assert [record(key_id, ip, later) for ip in ("203.0.113.1", "203.0.113.4", "203.0.113.5")] == [False] * 3
+    # A third new address since the clear: more than 2, flagged again.
+    assert record(key_id, "203.0.113.6", later) is True
+    db.session.rollback()
+    assert db.session.get(ApiKey, key_id).sharing_addresses == 6
+
+
+def test_a_cleared_key_is_flagged_again_on_a_later_day(app):
+    key_id = flagged_key("later@example.com")
+    clear(key_id, NOW + timedelta(hours=1))
+    tomorrow = NOW + timedelta(days=1)
+    assert [record(key_id, f"203.0.113.{n}", tomorrow) for n in (1, 2, 3)] == [False, False, True]
+    db.session.rollback()
+    key = db.session.get(ApiKey, key_id)
+    assert (key.sharing_flagged_at, key.sharing_addresses) == (tomorrow, 3)
+
+
+def test_clearing_is_audited_and_refused_for_a_key_not_flagged(app):
+    from portal.errors import InvalidInput
+    from portal.models import AuditEntry
+    key_id = flagged_key("audit@example.com")
+    clear(key_id, NOW + timedelta(hours=1))
+    db.session.rollback()
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "key.sharing_clear"))
+    assert (entry.actor, entry.target_type, entry.target_id, entry.reason) == ("test", "api_key", str(key_id),
+                                                                               "an office")
+    assert entry.before == {"sharing_flagged_at": NOW.isoformat(), "sharing_addresses": 3}
+    assert entry.after["addresses_today"] == 3
+    with pytest.raises(InvalidInput, match="not flagged"):
+        clear(key_id, NOW + timedelta(hours=2))

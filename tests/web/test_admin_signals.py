@@ -115,3 +115,32 @@ def test_older_sign_ups_fall_outside_the_look_back(app, client, auth):
     auth.admin()
     assert "203.0.113.88" not in client.get("/admin/signals").get_data(as_text=True)
     assert "203.0.113.88" in client.get("/admin/signals?days=60").get_data(as_text=True)
+
+
+def test_an_admin_clears_a_false_positive_with_a_reason(app, client, auth):
+    from portal.models import ApiKey, AuditEntry
+    key_id = key_used_from(make_user("office@example.com"), "192.0.2.31", "192.0.2.32", "192.0.2.33")
+    admin = auth.admin()
+    page = client.get("/admin/signals").get_data(as_text=True)
+    form = section(page, "flagged-keys")
+    assert f'action="/admin/signals/keys/{key_id}/clear"' in form and 'name="reason"' in form and "csrf_token" in form
+
+    refused = client.post(f"/admin/signals/keys/{key_id}/clear", data={"reason": "  "})
+    assert refused.status_code == 422
+    assert 'data-testid="action-error"' in refused.get_data(as_text=True)
+    db.session.rollback()
+    assert db.session.get(ApiKey, key_id).sharing_flagged_at is not None
+
+    done = client.post(f"/admin/signals/keys/{key_id}/clear", data={"reason": "one office, many laptops"})
+    assert done.status_code == 303
+    assert "is cleared" in client.get(done.headers["Location"]).get_data(as_text=True)
+    db.session.rollback()
+    key = db.session.get(ApiKey, key_id)
+    assert key.sharing_flagged_at is None and key.sharing_cleared_at is not None
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "key.sharing_clear"))
+    assert (entry.actor_id, entry.reason, entry.target_id) == (admin.id, "one office, many laptops", str(key_id))
+    assert "No key is flagged." in client.get("/admin/signals").get_data(as_text=True)
+    # Cleared already: said above the table, nothing changes.
+    again = client.post(f"/admin/signals/keys/{key_id}/clear", data={"reason": "twice"})
+    assert again.status_code == 422 and "not flagged" in again.get_data(as_text=True)
+    assert client.post("/admin/signals/keys/999999/clear", data={"reason": "x"}).status_code == 404
