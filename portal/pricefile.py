@@ -4,6 +4,12 @@ A file is checked whole before anything changes, then applied in the caller's on
 all of it or none of it. Errors name the model and the field, and say what to write instead.
 The shape is docs/billing.md's "Price files"; prices are decimal strings of USD, never floats.
 The `models set` options are read here too (`price_from_options`), so the CLI stays a wrapper.
+
+A JSON model may carry `routes`: the upstreams that may serve it (portal/routes.py), each with
+its upstream model name, priority and weight; export writes them, import makes the model's
+routes exactly those (its own upstream's route is kept when the list leaves it out). A model
+without `routes` keeps its routes, so files from before routes import as they did. CSV price
+lists carry no routes (one row a model has no room for a list); importing one keeps them.
 """
 import csv
 import io
@@ -15,7 +21,7 @@ from typing import Collection, Mapping, Optional, Sequence
 
 from sqlalchemy import select
 
-from . import catalog
+from . import catalog, routes
 from .audit import Actor
 from .errors import InvalidAmount, InvalidInput
 from .extensions import db
@@ -25,7 +31,8 @@ from .pricing import (BASE_TIERS, CLASS_ALIASES, NAME_PATTERN, PRICE_FIELDS, TOK
                       price_to_spec, usd_text)
 
 MODEL_FIELDS = ("upstream_model", "max_output_tokens", *catalog.MODEL_SETTINGS)
-FIELDS = ("id", "upstream", *MODEL_FIELDS, *sorted(PRICE_FIELDS), "cost_price")
+FIELDS = ("id", "upstream", *MODEL_FIELDS, *sorted(PRICE_FIELDS), "cost_price", "routes")
+ROUTE_FIELDS = ("upstream", "upstream_model", "priority", "weight")
 _WHOLE_FIELDS = ("max_output_tokens", "context_window", "tool_calls_ceiling")
 _MAX_ERRORS = 20
 
@@ -41,6 +48,18 @@ class Entry:
     fields: dict   # the MODEL_FIELDS the file gives; the others are kept
     # The cost price the file gives (None: clear it), or KEEP when the file says nothing of it.
     cost: object = "keep"
+    # The model's routes as the file gives them (None: kept as they are).
+    routes: Optional[tuple["Route", ...]] = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One entry of a model's `routes`; None for a field the file leaves out (kept, or the default)."""
+
+    upstream: str
+    upstream_model: Optional[str]
+    priority: int
+    weight: int
 
 
 KEEP = "keep"  # Entry.cost when the file leaves the cost price as it is
@@ -93,7 +112,58 @@ def _entry(where: str, spec, upstreams: Collection[str]) -> Entry:
     if spec["upstream"] not in upstreams:
         raise InvalidInput(f"{where}.upstream: no upstream named {spec['upstream']!r}; add it first "
                            f"(flask --app wsgi upstreams add {spec['upstream']} --protocol ... --base-url ...)")
-    return Entry(where, model_id, spec["upstream"], price, fields, cost)
+    found = None if "routes" not in spec else _routes(where, spec, model_id, upstreams)
+    return Entry(where, model_id, spec["upstream"], price, fields, cost, found)
+
+
+def _add_first(name: str) -> str:
+    return f"add it first (flask --app wsgi upstreams add {name} --protocol ... --base-url ...)"
+
+
+def _routes(where: str, spec: dict, model_id: str, upstreams: Collection[str]) -> tuple[Route, ...]:
+    """The model's `routes`, each checked: a known upstream of the model's protocol, listed once,
+    priority and weight in range (`upstreams` maps each name to its protocol)."""
+    listed = spec["routes"]
+    if not isinstance(listed, list):
+        raise InvalidInput(f"{where}.routes must be a list of objects with upstream, upstream_model, priority "
+                           "and weight")
+    protocol = upstreams.get(spec["upstream"]) if isinstance(upstreams, Mapping) else None
+    found: list[Route] = []
+    for i, route in enumerate(listed):
+        at = f"{where}.routes[{i}]"
+        if not isinstance(route, dict) or not isinstance(route.get("upstream"), str):
+            raise InvalidInput(f"{at} must be an object with upstream (a name such as \"openrouter\"), and "
+                               "optionally upstream_model, priority and weight")
+        unknown = [name for name in route if name not in ROUTE_FIELDS]
+        if unknown:
+            raise InvalidInput(f"{at}: unknown field {unknown[0]!r} (fields: {', '.join(ROUTE_FIELDS)})")
+        name = route["upstream"]
+        if name not in upstreams:
+            raise InvalidInput(f"{at}.upstream: no upstream named {name!r}; {_add_first(name)}")
+        theirs = upstreams.get(name) if isinstance(upstreams, Mapping) else None
+        if protocol is not None and theirs != protocol:
+            raise InvalidInput(f"{at}.upstream: {name!r} speaks {theirs}, but {model_id!r} is served over the "
+                               f"{protocol} API of {spec['upstream']!r}; every route of a model speaks its protocol")
+        if any(r.upstream == name for r in found):
+            raise InvalidInput(f"{at}.upstream: {name!r} is listed twice; keep one")
+        upstream_model = route.get("upstream_model")
+        if upstream_model is not None:
+            if not isinstance(upstream_model, str):
+                raise InvalidInput(f"{at}.upstream_model must be the model's name at {name!r}, a string; "
+                                   f"got {upstream_model!r}")
+            upstream_model = catalog.clean_name(upstream_model, f"{at}.upstream_model", 128)
+            own = spec.get("upstream_model")
+            if name == spec["upstream"] and own is not None and own != upstream_model:
+                raise InvalidInput(f"{at}.upstream_model: {upstream_model!r} differs from the model's upstream_model "
+                                   f"{own!r} (the route to its own upstream {name!r}); give one name")
+        numbers = {}
+        for field_name, low, high in (("priority", 0, routes.MAX_PRIORITY), ("weight", 1, routes.MAX_WEIGHT)):
+            value = route.get(field_name, 1)
+            if not _whole(value) or not low <= value <= high:
+                raise InvalidInput(f"{at}.{field_name} must be a whole number from {low} to {high}, got {value!r}")
+            numbers[field_name] = value
+        found.append(Route(name, upstream_model, **numbers))
+    return tuple(found)
 
 
 def _check_fields(fields: dict) -> None:
@@ -311,7 +381,7 @@ def import_text(text: str, kind: str, what: str = "the price file", *, effective
     the price did not) or "unchanged".
     """
     catalog.check_effective(effective_at)
-    upstreams = {upstream.name for upstream in catalog.list_upstreams()}
+    upstreams = {upstream.name: upstream.protocol for upstream in catalog.list_upstreams()}
     entries = parse_json(text, upstreams, what) if kind == "json" else parse_csv(text, upstreams, what)
     outcomes = []
     for entry in entries:
@@ -320,10 +390,35 @@ def import_text(text: str, kind: str, what: str = "the price file", *, effective
                                            actor=actor, reason=reason or f"imported from {what}", **entry.fields)
         cost_changed = entry.cost != KEEP and catalog.set_cost_price(
             entry.id, entry.cost, actor=actor, reason=reason or f"imported from {what}")[1]
+        routes_changed = entry.routes is not None and _set_routes(
+            model, entry.routes, actor=actor, reason=reason or f"imported from {what}")
         outcome = ("created" if before is None else "new price" if changed
-                   else "updated" if _state(model) != before or cost_changed else "unchanged")
+                   else "updated" if _state(model) != before or cost_changed or routes_changed else "unchanged")
         outcomes.append((model.public_id, outcome))
     return outcomes
+
+
+def _set_routes(model: CatalogModel, wanted: Sequence[Route], *, actor: Optional[Actor],
+                reason: str) -> bool:
+    """Make the model's routes those of the file (each change audited, as `models route` does);
+    whether any changed. Its own upstream's route stays, with the file's numbers if it lists it."""
+    public_id, own = model.public_id, model.upstream.name
+    names = {route.upstream for route in wanted}
+    current = {row.upstream.name for row in routes.routes_of(model)}
+    changed = False
+    for name in sorted(current - names - {own}):
+        routes.remove_route(public_id, name, actor=actor, reason=reason)
+        changed = True
+    for route in wanted:
+        if route.upstream in current or route.upstream == own:
+            changed |= routes.update_route(public_id, route.upstream, upstream_model=route.upstream_model,
+                                           priority=route.priority, weight=route.weight,
+                                           actor=actor, reason=reason)[1]
+        else:
+            routes.add_route(public_id, route.upstream, upstream_model=route.upstream_model, priority=route.priority,
+                             weight=route.weight, actor=actor, reason=reason)
+            changed = True
+    return changed
 
 
 def import_file(path: Path, **options) -> list[tuple[str, str]]:
@@ -353,7 +448,25 @@ def export() -> dict:
         cost = catalog.cost_price_of(model)
         if cost is not None:  # left out when there is none, so importing the file back keeps it so
             models[-1]["cost_price"] = price_to_spec(cost)
+        served = _exported_routes(model)
+        if served is not None:
+            models[-1]["routes"] = served
     return {"models": models}
+
+
+def _exported_routes(model: CatalogModel) -> Optional[list[dict]]:
+    """The model's routes for the file, its own upstream's included (for its priority and weight),
+    by priority then name; None when it has only its own at the defaults (nothing to restore)."""
+    rows = routes.routes_of(model)
+    if len(rows) == 1 and (rows[0].priority, rows[0].weight) == (1, 1):
+        return None
+    return [{"upstream": row.upstream.name, "upstream_model": row.upstream_model, "priority": row.priority,
+             "weight": row.weight} for row in sorted(rows, key=lambda row: (row.priority, row.upstream.name))]
+
+
+def has_routes(exported: dict) -> bool:
+    """Whether an export names routes, which a CSV price list cannot hold."""
+    return any("routes" in spec for spec in exported["models"])
 
 
 def export_json() -> str:
@@ -362,7 +475,8 @@ def export_json() -> str:
 
 def export_csv() -> str:
     """The export as a CSV price list: the columns any model needs, one model a row; importing it
-    back changes nothing (an empty cell is an unset class or a setting kept as it is)."""
+    back changes nothing (an empty cell is an unset class or a setting kept as it is). Routes are
+    left out (`has_routes` says whether there were any): only the JSON file carries them."""
     models = export()["models"]
     rows, price_columns = [], {}
     for spec in models:

@@ -242,6 +242,8 @@ def models_export(file):
     """Write every model and its current price as a JSON price file (to FILE, or standard output); a FILE
     ending in .csv gets a CSV price list."""
     text = pricefile.export_csv() if file is not None and file.suffix.lower() == ".csv" else pricefile.export_json()
+    if file is not None and file.suffix.lower() == ".csv" and pricefile.has_routes(pricefile.export()):
+        click.echo("note: a CSV price list has no routes; export to a .json file to keep them", err=True)
     if file is None:
         click.echo(text, nl=False)
     else:

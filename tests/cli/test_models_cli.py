@@ -343,3 +343,20 @@ def test_models_export_csv_imports_back_unchanged_and_import_can_wait(upstreams,
     assert [r.effective_at for r in catalog.upcoming_prices(catalog.find_model("o3").id)] == [moment]
     refused(cli("models", "import", str(tmp_path / "rise.csv"), "--effective", "2001-01-01T00:00:00+00:00"),
             "has passed")
+
+
+def test_models_import_restores_routes_audited_and_csv_export_says_it_has_none(upstreams, cli, tmp_path):
+    from portal.models import AuditEntry
+    ok(cli("upstreams", "add", "spare", "--protocol", "openai", "--base-url", "https://openrouter.ai/api/v1"))
+    routed = {"id": "m", "upstream": "openai", "usd_per_million": {"input": "1", "output": "2"},
+              "routes": [{"upstream": "spare", "upstream_model": "openai/m", "priority": 2, "weight": 3}]}
+    (tmp_path / "routed.json").write_text(json.dumps({"models": [routed]}))
+    assert ok(cli("models", "import", str(tmp_path / "routed.json"), "--reason", "failover")) == "m\tcreated\n"
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "model.route_add"))
+    assert (entry.reason, entry.after["upstream"], entry.after["weight"]) == ("failover", "spare", 3)
+    exported = json.loads(ok(cli("models", "export")))["models"][0]["routes"]
+    assert {"upstream": "spare", "upstream_model": "openai/m", "priority": 2, "weight": 3} in exported
+    result = cli("models", "export", str(tmp_path / "catalog.csv"))
+    assert result.exit_code == 0 and "a CSV price list has no routes" in result.output
+    (tmp_path / "bad.json").write_text(json.dumps({"models": [{**routed, "routes": [{"upstream": "anthropic"}]}]}))
+    refused(cli("models", "import", str(tmp_path / "bad.json")), "'anthropic' speaks anthropic")

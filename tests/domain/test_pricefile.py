@@ -252,3 +252,93 @@ def test_the_price_list_in_the_docs_imports_and_exports_back(upstreams):
     for spec in json.loads(text)["models"]:
         assert stored_price(spec["id"]) == price_from_spec(spec), spec["id"]
     assert {outcome for _, outcome in load(pricefile.export_json())} == {"unchanged"}
+
+
+# -- routes: JSON only ----------------------------------------------------------------------------
+
+@pytest.fixture
+def spares(upstreams):
+    with atomic():
+        catalog.add_upstream("spare", "openai", "https://openrouter.ai/api/v1")
+        catalog.add_upstream("backup", "openai", "https://llm.example/v1")
+
+
+def routes_now(public_id="m"):
+    from portal import routes
+    db.session.rollback()
+    return sorted((r.upstream.name, r.upstream_model, r.priority, r.weight)
+                  for r in routes.routes_of(catalog.find_model(public_id)))
+
+
+ROUTED = {**GOOD, "id": "m", "upstream_model": "gpt-m", "routes": [
+    {"upstream": "openai", "upstream_model": "gpt-m", "priority": 2, "weight": 1},
+    {"upstream": "spare", "upstream_model": "openai/gpt-m", "priority": 1, "weight": 3},
+    {"upstream": "backup", "priority": 5}]}
+
+
+def test_routes_export_and_import_back(spares):
+    assert load(json.dumps({"models": [ROUTED]})) == [("m", "created")]
+    assert routes_now() == [("backup", "m", 5, 1), ("openai", "gpt-m", 2, 1), ("spare", "openai/gpt-m", 1, 3)]
+    text = pricefile.export_json()
+    exported = json.loads(text)["models"][0]["routes"]
+    assert exported == [{"upstream": "spare", "upstream_model": "openai/gpt-m", "priority": 1, "weight": 3},
+                        {"upstream": "openai", "upstream_model": "gpt-m", "priority": 2, "weight": 1},
+                        {"upstream": "backup", "upstream_model": "m", "priority": 5, "weight": 1}]
+    assert load(text) == [("m", "unchanged")]
+    assert pricefile.export_json() == text
+    # Restored on a catalog that lost them; a route the file does not list goes.
+    with atomic():
+        from portal import routes
+        routes.remove_route("m", "backup")
+        routes.update_route("m", "spare", weight=9)
+    assert load(text) == [("m", "updated")]
+    assert pricefile.export_json() == text
+    fewer = {**ROUTED, "routes": ROUTED["routes"][:2]}
+    assert load(json.dumps({"models": [fewer]})) == [("m", "updated")]
+    assert routes_now() == [("openai", "gpt-m", 2, 1), ("spare", "openai/gpt-m", 1, 3)]
+    # Its own upstream's route stays when the list leaves it out: [] keeps only it.
+    assert load(json.dumps({"models": [{**ROUTED, "routes": []}]})) == [("m", "updated")]
+    assert routes_now() == [("openai", "gpt-m", 2, 1)]
+
+
+def test_a_file_without_routes_keeps_them_and_a_plain_model_exports_none(spares):
+    load(json.dumps({"models": [ROUTED, {**GOOD, "id": "plain"}]}))
+    before = routes_now()
+    without = {key: value for key, value in ROUTED.items() if key != "routes"}
+    assert load(json.dumps({"models": [without]})) == [("m", "unchanged")]
+    assert routes_now() == before
+    exported = {spec["id"]: spec for spec in pricefile.export()["models"]}
+    assert "routes" not in exported["plain"] and "routes" in exported["m"]
+    assert pricefile.has_routes(pricefile.export())
+    # A CSV price list has no routes; importing one keeps them.
+    assert [outcome for _, outcome in load(pricefile.export_csv(), "csv")] == ["unchanged", "unchanged"]
+    assert routes_now() == before
+
+
+@pytest.mark.parametrize("listed, message", [
+    ([{"upstream": "nope"}], "models[1] (m).routes[0].upstream: no upstream named 'nope'; add it first"),
+    ([{"upstream": "anthropic"}], "models[1] (m).routes[0].upstream: 'anthropic' speaks anthropic, but 'm' is "
+                                  "served over the openai API of 'openai'"),
+    ([{"upstream": "spare"}, {"upstream": "spare"}], "models[1] (m).routes[1].upstream: 'spare' is listed twice"),
+    ([{"upstream": "spare", "priority": -1}], "models[1] (m).routes[0].priority must be a whole number from 0 to"),
+    ([{"upstream": "spare", "weight": 0}], "models[1] (m).routes[0].weight must be a whole number from 1 to"),
+    ([{"upstream": "spare", "weight": "2"}], "models[1] (m).routes[0].weight must be a whole number"),
+    ([{"upstream": "spare", "cost": 1}], "models[1] (m).routes[0]: unknown field 'cost'"),
+    ([{"upstream": "spare", "upstream_model": "a b"}], "models[1] (m).routes[0].upstream_model must be 1-128"),
+    ([{"upstream": "openai", "upstream_model": "other"}], "models[1] (m).routes[0].upstream_model: 'other' differs "
+                                                          "from the model's upstream_model 'gpt-m'"),
+    (["spare"], "models[1] (m).routes[0] must be an object with upstream"),
+    ({"upstream": "spare"}, "models[1] (m).routes must be a list"),
+])
+@pytest.mark.one_backend  # input checks no database can change
+def test_bad_routes_refuse_the_whole_file(spares, listed, message):
+    with pytest.raises(InvalidInput) as refused:
+        load(json.dumps({"models": [GOOD, {**ROUTED, "routes": listed}]}))
+    assert "has 1 error; nothing was changed:\n  " in str(refused.value)
+    assert message in str(refused.value)
+    assert db.session.scalar(select(CatalogModel)) is None and price_rows() == 0
+
+
+def test_a_route_csv_column_is_refused(upstreams):
+    with pytest.raises(InvalidInput, match="header: unknown column 'routes'"):
+        load(CSV_HEAD + ",routes\nx,openai,,,1,2,spare\n", "csv")
