@@ -45,14 +45,26 @@ def refuse_unreadable_input():
     return None
 
 
+# Paths that answer for any Host (see refuse_untrusted_host), and their views.
+ANY_HOST = {"/healthz": "health.healthz", "/readyz": "health.readyz", "/metrics": "health.metrics_page"}
+
+
 def refuse_untrusted_host():
     """Answer a request for a host not in TRUSTED_HOSTS at once, before other hooks build URLs.
 
     Flask sets the error aside while routing and would otherwise run every before-request hook
     (CSRF, consent redirects) without the means to build a single URL.
+
+    The health checks and metrics answer whatever the Host: a load balancer's probe or a
+    Prometheus scrape addresses the machine (10.0.0.5:8000, app1.internal:8000), not the site,
+    and these views build nothing from the name.
     """
     if isinstance(request.routing_exception, SecurityError):
+        endpoint = ANY_HOST.get(request.path)
+        if endpoint is not None and request.method in ("GET", "HEAD"):
+            return current_app.view_functions[endpoint]()
         raise request.routing_exception
+    return None
 
 
 def untrusted_host_page():

@@ -4,6 +4,7 @@ OpenAI routes: {"error": {"message", "type", "param", "code"}}.
 Anthropic routes: {"type": "error", "error": {"type", "message"}}.
 """
 import json
+import math
 from typing import Optional
 
 from .redact import redact
@@ -67,18 +68,35 @@ def upstream_message(raw: bytes, secret: Optional[str]) -> Optional[str]:
     return redact(message, secret) if isinstance(message, str) else None
 
 
-def upstream_error(status: int, raw: bytes, secret: Optional[str]) -> ApiError:
-    """A clean error for an upstream failure: its message (credential-free) and a status class."""
+MAX_RETRY_AFTER_SECONDS = 3600
+
+
+def retry_after(value: Optional[str]) -> Optional[str]:
+    """An upstream's Retry-After as whole seconds (1 to an hour), or None when it gave none in seconds."""
+    try:
+        seconds = math.ceil(float(value))
+    except (TypeError, ValueError, OverflowError):  # absent, an HTTP date, nan, inf
+        return None
+    return str(min(max(seconds, 1), MAX_RETRY_AFTER_SECONDS))
+
+
+def upstream_error(status: int, raw: bytes, secret: Optional[str], upstream_retry_after: Optional[str] = None
+                   ) -> ApiError:
+    """A clean error for an upstream failure: its message (credential-free) and a status class.
+
+    A 429 or 503 passes on the upstream's own Retry-After, so the SDKs wait as long as it asked."""
     message = upstream_message(raw, secret)
     detail = f": {message[:500]}" if message else "."
+    wait = retry_after(upstream_retry_after)
     if status in (401, 402, 403):
         return ApiError(502, "The upstream provider refused the gateway's request (its account or "
                              "credentials); nothing was charged. Please tell the operator.")
     if status == 429:
         return ApiError(429, f"The upstream provider is rate limiting; nothing was charged. Retry shortly{detail}",
-                        headers={"Retry-After": "5"})
+                        headers={"Retry-After": wait or "5"})
     if status in (503, 529):
-        return ApiError(503, f"The upstream provider is overloaded; nothing was charged. Retry shortly{detail}")
+        return ApiError(503, f"The upstream provider is overloaded; nothing was charged. Retry shortly{detail}",
+                        headers={"Retry-After": wait} if wait else None)
     if 400 <= status < 500:
         return ApiError(status if status in (400, 404, 413, 422) else 400,
                         f"The upstream provider rejected the request{detail}")

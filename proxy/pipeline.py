@@ -106,11 +106,15 @@ class Gateway:
         quota = rates.admit(caller, req.shape)  # 429 once a per-minute limit is used up
         slot = self.capacity.take(caller)
         slot.quota = quota  # its tokens are counted when the call settles (_finish)
-        if not route.billed:
+        if not route.billed:  # counted against the limits too: its answer carries the headers as well
             try:
-                return self._free(req, route, model, body)
+                reply = self._free(req, route, model, body)
+            except ApiError as exc:
+                exc.headers.update(rates.headers(quota, req.shape))
+                raise
             finally:
                 slot.release()
+            return replace(reply, headers={**(reply.headers or {}), **rates.headers(quota, req.shape)})
         try:
             call = self._open(caller, req, route, model, body, plan)
         except BaseException:
@@ -120,6 +124,7 @@ class Gateway:
             reply = self._forward(call, slot, req, route, model, body)
         except ApiError as exc:
             exc.headers["X-Request-Id"] = call.request_id  # the usage record says what happened
+            exc.headers.update(rates.headers(quota, req.shape))  # an admitted call's standing, as on success
             raise
         return replace(reply, headers={**(reply.headers or {}), **rates.headers(quota, req.shape)})
 
@@ -314,7 +319,7 @@ class Gateway:
             raw = b""
         finally:
             response.close()
-        error = upstream_error(response.status, raw, upstream.api_key)
+        error = upstream_error(response.status, raw, upstream.api_key, getattr(response, "retry_after", None))
         log.warning("upstream %s answered %s for %s", upstream.name, response.status, call.request_id)
         self._finish(call, slot, started, calls.Outcome(status="upstream_error", http_status=response.status,
                                                         error=error.message))
@@ -367,15 +372,36 @@ class Gateway:
                      service_tier=tier if isinstance(tier, str) else None), True
 
     def _free(self, req: CallRequest, route: Route, model, body: Rewritten) -> Reply:
-        """A call that costs nothing (count_tokens): forwarded within a capacity slot, no hold, no record."""
-        try:
-            response = self._send(req, route, model.upstream, body)
+        """A call that costs nothing (count_tokens): forwarded within a capacity slot, no hold, no record.
+
+        It fails over like a billed call (_forward): the router's plan (no affinity: counting
+        fills no prompt cache), on a connect failure, a timeout, a 5xx or a 429; its attempts
+        count in the metrics and the circuits. The whole answer is read before anything is sent
+        back, so any attempt may still be retried."""
+        plan = self.router.plan(model)
+        attempts: list = []  # for _attempted's metrics and circuits; there is no usage record
+        for index, (choice, forced) in enumerate(plan):
+            last, upstream = index == len(plan) - 1, choice.upstream
+            if not self.breakers.claim(upstream.name, force=forced or last):
+                continue
+            tried = time.monotonic()
             try:
-                raw = response.read(MAX_ERROR_BYTES)
-            finally:
-                response.close()
-        except UpstreamUnavailable as exc:
-            raise ApiError(504 if exc.timeout else 502, str(exc)) from None
-        if response.status >= 300:
-            raise upstream_error(response.status, raw, model.upstream.api_key)
-        return Reply(response.status, response.content_type, raw)
+                response = self._send(req, route, upstream, routing.for_route(body, choice))
+                try:
+                    raw = response.read(MAX_ERROR_BYTES)
+                finally:
+                    response.close()
+            except UpstreamUnavailable as exc:
+                self._attempted(attempts, upstream, "timeout" if exc.timeout else "connect_error", tried, True)
+                if last:
+                    raise ApiError(504 if exc.timeout else 502, str(exc)) from None
+                continue
+            retry = response.status >= 500 or response.status == 429
+            self._attempted(attempts, upstream, "ok" if response.status < 300 else f"status_{response.status}",
+                            tried, retry)
+            if retry and not last:
+                continue
+            if response.status >= 300:
+                raise upstream_error(response.status, raw, upstream.api_key, getattr(response, "retry_after", None))
+            return Reply(response.status, response.content_type, raw)
+        raise ApiError(502, "no upstream could take the call")  # unreachable: the last route always goes

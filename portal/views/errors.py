@@ -1,5 +1,5 @@
 """Readable error pages for the portal (the /v1 API answers JSON instead; see proxy)."""
-from flask import current_app, render_template, request, url_for
+from flask import current_app, jsonify, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -35,5 +35,8 @@ def database_unavailable(exc: Exception):
     if not unavailable(exc):
         raise exc  # Flask's own handling: logged with its traceback, a 500 page
     log_unavailable(exc, request.path)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
+    if request.path.endswith(".json"):  # /status.json, exports: their readers parse JSON, in an outage too
+        return jsonify(status="unavailable", error="the database is unreachable; retry shortly"), 503, headers
     page = current_app.jinja_env.get_template("errors/database_unavailable.html").render()
-    return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
+    return page, 503, headers

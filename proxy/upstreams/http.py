@@ -42,6 +42,7 @@ class HttpResponse:
         self._response = response
         self.status = response.status_code
         self.content_type = response.headers.get("Content-Type", "application/json")
+        self.retry_after = response.headers.get("Retry-After")  # passed on with a 429 or 503 (proxy/errors.py)
         # Until the headers came, the read timeout was the time-to-first-byte budget; from now on
         # it bounds the silence between two reads.
         connection = getattr(response.raw, "connection", None)

@@ -12,7 +12,7 @@ from portal.database import atomic
 from portal.pricing import Usage, quote
 from proxy.upstreams import Timeouts
 from tests.fake_upstream import OPENAI_KEY, FakeUpstream
-from tests.proxy.conftest import CREDIT, GPT, balance, wait_for_records
+from tests.proxy.conftest import CREDIT, GPT, balance, records, wait_for_records
 
 CHAT_BODY = {"model": "gpt-test", "max_completion_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -157,3 +157,58 @@ def test_a_disabled_upstream_is_skipped(gateway, fake, backup, key):
     response = call(gateway, key)
     assert response.status_code == 200
     assert fake.received == [] and len(backup.received) == 1
+
+
+# -- free calls (count_tokens): the same failover, no hold, no record ------------------------------
+
+COUNT_BODY = {"model": "claude-test", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def claude_backup(app, catalog_ready, second):
+    """claude-test: fake-anthropic first (priority 1), then fake-b-anthropic (priority 2) as claude-b."""
+    from tests.fake_upstream import ANTHROPIC_KEY
+    with atomic():
+        catalog.add_upstream("fake-b-anthropic", "anthropic", second.url, ANTHROPIC_KEY, allow_private_host=True)
+        routes.add_route("claude-test", "fake-b-anthropic", upstream_model="claude-b", priority=2)
+    return second
+
+
+def count(gateway, key):
+    return requests.post(f"{gateway}/v1/messages/count_tokens", data=json.dumps(COUNT_BODY), timeout=30,
+                         headers={"x-api-key": key, "anthropic-version": "2023-06-01",
+                                  "content-type": "application/json"})
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_count_tokens_fails_over_on_an_upstream_error(app, gateway, fake, claude_backup, key, status):
+    fake.next(status=status)
+    response = count(gateway, key)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"input_tokens": 11}
+    assert [r.path for r in fake.received] == ["/v1/messages/count_tokens"]
+    assert [r.path for r in claude_backup.received] == ["/v1/messages/count_tokens"]
+    assert claude_backup.received[0].json["model"] == "claude-b"  # the route's own model name
+    assert records() == []  # free: no usage record
+    money = balance(gateway, key)
+    assert (money["balance_micro_usd"], money["held_micro_usd"]) == (CREDIT, 0)
+
+
+def test_count_tokens_fails_over_on_a_refused_connection(gateway, fake, claude_backup, key):
+    with atomic():
+        catalog.update_upstream("fake-anthropic", base_url=f"http://127.0.0.1:{_closed_port()}")
+    response = count(gateway, key)
+    assert response.status_code == 200, response.text
+    assert len(claude_backup.received) == 1 and records() == []
+
+
+def test_count_tokens_does_not_fail_over_on_a_client_error_and_answers_the_last_error(gateway, fake, claude_backup,
+                                                                                     key):
+    fake.next(status=400)
+    assert count(gateway, key).status_code == 400
+    assert claude_backup.received == []
+    fake.next(status=500)
+    claude_backup.next(status=429, error_message="slow down, says b")
+    response = count(gateway, key)
+    assert response.status_code == 429 and "slow down, says b" in response.json()["error"]["message"]
+    assert records() == []

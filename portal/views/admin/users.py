@@ -139,8 +139,10 @@ def _limit_value(raw: str):
         return apilimits.KEEP
     if raw == "default":
         return None
-    if not raw.isdigit():
-        raise InvalidInput(f"{raw!r} is not a whole number: type a number, 0 for no limit, or 'default'")
+    # ASCII digits, and few: str.isdigit() takes "²" (int() refuses it) and int() refuses 4,300+ digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 15):
+        raise InvalidInput(f"{raw[:40]!r} is not a whole number: type a number up to "
+                           f"{apilimits.MAX_PER_MINUTE:,}, 0 for no limit, or 'default'")
     return int(raw)
 
 
@@ -153,7 +155,9 @@ def users_limits(user_id: int):
         values = {name: _limit_value(request.form.get(name, "")) for name in ("rpm", "tpm", "concurrency")}
         key = None
         if target != "account":
-            key = db.session.get(ApiKey, int(target)) if target.isdigit() else None
+            # A key id the database can hold (a huge number would fail the query, not the form).
+            key = (db.session.get(ApiKey, int(target)) if target.isascii() and target.isdigit() and len(target) <= 18
+                   else None)
             if key is None or key.user_id != user.id:
                 raise InvalidInput("Choose the account or one of this person's keys.")
         return apilimits.set_overrides(actor(), user, key, reason=reason, **values)
