@@ -280,6 +280,8 @@ class FailOpen:
         except self._errors as exc:
             self._failed(exc)
             return False
+        if self.healthy is False:  # else a /readyz probe would make recovery silent in the log
+            log.warning("rate-limit counters: %s reachable again", self.what)
         self.healthy = True
         self._down_until = 0.0
         return True

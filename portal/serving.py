@@ -113,6 +113,8 @@ def serve(app: Flask, echo: Callable[[str], None] = print) -> None:
          f"{workers} process{'es' if workers > 1 else ''} of {config['SERVE_THREADS']} threads)")
     try:
         if workers == 1:
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # else its metrics live in this process alone
+                _multiprocess_metrics(app.instance_path)  # a killed predecessor's open streams would stay counted
             _work(app, sockets, 0, echo)
         else:
             _multiprocess_metrics(app.instance_path)
@@ -169,12 +171,14 @@ def _multiprocess_metrics(instance_path: str) -> None:
     """Point prometheus_client at an empty directory shared by the workers (its multiprocess mode).
 
     An operator's PROMETHEUS_MULTIPROC_DIR is used as it is, emptied of the last run's files;
-    otherwise a folder of the instance folder.
+    otherwise a folder of the instance folder. This process's own files stay: it has them open
+    since the metrics were imported, and a file unlinked under it would hide what it records.
     """
     path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or Path(instance_path) / "prometheus")
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
-        stale.unlink()
+        if not stale.stem.endswith(f"_{os.getpid()}"):
+            stale.unlink(missing_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 

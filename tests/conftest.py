@@ -308,6 +308,15 @@ def gateway(app):
 
 
 @pytest.fixture
+def fake():
+    """A fake upstream of this test's own: no request left over from another test can take its script."""
+    from tests.fake_upstream import FakeUpstream
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def fake_stripe():
     """A fake of Stripe's API on loopback, one per test (see tests/fake_stripe.py)."""
     from tests.fake_stripe import FakeStripe

@@ -17,7 +17,7 @@ from portal import apikeys, catalog
 from portal.database import atomic
 from portal.pricing import Price
 from tests.factories import make_user
-from tests.fake_upstream import OPENAI_KEY, FakeUpstream
+from tests.fake_upstream import OPENAI_KEY
 from tests.processes import Serving, serving_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.one_backend]  # how processes are run, not what the database does
@@ -87,13 +87,6 @@ def test_workers_share_one_socket_are_restarted_and_stop_on_sigterm(app, tmp_pat
     # Worker 0 alone runs the periodic jobs (their database claim still guards other machines).
     assert sum(line.startswith("expiry job:") for line in server.lines) == 1, server.output
     assert not any(alive(pid) for pid in (workers[0], restarted))
-
-
-@pytest.fixture
-def fake():
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

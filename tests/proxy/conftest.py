@@ -20,14 +20,6 @@ CREDIT = 10_000_000  # $10
 
 
 @pytest.fixture
-def fake():
-    """A fake upstream of this test's own: no request left over from another test can take its script."""
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def app_config():
     # Generous: on a busy machine a healthy fake upstream can be slow. Timeouts are tested with
     # their own short settings in test_timeouts.py, against upstreams that never answer.

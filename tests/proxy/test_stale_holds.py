@@ -1,6 +1,7 @@
 """A serving process killed mid-stream leaves its call's hold open: the sweep releases it, charges
 nothing, and records the call `abandoned` (calls.release_stale, from cron or the periodic jobs)."""
 import os
+import re
 import signal
 import threading
 import time
@@ -44,7 +45,8 @@ def _assert_released_and_abandoned(hold_id: int) -> None:
     assert record.model_id == catalog.find_model("gpt-test").id
 
 
-def test_a_killed_stream_is_released_and_recorded_abandoned(app, fake, key, tmp_path):
+def _kill_mid_stream(app, fake, key, tmp_path) -> tuple[dict, int]:
+    """Serve one stream, SIGKILL the serving process group once it has begun; its env and the open hold's id."""
     gate = threading.Event()
     fake.next(gate=gate, output=500)  # one event, then silence until the test is done
     env = serving_env(app, tmp_path, WORKERS=1, JOBS_INTERVAL_SECONDS=0)
@@ -65,14 +67,43 @@ def test_a_killed_stream_is_released_and_recorded_abandoned(app, fake, key, tmp_
     finally:
         gate.set()
     assert [h.id for h in _open_holds()] == [hold.id]  # nobody settled it
+    return env, hold.id
 
-    env["WORKERS"] = "1"
-    swept = flask_command(env, "ledger", "release-stale", "--older-than-seconds", "0")
-    assert swept.returncode == 0, swept.stderr
-    assert f"released 1 stale hold(s): {hold.id}" in swept.stdout
+
+def _verify_in_a_process(env: dict) -> None:
     verified = flask_command(env, "ledger", "verify")
     assert verified.returncode == 0 and "ledger ok" in verified.stdout, verified.stdout + verified.stderr
-    _assert_released_and_abandoned(hold.id)
+
+
+def test_a_killed_stream_is_released_and_recorded_abandoned(app, fake, key, tmp_path):
+    env, hold_id = _kill_mid_stream(app, fake, key, tmp_path)
+    swept = flask_command(env, "ledger", "release-stale", "--older-than-seconds", "0")
+    assert swept.returncode == 0, swept.stderr
+    assert f"released 1 stale hold(s): {hold_id}" in swept.stdout
+    _verify_in_a_process(env)
+    _assert_released_and_abandoned(hold_id)
+
+
+def test_a_restarted_server_sweeps_the_killed_streams_hold_by_itself(app, fake, key, tmp_path):
+    """No operator command: the restarted process's periodic jobs release the hold once it is stale."""
+    env, hold_id = _kill_mid_stream(app, fake, key, tmp_path)
+    # Stale after 2 s (it must outlast the first-byte wait, here 1 s), swept every second.
+    restart = {**env, "JOBS_INTERVAL_SECONDS": "1", "UPSTREAM_FIRST_BYTE_TIMEOUT": "1", "STALE_HOLD_SECONDS": "2"}
+    with Serving(restart) as server:
+        server.wait_ready()
+        server.wait_for(r"^expiry job: every 1 seconds")  # the timer runs its first round at once
+        deadline = time.monotonic() + 120  # generous: a busy machine may delay a round or two
+        while _open_holds():
+            assert time.monotonic() < deadline, f"the periodic sweep released nothing\n{server.tail()}"
+            time.sleep(0.1)
+        server.wait_for(rf"released stale hold {hold_id} ")
+        # The killed process's stream is not counted open by its successor (same metrics folder).
+        scraped = requests.get(server.url + "/metrics", timeout=30).text
+        assert re.search(r"^tollgate_open_streams 0\.0$", scraped, re.M), scraped
+        assert re.search(r"^tollgate_open_holds 0\.0$", scraped, re.M), scraped
+        assert server.stop() == 0
+    _assert_released_and_abandoned(hold_id)
+    _verify_in_a_process(env)
 
 
 def test_the_periodic_jobs_release_holds_past_stale_hold_seconds(app, key):
