@@ -1,12 +1,15 @@
 """Reading the mail the app sent (the offline outbox) and pulling links out of it; terms and users
 who accepted them; parallel requests."""
 import email
+import http.client
+import json
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from portal import legal
 from portal.database import atomic
@@ -92,3 +95,19 @@ def in_parallel(count, request):
 
     with ThreadPoolExecutor(count) as pool:
         return list(pool.map(one, range(count)))
+
+
+def call_from(gateway: str, key: str, source: str = "127.0.0.1", model: str = "echo-1"):
+    """One chat completion on `model`, sent from the loopback address `source` (127.0.0.0/8 are all
+    this machine's): (status, headers, body)."""
+    url = urlsplit(gateway)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60, source_address=(source, 0))
+    try:
+        conn.request("POST", "/v1/chat/completions", headers={"Authorization": f"Bearer {key}",
+                                                              "Content-Type": "application/json"},
+                     body=json.dumps({"model": model, "max_tokens": 16,
+                                      "messages": [{"role": "user", "content": "hello"}]}))
+        response = conn.getresponse()
+        return response.status, response.headers, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()

@@ -1,9 +1,6 @@
 """Key sharing, end to end: calls through real waitress from distinct loopback addresses (Linux
 routes all of 127.0.0.0/8 to loopback, so each is a distinct client), the flag, the one mail, and
 the key page's one-click rotation."""
-import http.client
-import json
-from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +10,7 @@ from portal.database import atomic
 from portal.extensions import db
 from portal.models import ApiKey, KeyAddress, User
 from tests.factories import make_model
-from tests.web.helpers import outbox
+from tests.web.helpers import call_from, outbox
 
 pytestmark = pytest.mark.slow  # serves the app on loopback
 
@@ -26,23 +23,8 @@ def app_config():
     return {"KEY_SHARING_ADDRESSES_PER_DAY": 2}
 
 
-def call(gateway: str, key: str, source: str = "127.0.0.1") -> tuple[int, dict]:
-    """One chat completion on the echo model, sent from `source`."""
-    url = urlsplit(gateway)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30, source_address=(source, 0))
-    try:
-        conn.request("POST", "/v1/chat/completions", headers={"Authorization": f"Bearer {key}",
-                                                              "Content-Type": "application/json"},
-                     body=json.dumps({"model": "echo-1", "max_tokens": 16,
-                                      "messages": [{"role": "user", "content": "hello"}]}))
-        response = conn.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
-    finally:
-        conn.close()
-
-
 def ok(gateway, key, source="127.0.0.1"):
-    status, body = call(gateway, key, source)
+    status, _, body = call_from(gateway, key, source)
     assert status == 200, body
     return body
 
@@ -125,7 +107,7 @@ def test_rotate_replaces_the_key_with_the_same_settings(app, gateway, client, ke
     new = html.split('data-testid="new-key">')[1].split("<")[0]
     assert new.startswith("tg_") and new != old
 
-    status, body = call(gateway, old)
+    status, _, body = call_from(gateway, old)
     assert status == 401 and "revoked" in body["error"]["message"]
     ok(gateway, new)
     db.session.rollback()
