@@ -283,7 +283,7 @@ class Gateway:
             events = relay(response, meter, request_id=call.request_id, body_bytes=len(req.body),
                            strip_usage=route.stream_usage_opt_in and not body.client_wants_usage,
                            error_shape=req.shape, settle=settle, drain_seconds=self.drain_seconds,
-                           client_disconnected=req.client_disconnected)
+                           client_disconnected=req.client_disconnected, secret=upstream.api_key)
             return Reply(response.status, response.content_type, events, call.request_id, streamed=True)
         return self._complete(call, slot, started, answered, response, req, route, upstream.dialect)
 

@@ -30,6 +30,7 @@ from portal.pricing import Usage
 
 from .errors import ApiError
 from .metering import StreamMeter, UsageRejected
+from .redact import redact
 from .sse import Splitter, parse
 from .upstreams import UpstreamUnavailable
 
@@ -69,10 +70,22 @@ class Stream:
 
 def relay(response, meter: StreamMeter, *, request_id: str, body_bytes: int, strip_usage: bool,
           error_shape: str, settle: Settle, drain_seconds: float = 0,
-          client_disconnected: Optional[Callable[[], bool]] = None) -> Stream:
-    """`client_disconnected`: the server's way to ask whether the client hung up (waitress's), if any."""
+          client_disconnected: Optional[Callable[[], bool]] = None, secret: Optional[str] = None) -> Stream:
+    """`client_disconnected`: the server's way to ask whether the client hung up (waitress's), if any.
+    `secret`: the upstream's credential, removed from any error event before it is relayed."""
     return Stream(_Relay(response, meter, request_id, body_bytes, strip_usage, error_shape, settle, drain_seconds,
-                         client_disconnected))
+                         client_disconnected, secret))
+
+
+def without_secret(raw: bytes, secret: Optional[str]) -> bytes:
+    """An event with the upstream credential taken out, should the provider echo it in an error.
+
+    Only events that mention an error are searched (proxy/redact.py reads every character): the
+    content events of a long stream cost one substring test each. Bytes that are not UTF-8 pass
+    through unchanged (surrogateescape)."""
+    if not secret or b"error" not in raw:
+        return raw
+    return redact(raw.decode("utf-8", "surrogateescape"), secret).encode("utf-8", "surrogateescape")
 
 
 def _interrupt(response) -> None:
@@ -93,8 +106,9 @@ class _Relay:
 
     def __init__(self, response, meter: StreamMeter, request_id: str, body_bytes: int, strip_usage: bool,
                  error_shape: str, settle: Settle, drain_seconds: float,
-                 client_disconnected: Optional[Callable[[], bool]] = None):
+                 client_disconnected: Optional[Callable[[], bool]] = None, secret: Optional[str] = None):
         self.response, self.meter, self.request_id = response, meter, request_id
+        self._secret = secret
         self.body_bytes, self.strip_usage, self.error_shape = body_bytes, strip_usage, error_shape
         self.drain_seconds = drain_seconds
         self.client_disconnected = client_disconnected
@@ -149,7 +163,7 @@ class _Relay:
                         if self.meter.finished and self._claim():
                             usage, estimated = self.meter.charge(self.body_bytes)
                             self._finish("ok", usage, estimated, None)
-                        yield raw
+                        yield without_secret(raw, self._secret)
                 if self._left is not None:  # this thread drains, until the deadline wakes it
                     handed_off = True
                     self._drain()
@@ -158,7 +172,7 @@ class _Relay:
                 rest = self._splitter.rest()
                 if rest.strip():
                     self._feed(rest)
-                    yield rest
+                    yield without_secret(rest, self._secret)
                 if not self.meter.finished:
                     status, error = "upstream_truncated", "the upstream ended the stream before its last event"
                     yield ApiError(502, "The upstream provider ended the stream early; only the output "

@@ -38,6 +38,7 @@ class Behaviour:
     hang_before_headers: float = 0.0   # seconds of silence before the headers
     drop_after_events: Optional[int] = None   # stream: close the connection after N events
     hang_after_events: Optional[int] = None   # stream: go silent after N events
+    error_event_after: Optional[int] = None   # stream: after N events, an error event echoing the key, then end
     close_delimited: bool = False      # stream without chunked encoding, ended by closing
     gate: Optional[threading.Event] = None    # stream: wait for this before the second event
     # Responses stream: the last event, "response.completed", or "response.incomplete" (what reaching
@@ -377,12 +378,18 @@ class _Handler(BaseHTTPRequestHandler):
             if b.hang_after_events is not None and i == b.hang_after_events:
                 time.sleep(30)
                 return
+            if b.error_event_after is not None and i == b.error_event_after:
+                key = (self.headers.get("x-api-key") or self.headers.get("authorization", "")).removeprefix("Bearer ")
+                event = b"event: error\ndata: %s\n\n" % json.dumps(
+                    {"type": "error", "error": {"type": "overloaded_error", "message": f"bad key {key}"}}).encode()
             if i == 1 and b.gate is not None:
                 b.gate.wait(60)
             elif i and b.delay:
                 time.sleep(b.delay)
             self.wfile.write(event if b.close_delimited else b"%x\r\n%s\r\n" % (len(event), event))
             self.wfile.flush()
+            if b.error_event_after is not None and i == b.error_event_after:
+                break  # the provider gave up mid-stream
         if not b.close_delimited:
             self.wfile.write(b"0\r\n\r\n")
 

@@ -16,6 +16,7 @@ from portal.database import atomic
 from portal.extensions import db
 from portal.models import ApiKey
 from proxy import errors
+from tests.fake_upstream import ANTHROPIC_KEY, OPENAI_KEY
 from tests.proxy.conftest import wait_for_records
 
 CHAT = {"model": "gpt-test", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
@@ -154,3 +155,20 @@ def test_an_upstream_429_without_a_usable_retry_after_still_says_when(gateway, k
     answer = requests.post(f"{gateway}/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}"},
                            timeout=30)
     assert answer.status_code == 429 and answer.headers["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize("model, route, secret", [
+    ("gpt-test", "/v1/chat/completions", OPENAI_KEY),
+    ("claude-test", "/v1/messages", ANTHROPIC_KEY),
+])
+def test_an_error_event_mid_stream_never_shows_the_upstream_key(gateway, key, fake, model, route, secret):
+    """A provider that gives up mid-stream with an error event echoing its key: relayed without it."""
+    fake.next(error_event_after=1)
+    response = requests.post(f"{gateway}{route}", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                             json={"model": model, "stream": True, "max_tokens": 50,
+                                   "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 200
+    assert "bad key [redacted]" in response.text  # the event still reaches the client, as the provider said it
+    for run in (secret, secret[-12:], secret[3:15]):
+        assert run not in response.text
+    wait_for_records(1)
