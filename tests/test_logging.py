@@ -15,8 +15,8 @@ from tests.fake_upstream import ANTHROPIC_KEY, OPENAI_KEY
 from tests.proxy import conftest as proxy_fixtures
 from tests.proxy.conftest import records
 
-# The proxy tests' fixtures (a fake upstream, its catalog, a key with credit), for this module too.
-fake, catalog_ready, key = proxy_fixtures.fake, proxy_fixtures.catalog_ready, proxy_fixtures.key
+# The proxy tests' fixtures (its catalog, a key with credit; the fake upstream is everyone's), for this module too.
+catalog_ready, key = proxy_fixtures.catalog_ready, proxy_fixtures.key
 
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "Hello there, how are you today?"}]}
 
