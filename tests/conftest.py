@@ -87,6 +87,30 @@ def no_secrets_in_logs(light_password_hashing, tmp_path_factory):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def offline_names():
+    """Host names other than localhost fail to resolve at once, as they would here anyway.
+
+    This machine has no network, so no public name ever resolves; but asking the system's resolver
+    still sends a query, and when that packet is lost the answer takes five seconds. Saving an
+    upstream resolves its host (portal.egress), so a few lost packets cost the suite half a minute
+    at random. Tests that need a name to resolve replace `egress.resolver` themselves.
+    """
+    import socket
+
+    from portal import egress
+    real = egress.resolver
+
+    def offline(host: str, port: int):
+        if host.lower().rstrip(".") == "localhost":
+            return real(host, port)
+        raise socket.gaierror(socket.EAI_NONAME, f"{host}: no network in the test suite")
+
+    egress.resolver = offline
+    yield
+    egress.resolver = real
+
+
+@pytest.fixture(autouse=True, scope="session")
 def shared_url_builders():
     """One compiled URL builder per distinct rule, shared by the apps the suite makes.
 
