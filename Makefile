@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test setup dev-setup browser clients migrate seed bench clean
+.PHONY: run test setup dev-setup browser nginx clients migrate seed bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,16 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 		echo "chromium is not installed: the browser tests will be skipped"
 
+# tests/test_nginx.py runs deploy/nginx.conf in Debian's nginx (the `nginx` package: in bookworm
+# `nginx-light` is nginx plus the echo module). Installed like chromium; the package may start its
+# own nginx on port 80 (where no policy-rc.d forbids it), so that one is stopped and disabled: the
+# test runs nginx of its own on free ports.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null) && \
+		{ (systemctl disable --now nginx || service nginx stop || true) >/dev/null 2>&1; true; } ; } || \
+		echo "nginx is not installed: tests/test_nginx.py will be skipped"
+
 # Clients other than the official SDKs (the Vercel AI SDK, in Node) that tests point at the gateway.
 # Installed when node and npm exist, again only when the lock file changed; without them those
 # tests skip and say why.
@@ -49,7 +59,7 @@ $(CLIENTS_STAMP): tests/clients/package-lock.json
 
 clients: $(CLIENTS_STAMP)
 
-test: dev-setup browser clients
+test: dev-setup browser nginx clients
 	$(BIN)/ruff check --quiet --select F,E9 portal proxy tests bench migrations wsgi.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
