@@ -136,19 +136,15 @@ def admit(account_id: int, key_id: int, limits: Rates, now: Optional[float] = No
             if used >= tpm:
                 metrics.rate_limited(scope, "tokens")
                 raise RateLimited(scope, "tokens", tpm, replace(quota, tokens=(tpm, 0)))
-    requests, counted = [], []
-    for scope, ident, rpm, _ in scopes:
-        if rpm:
-            name = _name("r", scope, ident, minute)
-            count = store.hit(name, WINDOW)
-            counted.append(name)
-            if count > rpm:
-                for taken in counted:  # a refusal fills no counter
-                    store.release(taken)
-                metrics.rate_limited(scope, "requests")
-                raise RateLimited(scope, "requests", rpm, replace(quota, requests=(rpm, 0),
-                                                                  tokens=_tightest(tokens)))
-            requests.append((rpm, rpm - count))
+    scoped = [(scope, ratelimit.Limit(_name("r", scope, ident, minute), rpm, WINDOW))
+              for scope, ident, rpm, _ in scopes if rpm]
+    counts, refused = ratelimit.hits(*(limit for _, limit in scoped))  # a refusal fills no counter
+    if refused is not None:
+        scope = next(scope for scope, limit in scoped if limit is refused)
+        metrics.rate_limited(scope, "requests")
+        raise RateLimited(scope, "requests", refused.limit, replace(quota, requests=(refused.limit, 0),
+                                                                    tokens=_tightest(tokens)))
+    requests = [(limit.limit, limit.limit - count) for (_, limit), count in zip(scoped, counts)]
     return replace(quota, requests=_tightest(requests), tokens=_tightest(tokens))
 
 

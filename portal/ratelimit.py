@@ -327,14 +327,6 @@ def redis_healthy(app: Optional[Flask] = None) -> Optional[bool]:
     return store.check()
 
 
-def store_kind(app: Optional[Flask] = None) -> str:
-    """Where the counters live: "redis", "database" or "memory" (for the console and docs)."""
-    store = (app or current_app).extensions.get("tollgate.counters.shared")
-    if isinstance(store, FailOpen):
-        return "redis" if store.what == "Redis" else "database"
-    return "memory"
-
-
 def hit(key: str, window: int, amount: int = 1) -> int:
     return counters().hit(key, window, amount)
 
@@ -348,27 +340,29 @@ class Limit:
     window: int
 
 
-def take(*limits: Limit) -> Optional[int]:
-    """Reserve one attempt under every limit, or none: seconds to wait when one is used up, else None.
+def hits(*limits: Limit) -> tuple[list[int], Optional[Limit]]:
+    """Count one attempt under each limit in turn: (the counts, None); or, at the first limit that
+    is used up, (the counts so far, that limit), with its attempt and those before it given back.
 
-    A refused attempt is taken back from every counter, so the counters hold attempts that were
-    actually made: refusals at a narrow limit (one address) never fill a wider one (the account).
+    Count first, then compare (see the module's docstring); giving refused attempts back keeps the
+    counters to attempts actually made: refusals at a narrow limit (one address, one key) never
+    fill a wider one (the account).
     """
-    refused = take_or_refuse(*limits)
-    return None if refused is None else refused[1]
-
-
-def take_or_refuse(*limits: Limit) -> Optional[tuple[Limit, int]]:
-    """`take`, saying which limit refused: (that limit, seconds to wait), or None when all had room."""
     store = counters()
-    taken = []
-    for limit in limits:
-        taken.append(limit.key)
-        if store.hit(limit.key, limit.window) > limit.limit:
-            for key in taken:
-                store.release(key)
-            return limit, max(1, store.retry_after(limit.key))
-    return None
+    counts = []
+    for index, limit in enumerate(limits):
+        counts.append(store.hit(limit.key, limit.window))
+        if counts[-1] > limit.limit:
+            for taken in limits[:index + 1]:
+                store.release(taken.key)
+            return counts, limit
+    return counts, None
+
+
+def take(*limits: Limit) -> Optional[int]:
+    """Reserve one attempt under every limit, or none: seconds to wait when one is used up, else None."""
+    _, refused = hits(*limits)
+    return None if refused is None else max(1, counters().retry_after(refused.key))
 
 
 def release(key: str) -> None:

@@ -226,7 +226,8 @@ class Gateway:
         UPSTREAM_MAX_ATTEMPTS, failing over only before any output: on a connect failure, a
         timeout before the headers, a 5xx or a 429. One hold, one usage record listing the attempts."""
         started = time.monotonic()
-        conversation = routing.conversation(call.api_key_id, body.document)
+        # Affinity only matters with a choice to make: a one-route model hashes and remembers nothing.
+        conversation = routing.conversation(call.api_key_id, body.document) if len(model.routes) > 1 else None
         plan = self.router.plan(model, conversation)
         attempts: list = []
         for index, (choice, forced) in enumerate(plan):
