@@ -12,7 +12,6 @@ from . import config as config_module
 from .database import configure_engine
 from .extensions import csrf, db, htmx, login_manager, migrate
 from .models import utcnow
-from .money import format_usd
 from .views.converters import IdConverter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +72,8 @@ def create_app(config: Optional[dict] = None) -> Flask:
                         usage, webhooks)
 
     security.init_app(app)
-    app.add_template_filter(format_usd, "usd")
+    from . import i18n
+    i18n.init_app(app)  # languages, the `usd`/`balance`/`day`/`minute` filters, POST /language
     app.context_processor(lambda: {"now": utcnow()})
     app.jinja_env.bytecode_cache = _TEMPLATES
     # Form macros as globals, so a block rendered alone for htmx has them too.

@@ -100,6 +100,8 @@ class User(db.Model):
     totp_last_step: Mapped[Optional[int]] = mapped_column()
     # When the closed-account retention job cleared this person's data (retention.py).
     personal_data_erased_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # The language the person chose in the footer ("en", "zh"); None follows the browser's.
+    locale: Mapped[Optional[str]] = mapped_column(String(16))
 
     account: Mapped["Account"] = relationship(back_populates="user", uselist=False)
 
