@@ -1,27 +1,44 @@
 """Readable error pages for the portal (the /v1 API answers JSON instead; see proxy)."""
-from flask import current_app, jsonify, render_template, request, url_for
+from flask import current_app, jsonify, render_template, request, session, url_for
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+TITLES = {
+    400: _l("Bad request"),
+    403: _l("Not allowed"),
+    404: _l("Page not found"),
+    405: _l("Not possible here"),
+    413: _l("Too large"),
+    429: _l("Too many requests"),
+    500: _l("Something went wrong"),
+    503: _l("Temporarily unavailable"),
+}
 MESSAGES = {
-    400: "The request was not understood.",
-    403: "You may not do that.",
-    404: "There is nothing at this address.",
-    405: "That action is not possible here.",
-    413: "What you sent is too large.",
-    429: "Too many requests; wait a little and try again.",
+    400: _l("The request was not understood."),
+    403: _l("You may not do that."),
+    404: _l("There is nothing at this address."),
+    405: _l("That action is not possible here."),
+    413: _l("What you sent is too large."),
+    429: _l("Too many requests; wait a little and try again."),
+    500: _l("Something went wrong on our side. Nothing you sent was charged; please try again."),
+    503: _l("The site is not available just now. Please try again in a minute."),
 }
 
 
 def error_page(exc: HTTPException):
-    """The portal's page for an HTTP error."""
+    """The portal's page for an HTTP error, in the person's language."""
     if isinstance(exc, CSRFError):
-        title, message = "Please try again", ("This form expired or came from another site. Reload the page "
-                                              "and send it again.")
+        title, message = _("Please try again"), _("This form expired or came from another site. Reload the page "
+                                                  "and send it again.")
     else:
-        title, message = exc.name, MESSAGES.get(exc.code, exc.description)
+        # Werkzeug's own name and description for a code we have no words for (rare: 410, 415...).
+        title = TITLES.get(exc.code, exc.name)
+        message = MESSAGES.get(exc.code, exc.description)
     return render_template("message.html", title=title, message=message,
-                           action=(url_for("pages.home"), "Go to the home page")), exc.code
+                           action=(url_for("pages.home"), _("Go to the home page"))), exc.code
 
 
 def database_unavailable(exc: Exception):
@@ -38,5 +55,17 @@ def database_unavailable(exc: Exception):
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
     if request.path.endswith(".json"):  # /status.json, exports: their readers parse JSON, in an outage too
         return jsonify(status="unavailable", error="the database is unreachable; retry shortly"), 503, headers
-    page = current_app.jinja_env.get_template("errors/database_unavailable.html").render()
+    with force_locale(_language_without_database()):
+        page = current_app.jinja_env.get_template("errors/database_unavailable.html").render()
     return page, 503, headers
+
+
+def _language_without_database() -> str:
+    """This request's language when the account (which may hold the choice) cannot be read."""
+    from ..i18n import DEFAULT, LANGUAGES, language
+
+    try:
+        return language()  # chosen earlier in this request, or the account was already loaded
+    except Exception:  # the account's choice is in the database that is away: the session's, or the browser's
+        chosen = session.get("lang")
+        return chosen if chosen in LANGUAGES else request.accept_languages.best_match(LANGUAGES, DEFAULT)
