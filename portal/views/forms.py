@@ -1,41 +1,58 @@
 """WTForms used by several views."""
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, StringField, TextAreaField
+from wtforms import BooleanField, EmailField, PasswordField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, Length
 
-from ..users import MIN_PASSWORD_LENGTH
+from ..errors import InvalidInput
+from ..users import MIN_PASSWORD_LENGTH, clean_email
 
 
-def password_field(label="Password", autocomplete="new-password"):
-    return PasswordField(label, validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=200,
-                                                                   message=f"Use at least {MIN_PASSWORD_LENGTH} characters.")],
-                         render_kw={"autocomplete": autocomplete})
+def password_field(label=None, autocomplete="new-password"):
+    # Length fills in %(min)d / %(max)d itself.
+    return PasswordField(label or _l("Password"), validators=[
+        DataRequired(message=_l("Choose a password of at least %(min)d characters.", min=MIN_PASSWORD_LENGTH)),
+        Length(min=MIN_PASSWORD_LENGTH, message=_l("Use at least %(min)d characters.")),
+        Length(max=200, message=_l("Use at most %(max)d characters."))],
+        render_kw={"autocomplete": autocomplete})
+
+
+def email_address(form, field):
+    """A validator: an address `users.clean_email` takes, said in plain words when it is not."""
+    try:
+        clean_email(field.data)
+    except InvalidInput:
+        raise ValidationError(_l("Enter an email address like name@example.com.")) from None
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired()], render_kw={"autocomplete": "username"})
-    password = PasswordField("Password", validators=[DataRequired()], render_kw={"autocomplete": "current-password"})
+    email = EmailField(_l("Email"), validators=[DataRequired(message=_l("Enter your email address."))],
+                       render_kw={"autocomplete": "username"})
+    password = PasswordField(_l("Password"), validators=[DataRequired(message=_l("Enter your password."))],
+                             render_kw={"autocomplete": "current-password"})
 
 
 class RegisterForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)],
+    email = EmailField(_l("Email"), validators=[DataRequired(message=_l("Enter your email address.")), email_address],
                        render_kw={"autocomplete": "email"})
     password = password_field()
-    accept_terms = BooleanField("I accept the terms of service", validators=[DataRequired(
-        message="You need to accept the terms to create an account.")])
+    accept_terms = BooleanField(_l("I accept the terms of service"), validators=[DataRequired(
+        message=_l("Tick the box to accept the terms: you need to accept them to create an account."))])
 
 
 class TwoFactorForm(FlaskForm):
-    code = StringField("Code from your authenticator app, or a recovery code", validators=[DataRequired()],
+    code = StringField(_l("Code from your authenticator app, or a recovery code"),
+                       validators=[DataRequired(message=_l("Enter the 6-digit code your app shows, or a recovery code."))],
                        render_kw={"autocomplete": "one-time-code", "inputmode": "text"})
 
 
 class EmailForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired()], render_kw={"autocomplete": "email"})
+    email = EmailField(_l("Email"), validators=[DataRequired(message=_l("Enter your email address."))],
+                       render_kw={"autocomplete": "email"})
 
 
 class NewPasswordForm(FlaskForm):
-    password = password_field("New password")
+    password = password_field(_l("New password"))
 
 
 class ContactForm(FlaskForm):

@@ -101,8 +101,8 @@ def test_an_owner_lowers_a_key_limit_and_cannot_raise_it(app, gateway, browser, 
     rpm.fill("100")
     submit(page, 422)
     error = page.locator("#max_rpm-error")
-    assert error.inner_text() == (f"Requests per minute must be a whole number from 1 to {OPERATOR_RPM}, "
-                                  f"or empty for the platform's {OPERATOR_RPM}")
+    assert error.inner_text() == (f"Enter a whole number from 1 to {OPERATOR_RPM:,}, "
+                                  f"or leave it empty for the platform's limit ({OPERATOR_RPM:,}).")
     assert rpm.get_attribute("aria-invalid") == "true" and rpm.input_value() == "100"
     assert fits(page) and inside_the_screen(page, error)
     assert own_limits(key_id) == (5, None)
@@ -110,7 +110,7 @@ def test_an_owner_lowers_a_key_limit_and_cannot_raise_it(app, gateway, browser, 
     # Zero (the box is type=number: a phone offers digits only) is refused the same way.
     page.get_by_label("Requests per minute").fill("0")
     submit(page, 422)
-    assert page.locator("#max_rpm-error").inner_text().startswith("Requests per minute must be a whole number from 1")
+    assert page.locator("#max_rpm-error").inner_text().startswith("Enter a whole number from 1 to")
     assert own_limits(key_id) == (5, None)
 
     # Emptied: back to the platform's limit.

@@ -14,8 +14,10 @@ HX = {"HX-Request": "true"}
 def test_create_shows_the_key_once_with_snippets(client, auth):
     auth.user()
     response = client.post("/keys/", data={"name": "laptop"})
-    assert response.status_code == 200
-    html = response.get_data(as_text=True)
+    assert response.status_code == 303 and response.headers["Location"] == "/keys/"
+    shown = client.get("/keys/")
+    assert "no-store" in shown.headers["Cache-Control"]
+    html = shown.get_data(as_text=True)
     db.session.rollback()
     key = db.session.scalar(select(ApiKey))
     plaintext = html.split('data-testid="new-key">')[1].split("<")[0]
@@ -103,11 +105,11 @@ def test_limits_form_errors(client, auth):
     with atomic():
         key, _ = apikeys.issue(user, "limited")
         key_id = key.id
-    for data, message in [({"spend_cap_total": "-1"}, b"non-negative decimal"),
-                          ({"spend_cap_total": "0"}, b"must be more than zero"),
-                          ({"ip_allowlist": "not-an-ip"}, b"not an IP address or CIDR range"),
-                          ({"expires_on": "2001-01-01"}, b"must be in the future"),
-                          ({"allowed_models": ["ghost"]}, b"valid choice")]:
+    for data, message in [({"spend_cap_total": "-1"}, b"Enter an amount in US dollars, like 5 or 12.50"),
+                          ({"spend_cap_total": "0"}, b"enter an amount above zero"),
+                          ({"ip_allowlist": "not-an-ip"}, b"Not an IP address or network: not-an-ip."),
+                          ({"expires_on": "2001-01-01"}, b"That day has passed"),
+                          ({"allowed_models": ["ghost"]}, b"not offered any more: ghost")]:
         response = client.post(f"/keys/{key_id}/limits", data=data)
         assert response.status_code == 422 and message in response.data, (data, response.data[-2000:])
     db.session.rollback()
