@@ -6,6 +6,7 @@ from typing import Optional
 
 import pyotp
 import segno
+from flask_babel import lazy_gettext as _l  # messages people read; English outside a request
 from sqlalchemy import or_, select, update
 
 from . import sitesettings
@@ -59,10 +60,10 @@ def _use_step(user: User, step: int) -> bool:
 def enable(user: User, secret: str, code: str) -> list[str]:
     """Turn 2FA on once the user proves their app has `secret`; returns recovery codes, shown once."""
     if user.totp_enabled_at is not None:
-        raise InvalidInput("Two-factor authentication is already on.", field="code")
+        raise InvalidInput(_l("Two-factor authentication is already on."), field="code")
     step = _totp_step(secret, code or "")
     if step is None:
-        raise InvalidInput("That code does not match. Check the time on your phone and try the next code.",
+        raise InvalidInput(_l("That code does not match. Check the time on your phone and try the next code."),
                            field="code")
     user.totp_secret, user.totp_enabled_at, user.totp_last_step = secret, utcnow(), step
     user.session_epoch += 1
@@ -75,7 +76,7 @@ def disable(user: User, code: str) -> None:
     if user.totp_enabled_at is None:
         return
     if not check(user, code):
-        raise InvalidInput("That code is not valid.", field="code")
+        raise InvalidInput(_l("That code is not valid."), field="code")
     user.totp_secret = user.totp_enabled_at = None
     user.session_epoch += 1
     db.session.execute(update(RecoveryCode).where(RecoveryCode.user_id == user.id,

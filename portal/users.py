@@ -6,6 +6,7 @@ from typing import Optional
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask_babel import lazy_gettext as _l  # messages people read; English outside a request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -217,19 +218,19 @@ def reset_password(token: str, password: str) -> User:
 
 def change_password(user: User, current: str, new: str) -> None:
     if not check_password(user, current):
-        raise InvalidInput("Your current password is not correct.")
+        raise InvalidInput(_l("Your current password is not correct."))
     user.password_hash = hash_password(new)
     user.session_epoch += 1
 
 
 def request_email_change(user: User, new_email: str, password: str) -> str:
     if not check_password(user, password):
-        raise InvalidInput("Your password is not correct.", field="password")
+        raise InvalidInput(_l("Your password is not correct."), field="password")
     address = clean_email(new_email)
     taken = db.session.scalar(select(User.id).where(User.email_normalized == normalize_email(address),
                                                     User.id != user.id))
     if taken:
-        raise AlreadyExists("That address belongs to another account.")
+        raise AlreadyExists(_l("That address belongs to another account."))
     return email_links.issue(user, TokenPurpose.CHANGE_EMAIL, new_email=address)
 
 
@@ -250,7 +251,7 @@ def confirm_email_change(token: str) -> EmailChange:
     try:
         db.session.flush()
     except IntegrityError:
-        raise AlreadyExists("That address now belongs to another account.") from None
+        raise AlreadyExists(_l("That address now belongs to another account.")) from None
     return EmailChange(user, old_email)
 
 
@@ -261,22 +262,23 @@ def close(user: User, password: str, with_refund: bool) -> None:
     balance is a debt, and a call in flight may still change the balance: both refuse.
     """
     if not check_password(user, password):
-        raise InvalidInput("Your password is not correct.")
+        raise InvalidInput(_l("Your password is not correct."))
     # Read the balance and holds under a row lock (Postgres) so a call settling meanwhile waits.
     account = db.session.scalar(select(Account).where(Account.id == user.account.id).with_for_update()
                                 .execution_options(populate_existing=True))
     open_holds = db.session.scalar(select(Hold.id).where(Hold.account_id == account.id,
                                                          Hold.status == HoldStatus.OPEN.value).limit(1))
     if account.held or open_holds is not None:
-        raise InvalidInput("A call is still in progress. Wait for it to finish (or revoke your API keys so no new "
-                           "call starts), then close the account.")
+        raise InvalidInput(_l("A call is still in progress. Wait for it to finish (or revoke your API keys so no "
+                              "new call starts), then close the account."))
     if account.balance < 0:
-        raise InvalidInput(f"Your balance is {format_usd(account.balance)}, which is owed, so the account cannot be "
-                           f"closed yet. Top up at least {format_usd(-account.balance)} on the billing page "
-                           f"({links.public_url('billing.index')}), or write to us from the contact page, then close it.")
+        raise InvalidInput(_l("Your balance is %(balance)s, which is owed, so the account cannot be closed yet. Top "
+                              "up at least %(owed)s on the billing page (%(link)s), or write to us from the contact "
+                              "page, then close it.", balance=format_usd(account.balance),
+                              owed=format_usd(-account.balance), link=links.public_url("billing.index")))
     if account.balance > 0 and not with_refund:
-        raise InvalidInput("Your balance is not zero: tick 'refund my balance' to close the account and ask for "
-                           "a refund, or use up the balance first.")
+        raise InvalidInput(_l("Your balance is not zero: tick 'Refund my balance' to close the account and ask for "
+                              "a refund, or use up the balance first."))
     if account.balance > 0:
         refunds.request(user, "account closed", close_account=True)
     terminate(user, "closed by the user")

@@ -1,39 +1,61 @@
-"""Account settings: password, email, two-factor, terms, and closing the account."""
-from flask import (Blueprint, Response, flash, make_response, redirect, render_template, request, session,
+"""Account settings: password, email, two-factor, language, terms, and closing the account.
+
+Post/redirect/get: a successful POST answers 303 to the account page. A form with errors is shown
+again (422) at the URL it was posted to, and each of those POST-only URLs also answers GET with a
+303 to its section of the account page, so a reload, a bookmark or the back button never meets a
+405, and a reload of a successful POST never repeats it.
+"""
+from flask import (Blueprint, Response, current_app, flash, make_response, redirect, render_template, request, session,
                    stream_with_context, url_for)
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired
 
-from .. import dataexport, legal, links, mail, refunds, security, twofactor, users
+from .. import dataexport, legal, links, mail, refunds, security, security_notices, twofactor, users
 from ..database import atomic
+from ..email_links import InvalidToken
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
 from ..models import User, utcnow
 from .auth import end_session, start_session
-from .forms import password_field
+from .csrf import rerender_on_csrf_error
+from .forms import email_address, password_field
 
 bp = Blueprint("account", __name__, url_prefix="/account")
+_YOUR_PASSWORD = _l("Enter your password to confirm it is you.")
 
 
 class PasswordForm(FlaskForm):
-    current = PasswordField("Current password", validators=[DataRequired()],
+    current = PasswordField(_l("Current password"), validators=[DataRequired(message=_l("Enter your current password."))],
                             render_kw={"autocomplete": "current-password"})
-    new = password_field("New password")
+    new = password_field(_l("New password"))
 
 
 class ChangeEmailForm(FlaskForm):
-    email = EmailField("New email address", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Your password", validators=[DataRequired()], render_kw={"autocomplete": "current-password"})
+    email = EmailField(_l("New email address"), validators=[DataRequired(message=_l("Enter the new email address.")),
+                                                           email_address], render_kw={"autocomplete": "email"})
+    password = PasswordField(_l("Your password"), validators=[DataRequired(message=_YOUR_PASSWORD)],
+                             render_kw={"autocomplete": "current-password"})
 
 
 class CodeForm(FlaskForm):
-    code = StringField("Code", validators=[DataRequired()], render_kw={"autocomplete": "one-time-code"})
+    code = StringField(_l("Code"), validators=[DataRequired(message=_l("Enter the 6-digit code your app shows."))],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+
+
+class DisableForm(FlaskForm):
+    code = StringField(_l("Code from your authenticator app, or a recovery code"),
+                       validators=[DataRequired(message=_l("Enter the 6-digit code your app shows, or a recovery "
+                                                           "code."))],
+                       render_kw={"autocomplete": "one-time-code"})
 
 
 class CloseForm(FlaskForm):
-    password = PasswordField("Your password", validators=[DataRequired()], render_kw={"autocomplete": "current-password"})
+    password = PasswordField(_l("Your password"), validators=[DataRequired(message=_YOUR_PASSWORD)],
+                             render_kw={"autocomplete": "current-password"})
 
 
 def _me() -> User:
@@ -41,13 +63,20 @@ def _me() -> User:
 
 
 def _page(status=200, **forms):
+    """The account page; a form given with errors is shown with them, summed up at the top."""
     defaults = {"password_form": PasswordForm(prefix="pw"), "email_form": ChangeEmailForm(prefix="em"),
-                "disable_form": CodeForm(prefix="off"), "close_form": CloseForm(prefix="close")}
+                "disable_form": DisableForm(prefix="off"), "close_form": CloseForm(prefix="close")}
     defaults.update(forms)
+    failed = next((form for form in forms.values() if form.errors), None)
     user = current_user
     return render_template("account/index.html", acceptance=legal.latest_acceptance(user), refund=refunds.latest(user),
                            codes_left=twofactor.recovery_codes_left(user) if user.totp_enabled_at else 0,
-                           **defaults), status
+                           failed_form=failed, **defaults), status
+
+
+def _to_section(section: str):
+    """GET on a URL that only takes a form: the account page, at that form (a reload never meets 405)."""
+    return redirect(url_for("account.index", _anchor=section), 303)
 
 
 @bp.get("/")
@@ -56,9 +85,12 @@ def index():
     return _page()
 
 
-@bp.post("/password")
+@bp.route("/password", methods=["GET", "POST"])
+@rerender_on_csrf_error
 @login_required
 def password():
+    if request.method == "GET":
+        return _to_section("password")
     form = PasswordForm(prefix="pw")
     if form.validate_on_submit():
         try:
@@ -69,14 +101,23 @@ def password():
             (form.new if exc.field == "password" else form.current).errors.append(str(exc))
         else:
             start_session(db.session.get(User, current_user.id))  # this session stays; the others end
-            flash("Your password is changed. Other sessions are logged out.")
+            _security_notice(security_notices.PASSWORD_CHANGED)
+            flash(_("Your password is changed. Other sessions are logged out."))
             return redirect(url_for("account.index"), 303)
     return _page(422, password_form=form)
 
 
-@bp.post("/email")
+def _security_notice(kind: str) -> None:
+    """Mail the owner (soon, after this commit) what just changed on their account, and from where."""
+    security_notices.notify(current_app._get_current_object(), kind, current_user.id, request.remote_addr)
+
+
+@bp.route("/email", methods=["GET", "POST"])
+@rerender_on_csrf_error
 @login_required
 def email():
+    if request.method == "GET":
+        return _to_section("email")
     form = ChangeEmailForm(prefix="em")
     if form.validate_on_submit():
         try:
@@ -85,10 +126,12 @@ def email():
         except DomainError as exc:
             (form.password if getattr(exc, "field", None) == "password" else form.email).errors.append(str(exc))
         else:
-            mail.send(form.email.data.strip(), "Confirm your new email address",
-                      render_template("mail/change_email.txt",
-                                      link=links.public_url("account.confirm_email", token=token)))
-            flash(f"We sent a confirmation link to {form.email.data.strip()}. Your address changes when you open it.")
+            with mail.localized(current_user.locale):
+                mail.send(form.email.data.strip(), _("Confirm your new email address"),
+                          render_template("mail/change_email.txt",
+                                          link=links.public_url("account.confirm_email", token=token)))
+            flash(_("We sent a confirmation link to %(email)s. Your address changes when you open it.",
+                    email=form.email.data.strip()))
             return redirect(url_for("account.index"), 303)
     return _page(422, email_form=form)
 
@@ -100,21 +143,25 @@ def confirm_email(token: str):
         with atomic():
             change = users.confirm_email_change(token)
             user_id, address = change.user.id, change.user.email
+    except InvalidToken:
+        flash(_("This link is invalid, already used or expired. Change the address again to get a new one."))
+        return redirect(url_for("account.index"))
     except DomainError as exc:
         flash(str(exc))
         return redirect(url_for("account.index"))
-    # Whoever changed it, the owner hears of it at the address they had.
-    mail.send(change.old_email, "Your email address was changed",
-              render_template("mail/email_changed.txt", new_email=address, contact=links.public_url("pages.contact")))
+    # Whoever changed it, the owner hears of it at the address they had (and at the new one).
+    security_notices.notify(current_app._get_current_object(), security_notices.EMAIL_CHANGED, user_id,
+                            request.remote_addr, old_email=change.old_email, new_email=address)
     if user_id == current_user.id:
         start_session(db.session.get(User, user_id))  # this session stays; the others end
-        flash(f"Your email address is now {address}. Other sessions are logged out.")
+        flash(_("Your email address is now %(email)s. Other sessions are logged out.", email=address))
     else:
-        flash(f"The email address of the account is now {address}.")
+        flash(_("The email address of the account is now %(email)s.", email=address))
     return redirect(url_for("account.index"))
 
 
 @bp.route("/2fa", methods=["GET", "POST"])
+@rerender_on_csrf_error
 @login_required
 def two_factor_setup():
     if current_user.totp_enabled_at:
@@ -137,10 +184,13 @@ def two_factor_setup():
     return security.no_store(make_response(page, 422 if form.errors else 200))
 
 
-@bp.post("/2fa/disable")
+@bp.route("/2fa/disable", methods=["GET", "POST"])
+@rerender_on_csrf_error
 @login_required
 def two_factor_disable():
-    form = CodeForm(prefix="off")
+    if request.method == "GET":
+        return _to_section("two-factor")
+    form = DisableForm(prefix="off")
     if form.validate_on_submit():
         try:
             with atomic():
@@ -149,14 +199,18 @@ def two_factor_disable():
             form.code.errors.append(str(exc))
         else:
             start_session(db.session.get(User, current_user.id))
-            flash("Two-factor authentication is off.")
+            _security_notice(security_notices.TWO_FACTOR_OFF)
+            flash(_("Two-factor authentication is off."))
             return redirect(url_for("account.index"), 303)
     return _page(422, disable_form=form)
 
 
-@bp.post("/close")
+@bp.route("/close", methods=["GET", "POST"])
+@rerender_on_csrf_error
 @login_required
 def close():
+    if request.method == "GET":
+        return _to_section("close")
     form = CloseForm(prefix="close")
     if form.validate_on_submit():
         try:
@@ -166,7 +220,7 @@ def close():
             form.password.errors.append(str(exc))
         else:
             end_session()
-            flash("Your account is closed. If you asked for a refund, the operator will contact you.")
+            flash(_("Your account is closed. If you asked for a refund, the operator will contact you."))
             return redirect(url_for("pages.home"), 303)
     return _page(422, close_form=form)
 

@@ -1,20 +1,26 @@
 """Registration, email verification, login (with 2FA), password reset, and terms re-consent."""
-from flask import (Blueprint, current_app, flash, redirect, render_template, request, session,
-                   url_for)
-from flask_login import current_user, login_required, login_user, logout_user
+from urllib.parse import urlsplit
 
-from .. import apikeys, legal, links, logins, mail, ratelimit, refunds, twofactor, users
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_login.utils import login_url
+
+from .. import apikeys, i18n, legal, links, logins, mail, ratelimit, refunds, security_notices, twofactor, users
 from ..database import atomic
 from ..errors import DomainError, InvalidInput
 from ..extensions import db, login_manager
-from ..money import format_usd
+from ..i18n import usd
 from ..models import LegalKind, User
 from ..ratelimit import Limit
+from .csrf import rerender_on_csrf_error
 from .forms import ConsentForm, EmailForm, LoginForm, NewPasswordForm, RegisterForm, TwoFactorForm
 
 bp = Blueprint("auth", __name__)
 login_manager.login_view = "auth.login"
-login_manager.login_message = "Please log in to see that page."
+login_manager.login_message = _l("Please log in to see that page.")  # flashed by `unauthorized` below
 login_manager.session_protection = "basic"
 
 # Attempts at a password or a two-factor code (docs/architecture.md, "Throttles"). Each is
@@ -27,7 +33,12 @@ LOGIN_LIMIT_IP = 20              # per client address, any accounts, per LOGIN_W
 LOGIN_LIMIT_ACCOUNT = 50         # per account, all addresses, per hour
 TWO_FACTOR_LIMIT_ACCOUNT_IP = 5  # per account and client address, per LOGIN_WINDOW
 TWO_FACTOR_LIMIT_ACCOUNT = 20    # per account, all addresses, per hour
-REGISTER_LIMIT_IP = 10  # sign-ups per IP per hour
+# Sign-ups from one address per hour. Completed ones (an account made, or what looks like one
+# to the caller: see `register`) have a narrow limit; failed forms a wider one of their own, so an
+# office behind one address is not refused after a few typos, and probing is still throttled.
+REGISTER_LIMIT_IP = 10
+REGISTER_FAILURE_LIMIT_IP = 50
+REGISTER_WINDOW = 3600
 INVALID = 422  # form errors: htmx is configured to swap these
 
 
@@ -52,6 +63,34 @@ def load_user(session_id: str):
 def safe_next(target: str | None) -> str:
     """Only local paths, however encoded (see links.is_local_path); the dashboard otherwise."""
     return target if links.is_local_path(target) else url_for("dashboard.index")
+
+
+def _page_behind_htmx() -> str:
+    """The page a person was on when htmx asked for a fragment: HX-Current-URL's path when it is this
+    site, else the path htmx asked for (never another site's address)."""
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    ours = {request.host, urlsplit(links.site_root()).netloc}
+    if current.scheme in ("http", "https") and current.netloc in ours:
+        target = current.path + (f"?{current.query}" if current.query else "")
+    else:
+        target = request.full_path.rstrip("?")
+    return target if links.is_local_path(target) else url_for("dashboard.index")
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    """Send a logged-out request to the login page, with `next` to come back to.
+
+    An htmx request (a fragment for a page, after the session ended) gets a 204 with HX-Redirect,
+    so the whole browser goes to the login page instead of the login page landing inside the page.
+    """
+    flash(str(login_manager.login_message))
+    if request.headers.get("HX-Request"):
+        response = current_app.response_class(status=204)
+        response.headers["HX-Redirect"] = url_for("auth.login", next=_page_behind_htmx())
+        response.headers["Vary"] = "HX-Request"
+        return response
+    return redirect(login_url(login_manager.login_view, next_url=request.url))
 
 
 def start_session(user: User) -> None:
@@ -101,10 +140,24 @@ def _succeeded(limits: tuple[Limit, ...]) -> None:
 
 def _minutes(seconds: int) -> str:
     minutes = max(1, -(-seconds // 60))
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return ngettext("%(num)d minute", "%(num)d minutes", minutes)
+
+
+def _register_limits() -> tuple[Limit, Limit]:
+    """(completed sign-ups, failed ones) from this address."""
+    ip = _client_ip()
+    return (Limit(f"register:{ip}", REGISTER_LIMIT_IP, REGISTER_WINDOW),
+            Limit(f"register-failed:{ip}", REGISTER_FAILURE_LIMIT_IP, REGISTER_WINDOW))
+
+
+def _too_many_sign_ups(form, terms, wait: int):
+    form.email.errors = [*form.email.errors,
+                         _("Too many sign-ups from your network. Try again in %(wait)s.", wait=_minutes(wait))]
+    return render_template("auth/register.html", form=form, terms=terms), 429
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@rerender_on_csrf_error
 def register():
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.index"))
@@ -112,25 +165,40 @@ def register():
     form = RegisterForm()
     if terms is None:
         return render_template("auth/register.html", form=None, terms=None)
+    completed, failed = _register_limits()
+    if form.is_submitted() and ratelimit.counters().count(failed.key) >= failed.limit:
+        return _too_many_sign_ups(form, terms, ratelimit.counters().retry_after(failed.key))
     if form.validate_on_submit():
-        if ratelimit.hit(f"register:{_client_ip()}", 3600) > REGISTER_LIMIT_IP:
-            form.email.errors.append("Too many sign-ups from your network; try again in an hour.")
-            return render_template("auth/register.html", form=form, terms=terms), 429
+        wait = ratelimit.take(completed)  # before the account is made, so parallel sign-ups count too
+        if wait is not None:
+            return _too_many_sign_ups(form, terms, wait)
         try:
             with atomic():
                 result = users.register(form.email.data, form.password.data, terms, _client_ip())
+                if result.user is not None and i18n.language() != i18n.DEFAULT:
+                    result.user.locale = i18n.language()  # its mail, from the first, in the language they signed up in
         except InvalidInput as exc:
-            (form.password if exc.field == "password" else form.email).errors.append(str(exc))
+            ratelimit.release(completed.key)
+            ratelimit.hit(failed.key, failed.window)
+            message = _("Enter an email address like name@example.com.") if exc.field != "password" else \
+                _("Use at least %(num)d characters.", num=users.MIN_PASSWORD_LENGTH)
+            (form.password if exc.field == "password" else form.email).errors.append(message)
         else:
+            # An address that already has an account stays counted as a completed sign-up: the
+            # caller sees the same page either way, and a counter of its own would tell them which.
             if result.verify_token:
-                mail.send(result.user.email, "Confirm your email address",
-                          render_template("mail/verify.txt", link=links.public_url("auth.verify",
-                                                                                 token=result.verify_token)))
+                with mail.localized(result.user.locale):
+                    mail.send(result.user.email, _("Confirm your email address"),
+                              render_template("mail/verify.txt", link=links.public_url("auth.verify",
+                                                                                     token=result.verify_token)))
             elif ratelimit.hit(f"register-notice:{result.existing.id}", 86400) <= 3:  # no mail bombing
-                mail.send(result.existing.email, "Someone tried to register with your address",
-                          render_template("mail/already_registered.txt", login=links.public_url("auth.login"),
-                                          reset=links.public_url("auth.forgot")))
+                with mail.localized(result.existing.locale):
+                    mail.send(result.existing.email, _("Someone tried to register with your address"),
+                              render_template("mail/already_registered.txt", login=links.public_url("auth.login"),
+                                              reset=links.public_url("auth.forgot")))
             return render_template("auth/check_inbox.html", email=form.email.data.strip())
+    elif form.is_submitted():
+        ratelimit.hit(failed.key, failed.window)  # a form with errors (or without its CSRF token)
     status = INVALID if form.errors else 200
     return render_template("auth/register.html", form=form, terms=terms), status
 
@@ -141,12 +209,21 @@ def verify(token: str):
         with atomic():
             user = users.verify_email(token, current_app.config["SIGNUP_CREDIT"])
             credit = user.account.balance
-    except DomainError as exc:
-        return render_template("message.html", title="Link not valid", message=str(exc),
-                               action=(url_for("auth.login"), "Log in to get a new link")), 400
-    gift = f" Your balance is {format_usd(credit)}." if credit else ""
-    flash(f"Thank you: {user.email} is verified. You can create API keys now.{gift}")
-    return redirect(url_for("dashboard.index") if current_user.is_authenticated else url_for("auth.login"))
+    except DomainError:
+        return render_template("message.html", title=_("Link not valid"),
+                               message=_("This link is invalid, already used or expired. Ask for a new one."),
+                               action=(url_for("auth.login"), _("Log in to get a new link"))), 400
+    if credit:
+        flash(_("Thank you: %(email)s is verified. You can create API keys now. Your balance is %(balance)s.",
+                email=user.email, balance=usd(credit)))
+    else:
+        flash(_("Thank you: %(email)s is verified. You can create API keys now.", email=user.email))
+    if current_user.is_authenticated:
+        return redirect(url_for("dashboard.index"))
+    # The login form comes filled in with the address, from the session rather than the URL
+    # (addresses in URLs end up in access logs and browser history).
+    session["login_email"] = user.email
+    return redirect(url_for("auth.login"))
 
 
 @bp.post("/verify/resend")
@@ -155,48 +232,65 @@ def resend_verification():
     if current_user.is_verified:
         return redirect(url_for("dashboard.index"))
     if ratelimit.hit(f"verify-resend:{current_user.id}", 3600) > 5:
-        flash("We sent several links already; check your spam folder, or try again in an hour.")
+        flash(_("We sent several links already. Check your spam folder, or try again in an hour."))
         return redirect(url_for("dashboard.index"))
     with atomic():
         user = db.session.get(User, current_user.id)
         token = users.email_links.issue(user, users.TokenPurpose.VERIFY)
-    mail.send(current_user.email, "Confirm your email address",
-              render_template("mail/verify.txt", link=links.public_url("auth.verify", token=token)))
-    flash(f"A new confirmation link is on its way to {current_user.email}.")
+    with mail.localized(current_user.locale):
+        mail.send(current_user.email, _("Confirm your email address"),
+                  render_template("mail/verify.txt", link=links.public_url("auth.verify", token=token)))
+    flash(_("A new confirmation link is on its way to %(email)s.", email=current_user.email))
     return redirect(url_for("dashboard.index"))
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@rerender_on_csrf_error
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.index"))
     form = LoginForm()
+    if not form.is_submitted() and session.get("login_email"):
+        # Just verified (see `verify`): their address is filled in; the password is next.
+        form.email.data = session["login_email"]
+        form.password.render_kw = {**(form.password.render_kw or {}), "autofocus": True}
     if form.validate_on_submit():
         email = form.email.data.strip()
         limits = _login_limits(email)
         wait = ratelimit.take(*limits)  # reserved before the check, so parallel guesses count too
         if wait is not None:
-            form.password.errors.append(f"Too many failed attempts. Try again in {_minutes(wait)}.")
+            form.password.errors.append(_("Too many failed attempts. Try again in %(wait)s.", wait=_minutes(wait)))
             return render_template("auth/login.html", form=form), 429
         with atomic():  # a successful check may rehash the password with newer parameters
             user = users.authenticate_password(email, form.password.data)
         if user is None:
-            form.password.errors.append("Email or password is not correct.")
+            form.password.errors.append(_("Email or password is not correct."))
             return render_template("auth/login.html", form=form), INVALID
         _succeeded(limits)
         if not user.is_active:
-            form.password.errors.append("This account is not active. Contact us if you think this is a mistake.")
+            form.password.errors.append(_("This account is not active. Contact us if you think this is a mistake."))
         elif user.totp_enabled_at is not None:
             session.clear()
             session["2fa"] = {"user": user.id, "epoch": user.session_epoch, "next": request.args.get("next")}
             return redirect(url_for("auth.two_factor"))
         else:
             start_session(user)
+            _note_sign_in(user)
             return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form), INVALID if form.errors else 200
 
 
+def _note_sign_in(user: User) -> None:
+    """Remember the sign-in's network; mail the owner (after the commit) when it is new to the account."""
+    with atomic():
+        new = security_notices.note_sign_in(user.id, _client_ip())
+    if new:
+        security_notices.notify(current_app._get_current_object(), security_notices.NEW_ADDRESS, user.id,
+                                _client_ip())
+
+
 @bp.route("/login/2fa", methods=["GET", "POST"])
+@rerender_on_csrf_error
 def two_factor():
     pending = session.get("2fa")
     user = db.session.get(User, pending["user"]) if pending else None
@@ -208,7 +302,7 @@ def two_factor():
         limits = _two_factor_limits(user)
         wait = ratelimit.take(*limits)  # reserved before the check, so parallel guesses count too
         if wait is not None:
-            form.code.errors.append(f"Too many wrong codes. Try again in {_minutes(wait)}.")
+            form.code.errors.append(_("Too many wrong codes. Try again in %(wait)s.", wait=_minutes(wait)))
             return render_template("auth/two_factor.html", form=form), 429
         with atomic():
             ok = twofactor.check(db.session.get(User, user.id), form.code.data)
@@ -216,8 +310,10 @@ def two_factor():
             _succeeded(limits)
             next_url = pending.get("next")
             start_session(user)
+            _note_sign_in(user)
             return redirect(safe_next(next_url))
-        form.code.errors.append("That code is not valid.")
+        form.code.errors.append(_("That code is not valid. Enter the 6 digits your app shows now, "
+                                  "or one of your recovery codes."))
     return render_template("auth/two_factor.html", form=form), INVALID if form.errors else 200
 
 
@@ -225,11 +321,12 @@ def two_factor():
 @login_required
 def logout():
     end_session()
-    flash("You are logged out.")
+    flash(_("You are logged out."))
     return redirect(url_for("pages.home"))
 
 
 @bp.route("/forgot", methods=["GET", "POST"])
+@rerender_on_csrf_error
 def forgot():
     form = EmailForm()
     if form.validate_on_submit():
@@ -238,31 +335,37 @@ def forgot():
                 found = users.request_password_reset(form.email.data)
             if found:
                 user, token = found
-                mail.send(user.email, "Reset your password",
-                          render_template("mail/reset.txt", link=links.public_url("auth.reset", token=token)))
-        return render_template("message.html", title="Check your inbox",
-                               message="If an account uses that address, a link to reset its password is on its "
-                                       "way. The link works for one hour.")
+                with mail.localized(user.locale):
+                    mail.send(user.email, _("Reset your password"),
+                              render_template("mail/reset.txt", link=links.public_url("auth.reset", token=token)))
+        return render_template("message.html", title=_("Check your inbox"),
+                               message=_("If an account uses that address, a link to reset its password is on its "
+                                         "way. The link works for one hour."))
     return render_template("auth/forgot.html", form=form), INVALID if form.errors else 200
 
 
 @bp.route("/reset/<token>", methods=["GET", "POST"])
+@rerender_on_csrf_error
 def reset(token: str):
     form = NewPasswordForm()
     if form.validate_on_submit():
         try:
             with atomic():
-                users.reset_password(token, form.password.data)
-        except DomainError as exc:
-            return render_template("message.html", title="Link not valid", message=str(exc),
-                                   action=(url_for("auth.forgot"), "Ask for a new link")), 400
+                user_id = users.reset_password(token, form.password.data).id
+        except DomainError:
+            return render_template("message.html", title=_("Link not valid"),
+                                   message=_("This link is invalid, already used or expired. Ask for a new one."),
+                                   action=(url_for("auth.forgot"), _("Ask for a new link"))), 400
         end_session()
-        flash("Your password is changed. Log in with the new one.")
+        security_notices.notify(current_app._get_current_object(), security_notices.PASSWORD_CHANGED, user_id,
+                                _client_ip())
+        flash(_("Your password is changed. Log in with the new one."))
         return redirect(url_for("auth.login"))
     return render_template("auth/reset.html", form=form), INVALID if form.errors else 200
 
 
 @bp.route("/consent", methods=["GET", "POST"])
+@rerender_on_csrf_error
 @login_required
 def consent():
     terms = legal.needs_consent(current_user)
@@ -275,10 +378,14 @@ def consent():
                 user = db.session.get(User, current_user.id)
                 legal.accept(user, terms, _client_ip())
                 cancelled = refunds.cancel_open(user)
-            flash(f"Thank you for accepting the {legal.TITLES[terms.kind]} (version {terms.version}).")
+            if terms.kind == LegalKind.PRIVACY.value:
+                flash(_("Thank you for accepting the privacy policy (version %(version)s).", version=terms.version))
+            else:
+                flash(_("Thank you for accepting the terms of service (version %(version)s).", version=terms.version))
             if cancelled is not None:
-                flash(f"Your refund request of {format_usd(cancelled.balance_at_request)} is cancelled: the balance "
-                      "stays on your account. Your earlier API keys stay revoked; create a new one to go on.")
+                flash(_("Your refund request of %(amount)s is cancelled: the balance stays on your account. Your "
+                        "earlier API keys stay revoked; create a new one to go on.",
+                        amount=usd(cancelled.balance_at_request)))
             return redirect(safe_next(request.args.get("next")))
         with atomic():
             user = db.session.get(User, current_user.id)
