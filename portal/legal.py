@@ -6,21 +6,29 @@ the version before it stays in force, `/terms` shows that one, everyone sees a b
 date, and every active verified user is mailed once. From that moment the new version is in
 force and people are asked to accept it (terms and privacy; the refund policy asks no consent).
 
+Languages: a version is published in English first (`lang` "en": what takes effect, what people
+accept, what notices are about). A translation is another row with the same kind and version in
+another language (`publish_translation`); it inherits the English version's significance and
+dates, and accepting while reading it accepts the version. Readers see their language's
+translation when there is one, else the English text with a note (`in_language`).
+
 The notice mail is resumable: each one is recorded with a once-only `Notice` key
 (`legal-notice:<document>:<user>`) before it is sent, in batches, so a rerun after a crash or a
 restart mails only the people not reached yet, and never anyone twice.
 """
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from typing import Optional, Union
 
 from flask import render_template
+from flask_babel import gettext as _
 from markupsafe import Markup
 from sqlalchemy import String, cast, exists, func, literal, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from . import audit, links, mail, notices, richtext
+from . import audit, i18n, links, mail, notices, richtext
 from .audit import Actor
 from .database import atomic
 from .errors import AlreadyExists, InvalidInput
@@ -39,6 +47,9 @@ MAX_BODY = 200_000  # characters
 
 # When a version is in force: its effective date, or its publication.
 _takes_effect = func.coalesce(LegalDocument.effective_at, LegalDocument.published_at)
+ORIGINAL = "en"  # the language every version is published in first
+# The versions themselves: every query about what is in force, accepted or announced reads these.
+_original = LegalDocument.lang == ORIGINAL
 
 
 def parse_effective(text: Optional[str]) -> Optional[datetime]:
@@ -80,17 +91,8 @@ def publish(kind: LegalKind, version: str, body: str, *, significant: bool = Fal
     order documents take effect in stays the order they were published in.
     """
     now = now or utcnow()
-    version = (version or "").strip()
-    if not version or len(version) > 40:
-        raise InvalidInput("version must be 1-40 characters", field="version")
-    if "/" in version or "\\" in version or any(not c.isprintable() for c in version):
-        raise InvalidInput("a version label cannot contain slashes or control characters (it is part of the "
-                           "page's address)", field="version")
-    body = (body or "").replace("\r\n", "\n")
-    if not body.strip():
-        raise InvalidInput("the document is empty", field="body")
-    if len(body) > MAX_BODY:
-        raise InvalidInput(f"the document is longer than {MAX_BODY:,} characters", field="body")
+    version = _clean_version(version)
+    body = _clean_body(body)
     if effective_at is not None:
         if effective_at.tzinfo is None:
             raise InvalidInput("the effective date needs a timezone", field="effective_at")
@@ -125,23 +127,97 @@ def publish(kind: LegalKind, version: str, body: str, *, significant: bool = Fal
     return document
 
 
+def _clean_version(version: str) -> str:
+    version = (version or "").strip()
+    if not version or len(version) > 40:
+        raise InvalidInput("version must be 1-40 characters", field="version")
+    if "/" in version or "\\" in version or any(not c.isprintable() for c in version):
+        raise InvalidInput("a version label cannot contain slashes or control characters (it is part of the "
+                           "page's address)", field="version")
+    return version
+
+
+def _clean_body(body: str) -> str:
+    body = (body or "").replace("\r\n", "\n")
+    if not body.strip():
+        raise InvalidInput("the document is empty", field="body")
+    if len(body) > MAX_BODY:
+        raise InvalidInput(f"the document is longer than {MAX_BODY:,} characters", field="body")
+    return body
+
+
+def publish_translation(kind: LegalKind, version: str, lang: str, body: str, *, actor: Optional[Actor] = None,
+                        reason: Optional[str] = None, now: Optional[datetime] = None) -> LegalDocument:
+    """Publish version `version`'s text in `lang` (not English), once the English version exists.
+
+    The translation takes the English version's significance and dates: it changes nothing about
+    what is in force or who must accept what, and mails no one. It cannot be replaced; a
+    corrected text is a new version.
+    """
+    from .i18n import LANGUAGES
+    if lang == ORIGINAL or lang not in LANGUAGES:
+        others = ", ".join(code for code in LANGUAGES if code != ORIGINAL)
+        raise InvalidInput(f"a translation's language must be one of {others}, got {lang!r} (publish the English "
+                           "text without a language)", field="lang")
+    version = _clean_version(version)
+    body = _clean_body(body)
+    english = find(kind, version)
+    if english is None:
+        raise InvalidInput(f"there is no {kind.value} version {version!r} in English yet: publish the English text "
+                           "first, then its translation under the same version", field="version")
+    if translation(english, lang) is not None:
+        raise AlreadyExists(f"{kind.value} version {version!r} is already published in {lang}")
+    document = LegalDocument(kind=kind.value, version=version, lang=lang, body=body,
+                             significant=english.significant, published_at=now or utcnow(),
+                             effective_at=english.effective_at)
+    db.session.add(document)
+    db.session.flush()
+    if actor is not None:
+        audit.record(actor, "legal.translate", "legal_document", document.id, reason=reason,
+                     after={"kind": kind.value, "version": version, "lang": lang, "characters": len(body)})
+    return document
+
+
+def translation(document: LegalDocument, lang: str) -> Optional[LegalDocument]:
+    """The text of `document`'s version in `lang` (the document itself for its own language), or None."""
+    if document.lang == lang:
+        return document
+    return db.session.scalar(select(LegalDocument).where(LegalDocument.kind == document.kind,
+                                                         LegalDocument.version == document.version,
+                                                         LegalDocument.lang == lang))
+
+
+def in_language(document: LegalDocument, lang: str) -> tuple[LegalDocument, bool]:
+    """What a reader of `lang` is shown of `document`: (its translation, False), or (the English
+    text, True) when it has none in that language."""
+    found = translation(document, lang)
+    return (found, False) if found is not None else (translation(document, ORIGINAL) or document, lang != document.lang)
+
+
+def languages(document: LegalDocument) -> list[str]:
+    """The languages `document`'s version is published in, English first."""
+    found = db.session.scalars(select(LegalDocument.lang).where(LegalDocument.kind == document.kind,
+                                                                LegalDocument.version == document.version))
+    return sorted(found, key=lambda lang: (lang != ORIGINAL, lang))
+
+
 def current(kind: LegalKind, now: Optional[datetime] = None) -> Optional[LegalDocument]:
     """The version in force: the last one to have taken effect."""
     return db.session.scalar(select(LegalDocument)
-                             .where(LegalDocument.kind == kind.value, _takes_effect <= (now or utcnow()))
+                             .where(LegalDocument.kind == kind.value, _original, _takes_effect <= (now or utcnow()))
                              .order_by(_takes_effect.desc(), LegalDocument.published_at.desc(),
                                        LegalDocument.id.desc()).limit(1))
 
 
 def newest(kind: LegalKind) -> Optional[LegalDocument]:
     """The last version published, in force or not (the text the console's editor starts from)."""
-    return db.session.scalar(select(LegalDocument).where(LegalDocument.kind == kind.value)
+    return db.session.scalar(select(LegalDocument).where(LegalDocument.kind == kind.value, _original)
                              .order_by(LegalDocument.published_at.desc(), LegalDocument.id.desc()).limit(1))
 
 
 def upcoming(kind: Optional[LegalKind] = None, now: Optional[datetime] = None) -> list[LegalDocument]:
     """Versions published but not in force yet, soonest first (of one kind, or of all)."""
-    query = select(LegalDocument).where(_takes_effect > (now or utcnow()))
+    query = select(LegalDocument).where(_original, _takes_effect > (now or utcnow()))
     if kind is not None:
         query = query.where(LegalDocument.kind == kind.value)
     return list(db.session.scalars(query.order_by(_takes_effect, LegalDocument.id)))
@@ -169,19 +245,34 @@ def banner() -> list[Announcement]:
 
 
 def versions(kind: LegalKind) -> list[LegalDocument]:
-    return list(db.session.scalars(select(LegalDocument).where(LegalDocument.kind == kind.value)
+    return list(db.session.scalars(select(LegalDocument).where(LegalDocument.kind == kind.value, _original)
                                    .order_by(LegalDocument.published_at.desc(), LegalDocument.id.desc())))
 
 
 def find(kind: LegalKind, version: str) -> Optional[LegalDocument]:
-    return db.session.scalar(select(LegalDocument).where(LegalDocument.kind == kind.value,
+    return db.session.scalar(select(LegalDocument).where(LegalDocument.kind == kind.value, _original,
                                                          LegalDocument.version == version))
 
 
-def render(document: Union[LegalDocument, str]) -> Markup:
-    """Operator-written Markdown (a document, or a draft's text) as HTML; raw HTML in it is escaped, not trusted."""
+_HEADING = re.compile(r"<(/?)h([1-6])\b")
+
+
+def render(document: Union[LegalDocument, str], *, demote: bool = False) -> Markup:
+    """Operator-written Markdown (a document, or a draft's text) as HTML; raw HTML in it is escaped, not trusted.
+
+    `demote`: every heading one level down (h1 to h2, ..., h6 stays h6), for a page whose own <h1>
+    comes before the document. Only Markdown makes tags here, so the headings are found exactly.
+    """
     body = document if isinstance(document, str) else document.body
-    return richtext.render(body, tables=True)
+    html = richtext.render(body, tables=True)
+    if demote:
+        html = Markup(_HEADING.sub(lambda m: f"<{m.group(1)}h{min(int(m.group(2)) + 1, 6)}", str(html)))
+    return html
+
+
+def top_headings(html: str) -> int:
+    """How many <h1> rendered Markdown has."""
+    return len(re.findall(r"<h1\b", str(html)))
 
 
 def accept(user: User, document: LegalDocument, ip: Optional[str]) -> None:
@@ -225,8 +316,8 @@ def _pending(user: User, kind: LegalKind, now: datetime) -> Optional[LegalDocume
         since = user.created_at
     # A significant version that took effect after the one they accepted, and is in force now
     # (one still scheduled is not asked for before its date).
-    query = select(LegalDocument.id).where(LegalDocument.kind == kind.value, LegalDocument.significant.is_(True),
-                                           _takes_effect <= now)
+    query = select(LegalDocument.id).where(LegalDocument.kind == kind.value, _original,
+                                           LegalDocument.significant.is_(True), _takes_effect <= now)
     if since is not None:
         query = query.where(_takes_effect > since)
     return in_force if db.session.scalar(query.limit(1)) else None
@@ -328,25 +419,44 @@ def send_notices(document_id: int, *, batch_size: int = NOTICE_BATCH) -> int:
             prefix = _notice_prefix(document.id)
             key = literal(prefix, String).concat(cast(User.id, String))
             rows = db.session.execute(
-                select(User.id, User.email, Account.id.label("account_id"))
+                select(User.id, User.email, User.locale, Account.id.label("account_id"))
                 .outerjoin(Account, Account.user_id == User.id)
                 .where(*_audience(), User.id > after, ~exists().where(Notice.key == key))
                 .order_by(User.id).limit(batch_size)).all()
-            claimed = [row.email for row in rows if notices.once(f"{prefix}{row.id}", row.account_id)]
-            verb = "change" if document.kind == LegalKind.TERMS.value else "changes"  # "terms" is plural
-            subject = f"Our {TITLES[document.kind]} {verb} on {when(document.takes_effect)}"
-            body = render_template("mail/terms_changing.txt", title=TITLES[document.kind], version=document.version,
-                                   date=when(document.takes_effect), consent=document.kind != LegalKind.REFUND_POLICY.value,
-                                   link=links.public_url(f"pages.{document.kind}", version=document.version),
-                                   current=links.public_url(f"pages.{document.kind}"),
-                                   contact=links.public_url("pages.contact"))
+            claimed = [(row.email, row.locale) for row in rows if notices.once(f"{prefix}{row.id}", row.account_id)]
+            written: dict[str, tuple[str, str]] = {}  # language -> (subject, body): one rendering per language
+            for _to, locale in claimed:
+                language = mail.language_for(locale)
+                if language not in written:
+                    with mail.localized(language):
+                        written[language] = _notice_mail(document)
         if not rows:
             return sent
         # After the commit: a rollback never leaves a mail about a claim that did not happen.
-        for to in claimed:
-            mail.send(to, subject, body)
+        for to, locale in claimed:
+            language = mail.language_for(locale)
+            with mail.localized(language):
+                mail.send(to, *written[language])
         sent += len(claimed)
         after = rows[-1].id
+
+
+def _notice_mail(document: LegalDocument) -> tuple[str, str]:
+    """The subject and body of the advance notice of `document`, in the current language."""
+    moment = document.takes_effect.astimezone(timezone.utc)
+    date = i18n.day(moment) if moment.time() == time() else _("%(time)s UTC", time=i18n.minute(moment))
+    kind = document.kind
+    if kind == LegalKind.TERMS.value:
+        title, subject = _("terms of service"), _("Our terms of service change on %(date)s", date=date)
+    elif kind == LegalKind.PRIVACY.value:
+        title, subject = _("privacy policy"), _("Our privacy policy changes on %(date)s", date=date)
+    else:
+        title, subject = _("refund policy"), _("Our refund policy changes on %(date)s", date=date)
+    body = render_template("mail/terms_changing.txt", title=title, version=document.version, date=date,
+                           consent=kind != LegalKind.REFUND_POLICY.value,
+                           link=links.public_url(f"pages.{kind}", version=document.version),
+                           current=links.public_url(f"pages.{kind}"), contact=links.public_url("pages.contact"))
+    return subject, body
 
 
 def after_publish(document: LegalDocument) -> bool:

@@ -4,14 +4,14 @@ from functools import partial
 from flask import Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from portal import catalog, usage
+from portal import catalog, model_catalog, usage
 from portal.extensions import db
 from portal.models import Account, utcnow
 from portal.pricing import price_to_spec
 
 from . import bp
 from .admission import authenticate
-from .errors import ApiError
+from .errors import ApiError, _
 from .pipeline import CallRequest, Reply
 from .protocols import ROUTES, error_shape
 from .upstreams.http import FORWARDED_HEADERS
@@ -71,14 +71,25 @@ def models():
     caller = authenticate(_api_key(), request.remote_addr)
     # A disabled upstream's models are left out while it is disabled (their calls answer 503).
     rows = [m for m in catalog.enabled_models() if caller.may_use(m.public_id) and m.upstream.enabled]
+
+    def described(m) -> dict:
+        # Prices also the way OpenRouter lists them (USD per token, beside ours per million), and the
+        # limits under OpenRouter's names, so tools that read OpenRouter's model list read this one.
+        pricing, row = _pricing(m), catalog.current_price(m.id)
+        if pricing is not None and row is not None:
+            pricing = {**model_catalog.openrouter_pricing(catalog.as_price(row)), **pricing}
+        window = m.context_window or catalog.DEFAULT_CONTEXT_WINDOW
+        return {"pricing": pricing, "context_length": window,
+                "top_provider": {"context_length": window, "max_completion_tokens": m.max_output_tokens}}
+
     if "anthropic-version" in request.headers:
         data = [{"type": "model", "id": m.public_id, "display_name": m.public_id,
-                 "created_at": m.created_at.isoformat().replace("+00:00", "Z"), "pricing": _pricing(m)} for m in rows]
+                 "created_at": m.created_at.isoformat().replace("+00:00", "Z"), **described(m)} for m in rows]
         return jsonify(data=data, has_more=False, first_id=data[0]["id"] if data else None,
                        last_id=data[-1]["id"] if data else None)
     return jsonify(object="list", data=[{"id": m.public_id, "object": "model",
                                          "created": int(m.created_at.timestamp()), "owned_by": "tollgate",
-                                         "pricing": _pricing(m)} for m in rows])
+                                         **described(m)} for m in rows])
 
 
 @bp.get("/generations/<request_id>")
@@ -87,8 +98,8 @@ def generation(request_id: str):
     caller = authenticate(_api_key(), request.remote_addr)
     found = usage.receipt(caller.account_id, request_id)
     if found is None:  # another account's call looks exactly like one that does not exist
-        raise ApiError(404, f"No call {request_id[:64]!r} on this account. Use the X-Request-Id header of a response "
-                            "to a key of this account; the portal's Usage page lists every call.",
+        raise ApiError(404, _("No call %(id)s on this account. Use the X-Request-Id header of a response to a key "
+                              "of this account; the portal's Usage page lists every call.", id=repr(request_id[:64])),
                        code="generation_not_found")
     return jsonify(usage.as_json(found))
 

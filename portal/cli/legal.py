@@ -46,6 +46,26 @@ def _publish(kind: LegalKind, path: str, version: str, significant: bool, effect
         _notify(document_id)
 
 
+def _publish_translation(kind: LegalKind, path: str, version: str, lang: str, significant: bool,
+                         effective: str | None, reason: str | None) -> None:
+    if significant or effective:
+        raise click.ClickException("a translation follows its English version's significance and dates: "
+                                   "leave out --significant and --effective")
+    try:
+        body = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
+    try:
+        with atomic():
+            document = legal.publish_translation(kind, version, lang, body, actor=Actor.cli(),
+                                                 reason=(reason or "").strip() or None)
+            label = document.version
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"published the {lang} text of {kind.value} version {shown(label)} (readers of {lang} now see it; "
+               "nothing else changes)")
+
+
 def _status(kind: LegalKind) -> None:
     rows = legal.version_rows(kind)
     if not rows:
@@ -60,13 +80,14 @@ def _status(kind: LegalKind) -> None:
         click.echo(f"scheduled: version {shown(document.version)} takes effect on {legal.when(document.takes_effect)};"
                    f" notice mailed to {row.notified} of {audience}")
     click.echo(f"{'VERSION':<20} {'PUBLISHED':<17} {'IN FORCE FROM':<20} {'SIGNIFICANT':<11} {'ACCEPTED':>8} "
-               f"{'DECLINED':>8}")
+               f"{'DECLINED':>8}  LANGUAGES")
     for row in rows:
         d = row.document
         effective = legal.when(d.takes_effect) if d.effective_at else "at publication"
         counts = ("-", "-") if kind is LegalKind.REFUND_POLICY else (row.accepted, row.declined)
         click.echo(f"{shown(d.version):<20} {d.published_at:%Y-%m-%d %H:%M}  {effective:<20} "
-                   f"{'yes' if d.significant else 'no':<11} {counts[0]:>8} {counts[1]:>8}")
+                   f"{'yes' if d.significant else 'no':<11} {counts[0]:>8} {counts[1]:>8}  "
+                   f"{','.join(legal.languages(d))}")
 
 
 def _request_notices(kind: LegalKind, version: str) -> int:
@@ -95,8 +116,14 @@ for _group, _kind in GROUPS:
                   help="For a significant change: when it takes effect, e.g. 2026-12-15 (midnight UTC) or "
                        "2026-12-15T09:00:00+01:00. Everyone is mailed now and sees a banner until then.")
     @click.option("--reason", help="What changed (kept in the audit log).")
-    def _publish_command(file, version, significant, effective, reason, _kind=_kind):
-        _publish(_kind, file, version, significant, effective, reason)
+    @click.option("--lang", default=legal.ORIGINAL, show_default=True, metavar="CODE",
+                  help="The text's language. A version is published in English first; --lang zh then adds its "
+                       "Chinese text under the same --version (it takes the English version's dates).")
+    def _publish_command(file, version, significant, effective, reason, lang, _kind=_kind):
+        if lang == legal.ORIGINAL:
+            _publish(_kind, file, version, significant, effective, reason)
+        else:
+            _publish_translation(_kind, file, version, lang, significant, effective, reason)
 
     @_group.command("status", help=f"Versions of the {_what}: when each took effect, who accepted and declined.")
     def _status_command(_kind=_kind):
