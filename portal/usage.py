@@ -1,15 +1,21 @@
-"""Reading usage records: lists, filters, daily spend and receipts. Never writes."""
-from dataclasses import dataclass
+"""Reading usage records: lists, filters, totals, spend per model and key, daily spend, receipts.
+
+Never writes. Totals and groupings are summed by the database over the whole filtered set (not
+the page shown), as integers: Postgres sums BIGINT into NUMERIC, so every sum is cast back.
+"""
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Iterator, Optional
 
-from sqlalchemy import Select, select
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import BigInteger, Select, cast, func, select
 
 from .catalog import as_price
 from .extensions import db
 from .models import ApiKey, LedgerEntry, CatalogModel, ModelPrice, UsageRecord, utcnow
 from .money import MICRO, format_usd
-from .pricing import TOKENS_PER_PRICE_UNIT, Breakdown, Line, Price, Usage, breakdown, usd_text
+from .pricing import TOKEN_CLASSES, TOKENS_PER_PRICE_UNIT, Breakdown, Line, Price, Usage, breakdown, usd_text
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,69 @@ def stream(account_id: int, filters: Filters) -> Iterator:
     yield from db.session.execute(_listing(account_id, filters).execution_options(yield_per=500))
 
 
+def _sum(column):
+    """SUM as an integer on every backend (0 for no rows)."""
+    return cast(func.coalesce(func.sum(column), 0), BigInteger)
+
+
+def _token_column(name: str):
+    return getattr(UsageRecord, f"{name}_tokens")
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The whole filtered set of calls: how many, the tokens of each class, the micro-dollars charged."""
+
+    calls: int = 0
+    cost: int = 0
+    tokens: dict = field(default_factory=dict)  # every class of pricing.TOKEN_CLASSES, in that order
+
+    def shown(self, always=("input", "output", "cache_read", "cache_write_5m")) -> list[tuple[str, int]]:
+        """The classes worth a figure: the common four, and any other the calls used."""
+        return [(name, n) for name, n in self.tokens.items() if name in always or n]
+
+
+def totals(account_id: int, filters: Filters) -> Totals:
+    """Calls, tokens per class and cost of every call matching `filters` (all pages), summed in SQL."""
+    query = filters.apply(
+        select(func.count(UsageRecord.id), _sum(UsageRecord.cost), *(_sum(_token_column(n)) for n in TOKEN_CLASSES))
+        .where(UsageRecord.account_id == account_id))
+    calls, cost, *tokens = db.session.execute(query).one()
+    return Totals(int(calls), int(cost), {name: int(n) for name, n in zip(TOKEN_CLASSES, tokens)})
+
+
+@dataclass(frozen=True)
+class Spend:
+    """One group's share of the filtered calls (a model, or a key)."""
+
+    name: str
+    cost: int
+    calls: int
+
+
+def spend_by(account_id: int, filters: Filters, by: str) -> list[Spend]:
+    """Cost and calls of the filtered set per model (`by="model"`) or per key (`by="key"`), most first."""
+    if by == "model":
+        name, join = CatalogModel.public_id, (CatalogModel, CatalogModel.id == UsageRecord.model_id)
+        group = (CatalogModel.id, CatalogModel.public_id)
+    elif by == "key":
+        # Two keys may share a name; the hint (its last characters) tells them apart.
+        name, join = ApiKey.name + " (" + ApiKey.hint + ")", (ApiKey, ApiKey.id == UsageRecord.api_key_id)
+        group = (ApiKey.id, ApiKey.name, ApiKey.hint)
+    else:
+        raise ValueError(f"spend_by: by must be 'model' or 'key', not {by!r}")
+    cost, calls = _sum(UsageRecord.cost), func.count(UsageRecord.id)
+    query = filters.apply(select(name, cost, calls).join(*join).where(UsageRecord.account_id == account_id))
+    rows = db.session.execute(query.group_by(*group).order_by(cost.desc(), name)).all()
+    return [Spend(label, int(c), int(n)) for label, c, n in rows]
+
+
+def has_calls(account_id: int) -> bool:
+    """Whether the account ever made a call (the dashboard's first-day guidance until it has)."""
+    return db.session.execute(select(UsageRecord.id).where(UsageRecord.account_id == account_id).limit(1)).first() \
+        is not None
+
+
 def recent(account_id: int, limit: int = 10) -> list:
     return page(account_id, Filters(), 1, limit)[0]
 
@@ -73,15 +142,30 @@ def daily_spend(account_id: int, days: int = 30) -> list[tuple[date, int]]:
     return sorted(totals.items())
 
 
-CLASS_LABELS = {"input": "Input", "output": "Output", "cache_read": "Cache read",
-                "cache_write_5m": "Cache write (5 minutes)", "cache_write_1h": "Cache write (1 hour)",
-                "input_audio": "Input audio", "output_audio": "Output audio", "reasoning": "Reasoning"}
+CLASS_LABELS = {"input": _l("Input"), "output": _l("Output"), "cache_read": _l("Cache read"),
+                "cache_write_5m": _l("Cache write (5 minutes)"), "cache_write_1h": _l("Cache write (1 hour)"),
+                "input_audio": _l("Input audio"), "output_audio": _l("Output audio"), "reasoning": _l("Reasoning"),
+                # Fee units the catalogue knows; others read as their name.
+                "web_search": _l("Web search"), "file_search": _l("File search")}
+# A call's outcome (calls.Outcome.status, proxy.relay), in words; an unknown one reads as its name.
+STATUS_LABELS = {"ok": _l("ok"), "client_disconnected": _l("you disconnected"),
+                 "gateway_error": _l("gateway error"), "unavailable": _l("unavailable"),
+                 "upstream_error": _l("upstream error"), "upstream_timeout": _l("upstream timeout"),
+                 "upstream_truncated": _l("upstream cut short"), "upstream_failed": _l("upstream failed"),
+                 "abandoned": _l("abandoned")}
 _PER_USD = MICRO * TOKENS_PER_PRICE_UNIT  # exact amounts are millionths of a micro-dollar
 
 
 def label(name: str) -> str:
     """A token class or fee unit as people read it: "cache_write_1h" -> "Cache write (1 hour)"."""
-    return CLASS_LABELS.get(name) or name.replace("_", " ").capitalize()
+    known = CLASS_LABELS.get(name)
+    return str(known) if known is not None else name.replace("_", " ").capitalize()
+
+
+def status_label(status: str) -> str:
+    """A call's status as people read it: "upstream_timeout" -> "upstream timeout"."""
+    known = STATUS_LABELS.get(status)
+    return str(known) if known is not None else status.replace("_", " ")
 
 
 def usd_exact(millionths: int) -> str:
@@ -146,31 +230,37 @@ class Receipt:
         record, b = self.record, self.arithmetic
         flags = []
         if record.usage_estimated:
-            why = "the stream ended before it" if record.status != "ok" else "it was missing from the response"
-            flags.append(Flag("estimated", f"Estimated: the upstream did not report this call's usage ({why}); "
-                                           "the tokens are the gateway's estimate."))
+            if record.status != "ok":
+                message = _("Estimated: the upstream did not report this call's usage (the stream ended before "
+                            "it); the tokens are the gateway's estimate.")
+            else:
+                message = _("Estimated: the upstream did not report this call's usage (it was missing from the "
+                            "response); the tokens are the gateway's estimate.")
+            flags.append(Flag("estimated", message))
         if record.usage_clamped:
-            flags.append(Flag("clamped", "Capped: the upstream reported more tokens than this request allowed; "
-                                         "only what the request could use was charged."))
+            flags.append(Flag("clamped", _("Capped: the upstream reported more tokens than this request allowed; "
+                                           "only what the request could use was charged.")))
         rates = {line.name: line.rate for line in b.tokens}
         for name in b.unpriced:
-            flags.append(Flag("unpriced_class", f"{label(name)} tokens have no price of their own for this model: "
-                                                f"they were charged at its highest input-side price, "
-                                                f"{format_usd(rates[name])} per million."))
+            flags.append(Flag("unpriced_class", _(
+                "%(class)s tokens have no price of their own for this model: they were charged at its highest "
+                "input-side price, %(rate)s per million.", **{"class": label(name), "rate": format_usd(rates[name])})))
         for name in b.unpriced_units:
-            flags.append(Flag("unpriced_unit", f"{label(name)} ({self.usage.units[name]:,}) has no price for this "
-                                               "model and was not charged."))
+            flags.append(Flag("unpriced_unit", _("%(unit)s (%(count)s) has no price for this model and was not "
+                                                 "charged.", unit=label(name), count="{:,}".format(self.usage.units[name]))))
         if b.tier_unpriced:
-            flags.append(Flag("unpriced_tier", f"The upstream served this call on the {b.tier_unpriced!r} tier, "
-                                               "which this model has no prices for: the base prices applied."))
+            flags.append(Flag("unpriced_tier", _("The upstream served this call on the %(tier)s tier, which this "
+                                                 "model has no prices for: the base prices applied.",
+                                                 tier=repr(b.tier_unpriced))))
         # The record's own "unpriced ..." flags (calls.flags) are the ones said in words above.
         for note in record.flags or []:
             if not str(note).startswith("unpriced "):
-                flags.append(Flag("metering", f"Metering: {note}"))
+                flags.append(Flag("metering", _("Metering: %(note)s", note=note)))
         if not self.consistent:
-            flags.append(Flag("mismatch", f"The prices give {self.recomputed:,} micro-dollars for this usage, but "
-                                          f"{record.cost:,} were charged. Please tell the operator, quoting "
-                                          f"{record.request_id}."))
+            flags.append(Flag("mismatch", _("The prices give %(recomputed)s micro-dollars for this usage, but "
+                                            "%(charged)s were charged. Please tell the operator, quoting %(id)s.",
+                                            recomputed="{:,}".format(self.recomputed), charged="{:,}".format(record.cost),
+                                            id=record.request_id)))
         return flags
 
 

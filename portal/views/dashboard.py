@@ -1,31 +1,46 @@
-"""The signed-in home: balance, holds, expiry, 30 days of spend, recent calls."""
-from flask import Blueprint, render_template
+"""The signed-in home: balance, holds, expiry, 30 days of spend and recent calls; on the first day,
+before any call, what to do next instead of an empty chart."""
+from flask import Blueprint, current_app, render_template, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from .. import topups, usage
-from ..money import format_usd
+from .. import apikeys, charts, i18n, topups, usage
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-CHART_WIDTH, CHART_HEIGHT = 600, 160
+CHART_WIDTH = charts.NARROW  # about 1:1 on a phone, so its text stays readable (portal/charts.py)
+# Short day labels for the chart's x axis (the full dates are in each bar's tooltip and the description).
+SHORT_DAY = {"en": "{d:%m-%d}", "zh": "{d.month}月{d.day}日"}
 
 
-def spend_chart(days: list) -> dict:
-    """Bar geometry for a server-rendered SVG (no script needed)."""
-    peak = max((amount for _, amount in days), default=0) or 1
-    width = CHART_WIDTH / len(days)
-    bars = []
-    for i, (day, amount) in enumerate(days):
-        height = round(amount / peak * (CHART_HEIGHT - 20), 1)
-        bars.append({"x": round(i * width + 1, 1), "y": round(CHART_HEIGHT - height, 1), "w": round(width - 2, 1),
-                     "h": height, "label": f"{day.isoformat()}: {format_usd(amount)}"})
-    return {"bars": bars, "width": CHART_WIDTH, "height": CHART_HEIGHT, "peak": format_usd(peak if peak > 1 else 0),
-            "total": format_usd(sum(a for _, a in days)), "first": days[0][0], "last": days[-1][0]}
+def short_day(day) -> str:
+    return SHORT_DAY.get(i18n.language(), SHORT_DAY["en"]).format(d=day)
+
+
+def spend_chart(days: list):
+    """Daily spend as bars with a money axis, the month's total in the legend."""
+    return charts.bar_chart("daily-spend", _("Spend per day, last 30 days (UTC)"), [short_day(d) for d, _c in days],
+                            [charts.Series(_("Spend"), [amount for _d, amount in days])], fmt=i18n.usd,
+                            width=CHART_WIDTH, css_class="plot narrow")
+
+
+def quickstart_url() -> str:
+    """The Quickstart page (issue 12 adds `pages.quickstart`; until it exists, its planned address)."""
+    if "pages.quickstart" in current_app.view_functions:
+        return url_for("pages.quickstart")
+    return "/quickstart"
 
 
 @bp.get("/")
 @login_required
 def index():
     account = current_user.account
-    return render_template("dashboard/index.html", account=account, standing=topups.standing(account),
-                           chart=spend_chart(usage.daily_spend(account.id)), recent=usage.recent(account.id))
+    context = {"account": account, "standing": topups.standing(account), "cents": i18n.usd_cents,
+               "status_label": usage.status_label}
+    if not usage.has_calls(account.id):
+        has_key = any(key.revoked_at is None for key in apikeys.list_for(current_user))
+        return render_template("dashboard/index.html", first_day=True, has_key=has_key,
+                               quickstart=quickstart_url(), **context)
+    days = usage.daily_spend(account.id)
+    return render_template("dashboard/index.html", first_day=False, chart=spend_chart(days),
+                           month_total=sum(amount for _d, amount in days), recent=usage.recent(account.id), **context)

@@ -1,13 +1,22 @@
-"""Usage: every call, filtered and paginated; CSV export streamed; a receipt per call."""
+"""Usage: every call, filtered and paginated, with the filtered set's totals and its spend per model
+and per key; CSV export streamed; a receipt per call.
+
+The CSV keeps English, machine-readable column names and values (`cost_usd` with a dot, "yes"/"no")
+whatever the page's language: spreadsheets and scripts read it, and a header that changed with the
+reader's language would break them.
+"""
 import csv
 import io
 import re
 from datetime import date
 
 from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 
-from .. import apikeys, catalog, usage
+from .. import apikeys, catalog, charts, usage
+from .. import i18n
 from ..money import format_usd
 from ..pricing import TOKEN_CLASSES
 from .converters import ID_MAX
@@ -75,15 +84,43 @@ def _query_args(filters: usage.Filters) -> dict:
     return {k: v for k, v in args.items() if v}
 
 
+CHART_ROWS = 8  # bars per chart; the rest are summed into one "others" bar
+
+
+def top(groups: list[usage.Spend], others: str) -> list[usage.Spend]:
+    """The largest groups, and the rest as one named `others` (so a chart stays short on a phone)."""
+    if len(groups) <= CHART_ROWS:
+        return groups
+    shown, rest = groups[:CHART_ROWS - 1], groups[CHART_ROWS - 1:]
+    return [*shown, usage.Spend(others % {"num": len(rest)}, sum(g.cost for g in rest), sum(g.calls for g in rest))]
+
+
+def calls_text(n: int) -> str:
+    """ "1 call", "1,234 calls", in the page's language."""
+    return ngettext("%(count)s call", "%(count)s calls", n, count=i18n.number(n))
+
+
+def spend_chart(chart_id: str, title: str, groups: list[usage.Spend]):
+    """A horizontal bar chart of spend per group, the call count in each bar's tooltip."""
+    return charts.hbar_chart(chart_id, title, [(g.name, g.cost) for g in groups], fmt=i18n.usd,
+                             notes=[calls_text(g.calls) for g in groups])
+
+
 @bp.get("/")
 @login_required
 def index():
-    filters = _filters()
+    account_id, filters = current_user.account.id, _filters()
     number = _page_number()
-    rows, more = usage.page(current_user.account.id, filters, number)
+    rows, more = usage.page(account_id, filters, number)
     args = _query_args(filters)
+    by_model = top(usage.spend_by(account_id, filters, "model"), _("%(num)d other models"))
+    by_key = top(usage.spend_by(account_id, filters, "key"), _("%(num)d other keys"))
     return render("usage/index.html", "results", rows=rows, more=more, page=number, filters=filters, args=args,
                   keys=apikeys.list_for(current_user), models=catalog.enabled_models(),
+                  totals=usage.totals(account_id, filters), by_model=by_model, by_key=by_key,
+                  model_chart=spend_chart("spend-by-model", _("Spend by model"), by_model),
+                  key_chart=spend_chart("spend-by-key", _("Spend by key"), by_key),
+                  label=usage.label, status_label=usage.status_label, calls_text=calls_text,
                   export_url=url_for("usage.export", **args))
 
 
@@ -122,4 +159,5 @@ def receipt(request_id: str):
     found = usage.receipt(current_user.account.id, request_id)
     if found is None:
         abort(404)
-    return render_template("usage/receipt.html", r=found, label=usage.label, usd_exact=usage.usd_exact)
+    return render_template("usage/receipt.html", r=found, label=usage.label, usd_exact=usage.usd_exact,
+                           status_label=usage.status_label)

@@ -87,3 +87,39 @@ def test_values_must_be_integers_one_per_label():
         charts.bar_chart("x", "t", ["a", "b"], [Series("s", [1])])
     with pytest.raises(TypeError):
         charts.line_chart("x", "t", ["a"], [Series("s", [1.5])])
+
+
+def test_a_horizontal_bar_chart_fits_a_phone_and_names_every_bar_in_full():
+    long = "vendor-model-with-a-very-long-name-2025-06-30-preview"
+    svg = parse(charts.hbar_chart("h", "Spend by model", [(long, 3_000_000), ("<b>short</b>", 1_000_000)],
+                                  fmt=format_usd, notes=["12 calls", "3 calls"]))
+    assert svg.get("viewBox").split()[2] == str(charts.NARROW) and svg.get("class") == "plot narrow"
+    labels = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "label"]
+    assert labels[1] == "<b>short</b>"  # escaped, and whole when it fits
+    assert labels[0].endswith("…") and long.startswith(labels[0][:-1]) and len(labels[0]) < len(long)
+    titles = [g.find(f"{SVG}title").text for g in svg.iter(f"{SVG}g")]
+    assert titles == [f"{long}: $3.00 (12 calls)", "<b>short</b>: $1.00 (3 calls)"]
+    bars = [float(r.get("width")) for r in svg.iter(f"{SVG}rect") if r.get("class") == "bar"]
+    assert bars[0] == pytest.approx(3 * bars[1], abs=0.2)  # to scale (coordinates to a tenth of a pixel)
+    ticks = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "tick"]
+    assert ticks[0] == "$0.00" and ticks[-1] == "$3.00"  # an x axis from zero to a round top
+    assert [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "total"] == ["Total: $4.00"]
+    assert svg.find(f"{SVG}desc").text == f"Spend by model: {long} $3.00; <b>short</b> $1.00; $4.00 in all."
+    for text in svg.iter(f"{SVG}text"):  # nothing drawn outside the picture
+        assert 0 <= float(text.get("x")) <= charts.NARROW
+
+
+def test_an_empty_horizontal_chart_says_so():
+    svg = parse(charts.hbar_chart("h", "Spend by key", [], fmt=format_usd))
+    assert svg.find(f"{SVG}desc").text == "Spend by key: nothing to show."
+    with pytest.raises(TypeError):
+        charts.hbar_chart("h", "t", [("a", 1.5)])
+
+
+def test_a_narrow_chart_shows_fewer_x_labels():
+    labels = [f"d{n}" for n in range(30)]
+    wide = parse(charts.bar_chart("w", "t", labels, [Series("s", [1] * 30)]))
+    narrow = parse(charts.bar_chart("n", "t", labels, [Series("s", [1] * 30)], width=charts.NARROW))
+    count = lambda svg: len([t for t in svg.iter(f"{SVG}text") if t.get("class") == "label"])  # noqa: E731
+    assert count(narrow) < count(wide) and count(narrow) <= 6
+    assert narrow.get("viewBox") == f"0 0 {charts.NARROW} {charts.HEIGHT}"
