@@ -25,12 +25,14 @@ import logging
 import time
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Optional
+from typing import Callable, Optional
 
 from flask import Flask, render_template
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, func, or_, select
 
-from . import links, mail, notices, sitesettings, stripe_gateway, topups
+from . import i18n, links, mail, notices, sitesettings, stripe_gateway, topups
 from .database import atomic
 from .errors import InvalidAmount
 from .extensions import db
@@ -142,8 +144,9 @@ def _failed_now(payment_id: int, reason: str, intent_id: Optional[str]) -> str:
         acted = record_failure(payment, reason)
         to = notices.recipient(payment.account_id) if acted else None
         amount, account_id = payment.amount, payment.account_id
+        locale = notices.locale(account_id) if to is not None else None
     if to is not None:
-        send_failure_mail(to, amount, reason)
+        send_failure_mail(to, amount, reason, locale)
     log.info("auto top-up of account %s refused by the card: %s", account_id, reason)
     return f"declined: {reason}; automatic top-up turned off"
 
@@ -161,16 +164,19 @@ def record_failure(payment: Payment, reason: str) -> bool:
     return True
 
 
-def failure_mail(amount: int, reason: str) -> tuple[str, str, dict]:
-    """The template, subject and context of the mail saying an automatic top-up failed."""
-    return ("mail/auto_topup_failed.txt", f"Your automatic top-up of {format_usd(amount)} failed",
+def failure_mail(amount: int, reason: str) -> tuple[str, Callable[[], str], dict]:
+    """The template, subject (written when sent, in the recipient's language) and context of the
+    mail saying an automatic top-up failed."""
+    return ("mail/auto_topup_failed.txt",
+            lambda: _("Your automatic top-up of %(amount)s failed", amount=i18n.usd(amount)),
             {"amount": amount, "reason": reason})
 
 
-def send_failure_mail(to: str, amount: int, reason: str) -> None:
-    """Mail `to` that an automatic top-up failed and was turned off."""
+def send_failure_mail(to: str, amount: int, reason: str, locale: Optional[str] = None) -> None:
+    """Mail `to` (whose language is `locale`) that an automatic top-up failed and was turned off."""
     template, subject, context = failure_mail(amount, reason)
-    mail.send(to, subject, render_template(template, billing=links.public_url("billing.index"), **context))
+    with mail.localized(locale):
+        mail.send(to, subject(), render_template(template, billing=links.public_url("billing.index"), **context))
 
 
 # -- the card --------------------------------------------------------------------------------
@@ -211,18 +217,18 @@ def configure(account: Account, *, enabled: bool, threshold: int, amount: int, m
     whole cents), "auto_limit" (at least the amount). Call within atomic().
     """
     if not _money(threshold) or threshold > MAX_SETTING:
-        raise InvalidAmount(f"The threshold must be between $0.00 and {format_usd(MAX_SETTING)}.",
+        raise InvalidAmount(_l("The threshold must be between $0.00 and %(max)s.", max=format_usd(MAX_SETTING)),
                             field="auto_threshold")
     try:
         topups.check_amount(amount)
     except InvalidAmount as exc:
         raise InvalidAmount(str(exc), field="auto_amount") from None
     if not _money(monthly_limit) or monthly_limit > MAX_SETTING:
-        raise InvalidAmount(f"The monthly ceiling must be between {format_usd(amount)} and "
-                            f"{format_usd(MAX_SETTING)}.", field="auto_limit")
+        raise InvalidAmount(_l("The monthly ceiling must be between %(amount)s and %(max)s.",
+                               amount=format_usd(amount), max=format_usd(MAX_SETTING)), field="auto_limit")
     if monthly_limit < amount:
-        raise InvalidAmount(f"The monthly ceiling must be at least one top-up ({format_usd(amount)}).",
-                            field="auto_limit")
+        raise InvalidAmount(_l("The monthly ceiling must be at least one top-up (%(amount)s).",
+                               amount=format_usd(amount)), field="auto_limit")
     db.session.execute(_account.update().where(_account.c.id == account.id).values(
         auto_topup_enabled=bool(enabled), auto_topup_threshold=threshold, auto_topup_amount=amount,
         auto_topup_monthly_limit=monthly_limit))

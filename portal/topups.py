@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Optional
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from . import sitesettings, stripe_gateway
@@ -67,17 +68,19 @@ def check_amount(amount_micro: int) -> None:
     """Refuse an amount outside TOPUP_MIN..TOPUP_MAX or not a whole number of cents."""
     low, high = limits()
     if not isinstance(amount_micro, int) or isinstance(amount_micro, bool) or not low <= amount_micro <= high:
-        raise InvalidAmount(f"Choose an amount from {format_usd(low)} to {format_usd(high)}.", field="amount")
+        raise InvalidAmount(_l("Choose an amount from %(low)s to %(high)s.", low=format_usd(low), high=format_usd(high)),
+                            field="amount")
     if amount_micro % stripe_gateway.MICRO_PER_CENT:
-        raise InvalidAmount(f"Use whole cents: {format_usd(amount_micro)} cannot be paid by card.", field="amount")
+        raise InvalidAmount(_l("Use whole cents: %(amount)s cannot be paid by card.", amount=format_usd(amount_micro)),
+                            field="amount")
 
 
 def _check_user(user: User) -> None:
     if user.status != UserStatus.ACTIVE.value:
-        raise TopupRefused("This account is suspended or closed, so it cannot be topped up. "
-                           "Write to us from the contact page if you think this is a mistake.")
+        raise TopupRefused(_l("This account is suspended or closed, so it cannot be topped up. "
+                              "Write to us from the contact page if you think this is a mistake."))
     if not user.is_verified:
-        raise TopupRefused("Confirm your email address before topping up: we sent you a link.")
+        raise TopupRefused(_l("Confirm your email address before topping up: we sent you a link."))
 
 
 def start_checkout(user: User, amount_micro: int, *, success_url: str, cancel_url: str,
@@ -91,10 +94,10 @@ def start_checkout(user: User, amount_micro: int, *, success_url: str, cancel_ur
     check_amount(amount_micro)
     _check_user(user)
     if save_card and "card" not in methods():
-        raise TopupsUnavailable("Cards are not offered on this site, so none can be saved for automatic top-ups.")
+        raise TopupsUnavailable(_l("Cards are not offered on this site, so none can be saved for automatic top-ups."))
     gateway = stripe_gateway.gateway()
     if gateway is None:
-        raise TopupsUnavailable("Card top-ups are not configured on this site.")
+        raise TopupsUnavailable(_l("Card top-ups are not configured on this site."))
     account_id = user.account.id
     amount_cents = stripe_gateway.cents(amount_micro)
     try:
@@ -107,8 +110,8 @@ def start_checkout(user: User, amount_micro: int, *, success_url: str, cancel_ur
             idempotency_key=f"checkout:{account_id}:{uuid.uuid4().hex}",
             save_card=save_card, customer=user.account.stripe_customer_id)
     except stripe_gateway.StripeUnavailable as exc:
-        raise TopupsUnavailable(f"The payment could not be started: {exc}. Nothing was charged; "
-                                "try again in a few minutes.") from None
+        raise TopupsUnavailable(_l("The payment could not be started: %(reason)s. Nothing was charged; "
+                                   "try again in a few minutes.", reason=str(exc))) from None
     with atomic():
         db.session.add(Payment(account_id=account_id, source=PaymentSource.STRIPE.value,
                                status=PaymentStatus.PENDING.value, amount=amount_micro,

@@ -1,54 +1,113 @@
-"""Billing: balance and expiry, top-ups through Stripe Checkout, past top-ups and their receipts."""
+"""Billing: balance and expiry, top-ups through Stripe Checkout, past top-ups and their receipts.
+
+Every form on the page posts to a URL of its own and, on success, redirects (303, or HX-Redirect).
+A refused form is the whole page again (422) at the URL it posted to; a GET of that URL (what a
+reload or a bookmark asks) is sent back to the billing page, so nothing answers 405 and nothing
+is started twice.
+"""
+from decimal import Decimal
+from typing import Optional
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, request, url_for
+from babel.lists import format_list
+from babel.numbers import format_currency
+from flask import Blueprint, current_app, flash, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, StringField
 
 from .. import autotopup, links, notices, payments, security, topups
+from ..config import PAYMENT_METHODS
 from ..database import atomic
 from ..errors import DomainError, InvalidAmount
 from ..extensions import db
-from ..config import PAYMENT_METHODS
+from ..i18n import language, usd
 from ..models import Account, User
-from ..money import format_usd, parse_usd
+from ..money import MICRO, format_usd, parse_usd
+from ..stripe_gateway import MICRO_PER_CENT
+from .csrf import rerender_on_csrf_error
 from .htmx import redirect_to, render
 
 bp = Blueprint("billing", __name__, url_prefix="/billing")
 PAGE = "billing/index.html"
 STRIPE_CHECKOUT = "https://checkout.stripe.com"
 MAX_AMOUNT_TEXT = 32  # "$1,000,000.00" fits many times over; longer is not an amount
+MONEY_INPUT = {"inputmode": "decimal", "autocomplete": "off"}
+
+# Payment methods in the page's language; the others are brand names, the same in every language.
+METHOD_NAMES = {**PAYMENT_METHODS, "card": _l("card"), "alipay": _l("Alipay"), "wechat_pay": _l("WeChat Pay"),
+                "us_bank_account": _l("US bank account"), "sepa_debit": _l("SEPA debit")}
+# Stripe's dispute states (payments.py stores them as Stripe names them).
+DISPUTE_STATES = {"warning_needs_response": _l("inquiry, needs a response"), "warning_under_review": _l("inquiry under review"),
+                  "warning_closed": _l("inquiry closed"), "needs_response": _l("needs a response"),
+                  "under_review": _l("under review"), "won": _l("won"), "lost": _l("lost"),
+                  "charge_refunded": _l("refunded")}
 
 
 class TopupForm(FlaskForm):
     # Preset buttons post `preset` (micro-USD, one of TOPUP_PRESETS) from a form of their own, so
     # that Enter in this field never submits a preset; the custom amount is dollars.
-    amount = StringField("Other amount, USD", render_kw={"inputmode": "decimal", "autocomplete": "off",
-                                                         "placeholder": "25.00"})
+    amount = StringField(_l("Other amount, USD"), render_kw={**MONEY_INPUT, "placeholder": "25.00"})
     # Only this form saves a card: one checkbox cannot belong to the preset buttons' form too.
-    save_card = BooleanField("Save my card for automatic top-ups")
+    save_card = BooleanField(_l("Save my card for automatic top-ups"))
 
 
 class AlertForm(FlaskForm):
-    threshold = StringField("Mail me when my available balance falls below, USD",
-                            render_kw={"inputmode": "decimal", "autocomplete": "off"})
+    threshold = StringField(_l("Mail me when my available balance falls below, USD"), render_kw=MONEY_INPUT)
 
 
 class AutoTopupForm(FlaskForm):
-    auto_enabled = BooleanField("Top up automatically")
-    auto_threshold = StringField("When my available balance falls below, USD",
-                                 render_kw={"inputmode": "decimal", "autocomplete": "off"})
-    auto_amount = StringField("Charge my card, USD", render_kw={"inputmode": "decimal", "autocomplete": "off"})
-    auto_limit = StringField("At most this much a month, USD", render_kw={"inputmode": "decimal", "autocomplete": "off"})
+    auto_enabled = BooleanField(_l("Top up automatically"))
+    auto_threshold = StringField(_l("When my available balance falls below, USD"), render_kw=MONEY_INPUT)
+    auto_amount = StringField(_l("Charge my card, USD"), render_kw=MONEY_INPUT)
+    auto_limit = StringField(_l("At most this much a month, USD"), render_kw=MONEY_INPUT)
 
 
 class ForgetCardForm(FlaskForm):
     """Only its CSRF token."""
 
 
-def _dollars(amount: int) -> str:
-    return format_usd(amount)[1:].replace(",", "")
+class RedeemForm(FlaskForm):
+    code = StringField(_l("Gift code"), render_kw={"maxlength": 64, "autocomplete": "off", "spellcheck": "false",
+                                                  "autocapitalize": "characters",
+                                                  "placeholder": "TG-XXXX-XXXX-XXXX-XXXX"})
+
+
+# -- amounts as people type them ------------------------------------------------------------------
+
+def dollars(micro: int) -> str:
+    """A bound as people say it: "$5" for whole dollars, else exact ("$12.50"); in the page's language."""
+    if micro % MICRO:
+        return usd(micro)
+    return format_currency(Decimal(micro // MICRO), "USD", locale=language(), format="¤#,##0", currency_digits=False)
+
+
+def _typed(text: Optional[str]) -> Optional[int]:
+    """Micro-dollars from what was typed ("12.50", "$7", "1,000"), or None if it is not an amount."""
+    text = (text or "").strip().replace(",", "")
+    if not text or len(text) > MAX_AMOUNT_TEXT:
+        return None
+    try:
+        return parse_usd(text)
+    except InvalidAmount:
+        return None
+
+
+def _field_text(micro: int) -> str:
+    return format_usd(micro)[1:].replace(",", "")
+
+
+def topup_amount_error(amount: Optional[int]) -> Optional[str]:
+    """What is wrong with a top-up amount (None: nothing), in words that say what to type."""
+    low, high = topups.limits()
+    if amount is None or not low <= amount <= high:
+        return _("Enter an amount in US dollars between %(low)s and %(high)s, like 20 or 12.50.",
+                 low=dollars(low), high=dollars(high))
+    if amount % MICRO_PER_CENT:
+        return _("Enter whole cents, like 12.50: %(amount)s cannot be paid by card.", amount=usd(amount))
+    return None
 
 
 def _checkout_origin() -> str:
@@ -72,29 +131,42 @@ def _account() -> Account:
     return db.session.get(User, current_user.id).account
 
 
-def _page(status=200, block="content", form_error=None, **forms):
+def _methods_text(methods) -> str:
+    return format_list([str(METHOD_NAMES.get(m, m)) for m in methods], style="or", locale=language())
+
+
+def page(status=200, block="content", form_error=None, **forms):
+    """The billing page (or one block of it for htmx), with any refused form given in `forms`."""
     account = _account()
     gross, net = payments.paid_in_past_year(account.id)
-    alert = forms.pop("alert", None) or AlertForm(
-        formdata=None, threshold=format_usd(account.low_balance_threshold)[1:].replace(",", ""))
+    alert = forms.pop("alert", None) or AlertForm(formdata=None, threshold=_field_text(account.low_balance_threshold))
     auto = forms.pop("auto", None) or AutoTopupForm(
-        formdata=None, auto_enabled=account.auto_topup_enabled, auto_threshold=_dollars(account.auto_topup_threshold),
-        auto_amount=_dollars(account.auto_topup_amount), auto_limit=_dollars(account.auto_topup_monthly_limit))
+        formdata=None, auto_enabled=account.auto_topup_enabled,
+        auto_threshold=_field_text(account.auto_topup_threshold), auto_amount=_field_text(account.auto_topup_amount),
+        auto_limit=_field_text(account.auto_topup_monthly_limit))
+    methods = topups.methods()
     response = render(PAGE, block, status, account=account, standing=topups.standing(account),
                       auto=auto, forget=ForgetCardForm(formdata=None), can_save_card=topups.can_save_card(),
                       auto_month=autotopup.charged_this_month(account.id),
                       form=forms.pop("form", None) or TopupForm(formdata=None), alert=alert,
+                      code_form=forms.pop("code_form", None) or RedeemForm(formdata=None),
                       configured=topups.available(), presets=topups.presets(), limits=topups.limits(),
-                      methods=topups.methods(), method_names=PAYMENT_METHODS, payments=topups.history(account.id),
-                      paid_year=gross, paid_year_net=net,
-                      form_error=form_error)
+                      bounds=tuple(dollars(b) for b in topups.limits()),
+                      methods=methods, methods_text=_methods_text(methods), method_names=METHOD_NAMES,
+                      dispute_states=DISPUTE_STATES, payments=topups.history(account.id),
+                      paid_year=gross, paid_year_net=net, form_error=form_error)
     return _allow_checkout_redirect(response)
+
+
+def back_to_page(anchor: str = ""):
+    """A GET of a form's POST URL (a reload after a refused form): the billing page, at that form."""
+    return redirect(url_for("billing.index") + (f"#{anchor}" if anchor else ""), code=303)
 
 
 @bp.get("/")
 @login_required
 def index():
-    return _page()
+    return page()
 
 
 def _amount(form: TopupForm) -> int:
@@ -103,27 +175,26 @@ def _amount(form: TopupForm) -> int:
     if preset is not None:
         amount = int(preset) if preset.isascii() and preset.isdigit() and len(preset) < 16 else None
         if amount not in topups.presets():
-            raise InvalidAmount("Choose one of the amounts shown, or type another amount.", field="amount")
+            raise InvalidAmount(_("Choose one of the amounts shown, or enter another amount below."), field="amount")
         return amount
-    text = (form.amount.data or "").strip().replace(",", "")
-    if not text:
-        raise InvalidAmount("Choose an amount, or type one.", field="amount")
-    try:
-        if len(text) > MAX_AMOUNT_TEXT:
-            raise InvalidAmount("too long")
-        return parse_usd(text)
-    except InvalidAmount:
+    if not (form.amount.data or "").strip():
         low, high = topups.limits()
-        raise InvalidAmount(f"Type an amount in dollars, such as 25 or 12.50, from {format_usd(low)} to "
-                            f"{format_usd(high)}.", field="amount") from None
+        raise InvalidAmount(_("Choose an amount, or enter one in US dollars between %(low)s and %(high)s, "
+                              "like 20 or 12.50.", low=dollars(low), high=dollars(high)), field="amount")
+    amount = _typed(form.amount.data)
+    problem = topup_amount_error(amount)
+    if problem:
+        raise InvalidAmount(problem, field="amount")
+    return amount
 
 
 @bp.post("/checkout")
+@rerender_on_csrf_error
 @login_required
 def checkout():
     form = TopupForm()
     if not form.validate_on_submit():
-        return _page(422, "topup", form=form)
+        return page(422, "topup", form=form)
     try:
         session = topups.start_checkout(
             db.session.get(User, current_user.id), _amount(form),
@@ -131,12 +202,18 @@ def checkout():
             cancel_url=links.public_url("billing.cancel"), save_card=bool(form.save_card.data))
     except InvalidAmount as exc:
         form.amount.errors = [*form.amount.errors, str(exc)]
-        return _page(422, "topup", form=form)
+        return page(422, "topup", form=form)
     except DomainError as exc:
         # Refused or Stripe unavailable: said above the forms. 422 like every refused form, so
         # htmx swaps the message in (it leaves 5xx answers unswapped).
-        return _page(422, "topup", form=form, form_error=str(exc))
+        return page(422, "topup", form=form, form_error=str(exc))
     return redirect_to(session.url)
+
+
+@bp.get("/checkout")
+@login_required
+def checkout_again():
+    return back_to_page("topup")
 
 
 @bp.get("/success")
@@ -155,60 +232,81 @@ def cancel():
 
 
 @bp.post("/alerts")
+@rerender_on_csrf_error
 @login_required
 def alerts():
     form = AlertForm()
     if form.validate_on_submit():
-        try:
-            threshold = parse_usd((form.threshold.data or "").strip().replace(",", "") or "x")
-        except InvalidAmount:
-            form.threshold.errors = ["Type an amount in dollars, such as 1 or 2.50; 0 turns the mail off."]
+        threshold = _typed(form.threshold.data)
+        if threshold is None or threshold > notices.MAX_LOW_BALANCE_THRESHOLD:
+            form.threshold.errors = [_("Enter an amount in US dollars up to %(max)s, like 1 or 2.50; 0 turns the "
+                                       "mail off.", max=dollars(notices.MAX_LOW_BALANCE_THRESHOLD))]
         else:
-            try:
-                with atomic():
-                    notices.set_low_balance_threshold(_account(), threshold)
-            except InvalidAmount as exc:
-                form.threshold.errors = [str(exc)]
-            else:
-                flash(f"We will mail you once when your available balance falls below {format_usd(threshold)}."
-                      if threshold else "Low-balance mail is off.")
-                return redirect_to(url_for("billing.index"))
-    return _page(422, "alerts", alert=form)
+            with atomic():
+                notices.set_low_balance_threshold(_account(), threshold)
+            flash(_("We will mail you once when your available balance falls below %(amount)s.", amount=usd(threshold))
+                  if threshold else _("Low-balance mail is off."))
+            return redirect_to(url_for("billing.index"))
+    return page(422, "alerts", alert=form)
+
+
+@bp.get("/alerts")
+@login_required
+def alerts_again():
+    return back_to_page("alerts")
+
+
+def _auto_settings(form: AutoTopupForm) -> Optional[dict]:
+    """The three amounts, or None with an error on every field that is wrong (all at once)."""
+    most = dollars(autotopup.MAX_SETTING)
+    threshold, amount, limit = (_typed(f.data) for f in (form.auto_threshold, form.auto_amount, form.auto_limit))
+    if threshold is None or threshold > autotopup.MAX_SETTING:
+        form.auto_threshold.errors = [_("Enter an amount in US dollars up to %(max)s, like 5 or 2.50.", max=most)]
+    problem = topup_amount_error(amount)
+    if problem:
+        form.auto_amount.errors = [problem]
+    if limit is None or limit > autotopup.MAX_SETTING:
+        form.auto_limit.errors = [_("Enter an amount in US dollars up to %(max)s, like 100 or 250.", max=most)]
+    elif amount is not None and not problem and limit < amount:
+        form.auto_limit.errors = [_("Enter at least one top-up (%(amount)s), like 100: the monthly ceiling must "
+                                    "allow one charge.", amount=usd(amount))]
+    if form.auto_threshold.errors or form.auto_amount.errors or form.auto_limit.errors:
+        return None
+    return {"threshold": threshold, "amount": amount, "monthly_limit": limit}
 
 
 @bp.post("/auto-topup")
+@rerender_on_csrf_error
 @login_required
 def auto_topup():
     form = AutoTopupForm()
     if form.validate_on_submit():
-        values = {}
-        for name, example in (("auto_threshold", "5"), ("auto_amount", "20"), ("auto_limit", "100")):
-            text = (getattr(form, name).data or "").strip().replace(",", "")
-            try:
-                if len(text) > MAX_AMOUNT_TEXT:
-                    raise InvalidAmount("too long")
-                values[name] = parse_usd(text or "x")
-            except InvalidAmount:
-                getattr(form, name).errors = [f"Type an amount in dollars, such as {example} or {example}.50."]
-        if len(values) == 3:
+        values = _auto_settings(form)
+        if values is not None:
             try:
                 with atomic():
-                    autotopup.configure(_account(), enabled=bool(form.auto_enabled.data),
-                                        threshold=values["auto_threshold"], amount=values["auto_amount"],
-                                        monthly_limit=values["auto_limit"])
-            except InvalidAmount as exc:
+                    autotopup.configure(_account(), enabled=bool(form.auto_enabled.data), **values)
+            except InvalidAmount as exc:  # the domain's own check; the view's above says it better
                 field = getattr(form, exc.field or "auto_amount")
                 field.errors = [*field.errors, str(exc)]
             else:
-                account = _account()
-                flash(f"Automatic top-up is on: {format_usd(values['auto_amount'])} when your available balance "
-                      f"falls below {format_usd(values['auto_threshold'])}, at most "
-                      f"{format_usd(values['auto_limit'])} a month."
-                      + ("" if account.auto_topup_payment_method else
-                         " It starts once you save a card with your next top-up.")
-                      if form.auto_enabled.data else "Automatic top-up is off.")
+                if not form.auto_enabled.data:
+                    flash(_("Automatic top-up is off."))
+                else:
+                    message = _("Automatic top-up is on: %(amount)s when your available balance falls below "
+                                "%(threshold)s, at most %(limit)s a month.", amount=usd(values["amount"]),
+                                threshold=usd(values["threshold"]), limit=usd(values["monthly_limit"]))
+                    if not _account().auto_topup_payment_method:
+                        message += " " + _("It starts once you save a card with your next top-up.")
+                    flash(message)
                 return redirect_to(url_for("billing.index"))
-    return _page(422, "autotopup", auto=form)
+    return page(422, "autotopup", auto=form)
+
+
+@bp.get("/auto-topup")
+@login_required
+def auto_topup_again():
+    return back_to_page("autotopup")
 
 
 @bp.post("/auto-topup/forget-card")
@@ -216,5 +314,11 @@ def auto_topup():
 def forget_card():
     # CSRFProtect has checked the token (the form carries nothing else).
     autotopup.forget_card(_account())
-    flash("Your card is forgotten and automatic top-up is off.")
+    flash(_("Your card is forgotten and automatic top-up is off."))
     return redirect_to(url_for("billing.index"))
+
+
+@bp.get("/auto-topup/forget-card")
+@login_required
+def forget_card_again():
+    return back_to_page("autotopup")

@@ -1,11 +1,29 @@
 """The statement: every ledger entry with running balances, as a page, CSV and JSON (with the hash chain)."""
 from flask import Blueprint, Response, render_template, request, stream_with_context, url_for
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from .. import statement
-from ..models import utcnow
+from ..models import EntryKind, utcnow
 
 bp = Blueprint("statement", __name__, url_prefix="/statement")
+
+# statement.LABELS in the page's language (the downloads keep the English, a stable format).
+LABELS = {
+    EntryKind.TOPUP.value: _l("Top-up"), EntryKind.GRANT.value: _l("Credit"), EntryKind.CHARGE.value: _l("Usage"),
+    EntryKind.REFUND.value: _l("Refund"), EntryKind.DISPUTE.value: _l("Disputed payment"),
+    EntryKind.EXPIRY.value: _l("Credits expired"), EntryKind.ADJUSTMENT.value: _l("Adjustment"),
+}
+
+
+def describe(row: statement.Row) -> tuple[str, str]:
+    """A row's label and its memo (what the entry itself says, as written) for the page."""
+    if row.calls:
+        return ngettext("Usage: %(num)d call", "Usage: %(num)d calls", row.calls), ""
+    english = statement.LABELS.get(row.kind, row.kind)
+    memo = row.description[len(english) + 2:] if row.description.startswith(english + ": ") else ""
+    return str(LABELS.get(row.kind, row.kind)), memo
 
 
 @bp.get("/")
@@ -20,7 +38,7 @@ def index():
     found = statement.build(current_user.account.id)
     return render_template("statement/index.html", statement=found, rows=list(reversed(found.rows)),
                            csv_url=url_for("statement.csv_download"), json_url=url_for("statement.json_download"),
-                           verify_script=statement.VERIFY_SCRIPT)
+                           verify_script=statement.VERIFY_SCRIPT, describe=describe)
 
 
 def _download(chunks, mimetype: str, extension: str) -> Response:

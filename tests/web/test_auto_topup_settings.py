@@ -77,14 +77,14 @@ def test_settings_are_saved_with_and_without_htmx(client, auth, fake_stripe):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("auto_threshold", "abc", "Type an amount in dollars"),
-    ("auto_threshold", "-1", "Type an amount in dollars"),
-    ("auto_amount", "", "Type an amount in dollars"),
-    ("auto_amount", "1", "Choose an amount from $5.00 to $500.00."),
-    ("auto_amount", "600", "Choose an amount from $5.00 to $500.00."),
-    ("auto_amount", "20.005", "Use whole cents"),
-    ("auto_limit", "10", "The monthly ceiling must be at least one top-up ($20.00)."),
-    ("auto_limit", "9" * 40, "Type an amount in dollars"),
+    ("auto_threshold", "abc", "Enter an amount in US dollars up to $1,000,000, like 5 or 2.50."),
+    ("auto_threshold", "-1", "Enter an amount in US dollars up to $1,000,000, like 5 or 2.50."),
+    ("auto_amount", "", "Enter an amount in US dollars between $5 and $500, like 20 or 12.50."),
+    ("auto_amount", "1", "Enter an amount in US dollars between $5 and $500, like 20 or 12.50."),
+    ("auto_amount", "600", "Enter an amount in US dollars between $5 and $500, like 20 or 12.50."),
+    ("auto_amount", "20.005", "Enter whole cents, like 12.50: $20.005 cannot be paid by card."),
+    ("auto_limit", "10", "Enter at least one top-up ($20.00), like 100: the monthly ceiling must allow one charge."),
+    ("auto_limit", "9" * 40, "Enter an amount in US dollars up to $1,000,000, like 100 or 250."),
 ])
 def test_bad_settings_are_refused_on_the_form(client, auth, fake_stripe, field, value, message):
     user = auth.user()

@@ -16,6 +16,7 @@ from tests.fake_stripe import SECRET_KEY, parse_form
 
 HX = {"HX-Request": "true"}
 PUBLIC = "https://ai.example.com"
+AMOUNT_HELP = "Enter an amount in US dollars between $5 and $500, like 20 or 12.50."
 
 
 @pytest.fixture
@@ -70,17 +71,18 @@ def test_page_shows_balance_expiry_presets_paid_in_a_year_and_receipts(client, a
     page = client.get("/billing/")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert 'data-testid="balance">$80.00<' in html
+    assert 'data-testid="balance"><span class="money" title="$80.00">$80.00</span><' in html
     assert f'data-testid="expiry">{expires:%Y-%m-%d}<' in html
     # The payment 400 days ago is outside the 12 months; refunds and disputes are told apart.
-    assert 'data-testid="paid-year">$60.00<' in html and "$45.00 after refunds and disputes" in html
+    assert 'data-testid="paid-year"><span class="money" title="$60.00">$60.00</span><' in html
+    assert "$45.00 after refunds and disputes" in html
     for preset in (5, 10, 20, 50, 100):
         assert f'name="preset" value="{preset * 1_000_000}">${preset}.00</button>' in html
-    assert "From $5.00 to $500.00." in html
+    assert "In US dollars, from $5 to $500." in html
     for link in ("https://pay.stripe.com/receipts/r1", "https://invoice.stripe.com/i/in_1",
                  "https://pay.stripe.com/receipts/r2", "https://pay.stripe.com/receipts/old"):
         assert f'href="{link}"' in html
-    assert "$10.00 refunded" in html and "$5.00 disputed (needs response)" in html
+    assert "$10.00 refunded" in html and "$5.00 disputed (needs a response)" in html
     assert "not paid (yet)" in html and "failed: The payment expired unpaid." in html
     assert "Alipay" in html and "WeChat Pay" in html
     # Newest first.
@@ -93,7 +95,8 @@ def test_other_peoples_payments_are_not_shown(client, auth):
     stranger = make_user("stranger@example.com")
     add_payment(stranger.account.id, 30_000_000, receipt_url="https://pay.stripe.com/receipts/theirs")
     html = client.get("/billing/").get_data(as_text=True)
-    assert "receipts/theirs" not in html and 'data-testid="paid-year">$0.00<' in html and "No top-ups yet." in html
+    assert "receipts/theirs" not in html and 'data-testid="paid-year"><span class="money" title="$0.00">$0.00<' in html
+    assert "No top-ups yet." in html
 
 
 @pytest.mark.parametrize("settings", [{"STRIPE_SECRET_KEY": "", "STRIPE_WEBHOOK_SECRET": ""}])
@@ -163,20 +166,20 @@ def test_each_attempt_is_a_new_session_with_its_own_idempotency_key(client, auth
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"amount": "4.99"}, "Choose an amount from $5.00 to $500.00."),
-    ({"amount": "500.01"}, "Choose an amount from $5.00 to $500.00."),
-    ({"amount": "5.001"}, "Use whole cents: $5.001 cannot be paid by card."),
-    ({"amount": "0"}, "Choose an amount from $5.00 to $500.00."),
-    ({"amount": "abc"}, "Type an amount in dollars, such as 25 or 12.50, from $5.00 to $500.00."),
-    ({"amount": "-5"}, "Type an amount in dollars"),
-    ({"amount": "1e3"}, "Type an amount in dollars"),
-    ({"amount": "NaN"}, "Type an amount in dollars"),
-    ({"amount": "9" * 400}, "Type an amount in dollars"),
-    ({"amount": "99999999999999999999"}, "Choose an amount from $5.00 to $500.00."),
-    ({"amount": "\u0661\u0660"}, "Type an amount in dollars"),  # Arabic-Indic "10"
-    ({"amount": "\uff11\uff10"}, "Type an amount in dollars"),  # full-width "10"
-    ({"amount": ""}, "Choose an amount, or type one."),
-    ({}, "Choose an amount, or type one."),
+    ({"amount": "4.99"}, AMOUNT_HELP),
+    ({"amount": "500.01"}, AMOUNT_HELP),
+    ({"amount": "5.001"}, "Enter whole cents, like 12.50: $5.001 cannot be paid by card."),
+    ({"amount": "0"}, AMOUNT_HELP),
+    ({"amount": "abc"}, AMOUNT_HELP),
+    ({"amount": "-5"}, AMOUNT_HELP),
+    ({"amount": "1e3"}, AMOUNT_HELP),
+    ({"amount": "NaN"}, AMOUNT_HELP),
+    ({"amount": "9" * 400}, AMOUNT_HELP),
+    ({"amount": "99999999999999999999"}, AMOUNT_HELP),
+    ({"amount": "\u0661\u0660"}, AMOUNT_HELP),  # Arabic-Indic "10"
+    ({"amount": "\uff11\uff10"}, AMOUNT_HELP),  # full-width "10"
+    ({"amount": ""}, "Choose an amount, or enter one in US dollars between $5 and $500, like 20 or 12.50."),
+    ({}, "Choose an amount, or enter one in US dollars between $5 and $500, like 20 or 12.50."),
     ({"preset": "7000000"}, "Choose one of the amounts shown"),
     ({"preset": "-5000000"}, "Choose one of the amounts shown"),
     ({"preset": "5e6"}, "Choose one of the amounts shown"),
@@ -196,7 +199,7 @@ def test_amount_limits_come_from_the_configuration(client, auth, fake_stripe, ap
     auth.user()
     app.config.update(TOPUP_MIN=1_000_000, TOPUP_MAX=2_000_000, TOPUP_PRESETS=(1_000_000,))
     assert client.post("/billing/checkout", data={"amount": "2.01"}).status_code == 422
-    assert b"From $1.00 to $2.00." in client.get("/billing/").data
+    assert b"In US dollars, from $1 to $2." in client.get("/billing/").data
     assert client.post("/billing/checkout", data={"amount": "1.50"}).status_code == 303
     assert [p.amount for p in payments()] == [1_500_000]
 
@@ -220,7 +223,7 @@ def test_htmx_is_sent_to_stripe_with_hx_redirect(client, auth, fake_stripe):
     assert response.headers["HX-Redirect"] == f"{fake_stripe.url}/pay/{payment.checkout_session_id}"
     refused = client.post("/billing/checkout", data={"amount": "3"}, headers=HX)
     html = refused.get_data(as_text=True)
-    assert refused.status_code == 422 and "<html" not in html and "Choose an amount from $5.00 to $500.00." in html
+    assert refused.status_code == 422 and "<html" not in html and AMOUNT_HELP in html
 
 
 def test_the_page_lets_its_forms_go_on_to_stripe_checkout(client, auth, fake_stripe):
@@ -283,7 +286,8 @@ def test_success_page_for_a_paid_and_a_pending_payment(client, auth):
     add_payment(user.account.id, 10_000_000, checkout_session_id="cs_test_paid")
     add_payment(user.account.id, 5_000_000, status="pending", checkout_session_id="cs_test_pending")
     paid = client.get("/billing/success?session_id=cs_test_paid").get_data(as_text=True)
-    assert "Your payment of $10.00 is confirmed." in paid and 'data-testid="balance">$12.00<' in paid
+    assert "Your payment of $10.00 is confirmed." in paid
+    assert 'data-testid="balance"><span class="money" title="$12.00">$12.00</span><' in paid
     assert 'hx-trigger="every' not in paid
     pending = client.get("/billing/success?session_id=cs_test_pending")
     html = pending.get_data(as_text=True)

@@ -44,18 +44,24 @@ def test_an_htmx_post_is_told_where_to_go(client, auth):
     assert balance(user) == 5_000_000
 
 
+def refused(client, typed) -> str:
+    """A refused code: the billing page again (422), the reason by the field, the code kept."""
+    response = client.post(REDEEM, data={"code": typed})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and 'id="code-error"' in html and "<h1>Billing</h1>" in html
+    assert f'value="{typed}"' in html
+    return html
+
+
 def test_a_bad_code_is_explained_and_credits_nothing(client, auth):
     user = auth.user()
     code = make_code()
-    response = client.post(REDEEM, data={"code": "TG-ZZZZ-ZZZZ-ZZZZ-ZZZZ"})
-    assert response.status_code == 303
-    assert "This gift code was not recognised. Check it and try again." in flashed(client)
+    assert "This gift code was not recognised. Check it and try again." in refused(client, "TG-ZZZZ-ZZZZ-ZZZZ-ZZZZ")
     client.post(REDEEM, data={"code": code})
     client.get("/statement/")  # take the success message
-    client.post(REDEEM, data={"code": code})
-    assert "You have already redeemed this gift code." in flashed(client)
-    client.post(REDEEM, data={"code": "  "})
-    assert "Enter the gift code you were given." in flashed(client)
+    assert "You have already redeemed this gift code." in refused(client, code)
+    assert "Enter the gift code you were given, like TG-XXXX-XXXX-XXXX-XXXX." in refused(client, "  ")
+    assert "Enter the code as you were given it: it looks like TG-XXXX-XXXX-XXXX-XXXX." in refused(client, "hello")
     assert balance(user) == 5_000_000
 
 
@@ -78,7 +84,7 @@ def test_the_address_limit_holds_across_accounts(app, client, auth):
     for n in range(giftcodes.ATTEMPTS_PER_IP // giftcodes.ATTEMPTS_PER_USER):
         auth.user(f"p{n}@example.com")
         for _ in range(giftcodes.ATTEMPTS_PER_USER):
-            assert client.post(REDEEM, data={"code": "TG-ZZZZ-ZZZZ-ZZZZ-ZZZZ"}).status_code == 303
+            assert client.post(REDEEM, data={"code": "TG-ZZZZ-ZZZZ-ZZZZ-ZZZZ"}).status_code == 422
         auth.logout()
     auth.user("fresh@example.com")
     assert client.post(REDEEM, data={"code": make_code()}).status_code == 429
@@ -86,8 +92,7 @@ def test_the_address_limit_holds_across_accounts(app, client, auth):
 
 def test_an_unverified_user_is_told_to_confirm_first(client, auth):
     user = auth.user(verified=False)
-    client.post(REDEEM, data={"code": make_code()})
-    assert "Confirm your email address before redeeming a gift code." in flashed(client)
+    assert "Confirm your email address before redeeming a gift code." in refused(client, make_code())
     assert balance(user) == 0 and db.session.scalar(select(GiftCode.redeemed_at)) is None
 
 
@@ -102,8 +107,11 @@ def test_csrf_is_required(app, client, auth):
     user = auth.user()
     code = make_code()
     app.config["WTF_CSRF_ENABLED"] = True
-    refused = client.post(REDEEM, data={"code": code})
-    assert refused.status_code == 400 and "This form expired or came from another site." in refused.get_data(as_text=True)
+    stale = client.post(REDEEM, data={"code": code})
+    html = stale.get_data(as_text=True)
+    # The form again, the code kept, a fresh token: nothing redeemed.
+    assert stale.status_code == 400 and "This form was open too long and has expired." in html
+    assert f'value="{code}"' in html and 'name="csrf_token" value="' in html
     assert balance(user) == 0
     token = re.search(r'"X-CSRFToken": "([^"]+)"', client.get("/statement/").get_data(as_text=True)).group(1)
     assert client.post(REDEEM, data={"code": code, "csrf_token": token}).status_code == 303
@@ -111,7 +119,8 @@ def test_csrf_is_required(app, client, auth):
 
 
 def test_the_form_partial_posts_the_code_with_a_csrf_token(app):
+    from portal.views.billing import RedeemForm
     with app.test_request_context():
-        html = render_template("codes/_redeem_form.html")
+        html = render_template("codes/_redeem_form.html", code_form=RedeemForm(formdata=None))
     assert 'action="/billing/codes/redeem"' in html and 'method="post"' in html
     assert 'name="code"' in html and re.search(r'name="csrf_token" value="[^"]+"', html)
