@@ -17,8 +17,9 @@ from ...extensions import login_manager
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-# The console's sections, in the order of its navigation: (endpoint, label).
-SECTIONS: list[tuple[str, str]] = []
+# The console's sections, in the order of its navigation: (endpoint, label); labels are lazy
+# strings, shown in the language of each request.
+SECTIONS: list[tuple[str, Any]] = []
 # Feature modules of the console, each adding its routes (and maybe a section) to `bp`.
 MODULES = ("dashboards", "users", "upstreams", "models", "model_routes", "legal", "inbox", "site", "signals", "audit")
 
@@ -92,7 +93,8 @@ def paginate(session, query, number: int, per_page: int = PER_PAGE) -> Page:
 
 def section(endpoint: str, label: str) -> None:
     """Add a link to the console's navigation (a module calls this once, at import)."""
-    if (endpoint, label) not in SECTIONS:
+    # By endpoint: a lazy label cannot be compared before there is a request to translate it for.
+    if all(known != endpoint for known, _label in SECTIONS):
         SECTIONS.append((endpoint, label))
 
 

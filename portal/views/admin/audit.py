@@ -1,5 +1,6 @@
 """Console: the audit log, newest first, filtered by action, actor or target."""
 from flask import render_template, request
+from flask_babel import lazy_gettext as _l
 
 from ... import audit
 from ...extensions import db
@@ -14,4 +15,4 @@ def audit_log():
     return render_template("admin/audit.html", page=page, filters=filters, changes=audit.changes)
 
 
-section("admin.audit_log", "Audit log")
+section("admin.audit_log", _l("Audit log"))

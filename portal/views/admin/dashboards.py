@@ -1,10 +1,12 @@
 """Console: the home page, with the dashboards (revenue, spend and margin, upstreams, top users, holds)."""
 from flask import render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from ... import charts, dashboards
 from ...errors import InvalidInput
+from ...i18n import number, usd
 from ...models import utcnow
-from ...money import format_usd
 from . import bp, section
 
 MODEL_BARS = 12  # the models with most spend get a bar; the table lists them all
@@ -16,23 +18,23 @@ def _charts(board: dashboards.Dashboard) -> dict:
     models = board.models[:MODEL_BARS]
     return {
         "revenue": charts.line_chart(
-            "chart-revenue", "Revenue per day", labels,
-            [charts.Series("Top-ups", [d.topups for d in board.revenue.days]),
-             charts.Series("Refunds", [d.refunds for d in board.revenue.days]),
-             charts.Series("Disputes", [d.disputes for d in board.revenue.days])], fmt=format_usd),
+            "chart-revenue", _("Revenue per day"), labels,
+            [charts.Series(_("Top-ups"), [d.topups for d in board.revenue.days]),
+             charts.Series(_("Refunds"), [d.refunds for d in board.revenue.days]),
+             charts.Series(_("Disputes"), [d.disputes for d in board.revenue.days])], fmt=usd),
         "spend": charts.bar_chart(
-            "chart-spend", "Spend per day", [f"{day:%m-%d}" for day, _, _ in board.spend_per_day],
-            [charts.Series("Spend", [spend for _, _, spend in board.spend_per_day])], fmt=format_usd),
+            "chart-spend", _("Spend per day"), [f"{day:%m-%d}" for day, _calls, _spend in board.spend_per_day],
+            [charts.Series(_("Spend"), [spend for _day, _calls, spend in board.spend_per_day])], fmt=usd),
         "models": charts.bar_chart(
-            "chart-models", "Spend and margin per model", [row.name for row in models],
-            [charts.Series("Spend", [row.spend for row in models])]
+            "chart-models", _("Spend and margin per model"), [row.name for row in models],
+            [charts.Series(_("Spend"), [row.spend for row in models])]
             # A margin bar only where a cost is known; a negative margin shows in the table.
-            + ([charts.Series("Margin", [max(row.margin or 0, 0) for row in models])]
-               if any(row.margin is not None for row in models) else []), fmt=format_usd),
+            + ([charts.Series(_("Margin"), [max(row.margin or 0, 0) for row in models])]
+               if any(row.margin is not None for row in models) else []), fmt=usd),
         "upstreams": charts.bar_chart(
-            "chart-upstreams", "Calls and errors per upstream", [row.name for row in board.upstreams],
-            [charts.Series("Calls", [row.calls for row in board.upstreams]),
-             charts.Series("Errors", [row.errors for row in board.upstreams])], fmt=lambda n: f"{n:,}"),
+            "chart-upstreams", _("Calls and errors per upstream"), [row.name for row in board.upstreams],
+            [charts.Series(_("Calls"), [row.calls for row in board.upstreams]),
+             charts.Series(_("Errors"), [row.errors for row in board.upstreams])], fmt=number),
     }
 
 
@@ -49,4 +51,4 @@ def index():
                            error=error, now=utcnow()), status
 
 
-section("admin.index", "Overview")
+section("admin.index", _l("Overview"))

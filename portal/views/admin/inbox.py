@@ -4,15 +4,30 @@ Each action calls the same domain function as its CLI twin (refunds.approve/reje
 inbox.set_handled, announcements.create), which writes the audit entry.
 """
 from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import case, select
 
 from ... import announcements, inbox, refunds
 from ...database import atomic
 from ...errors import DomainError, InvalidInput, NotFound
 from ...extensions import db
-from ...money import format_usd
+from ...i18n import usd
 from ...models import Account, ContactCategory, RefundRequest, RefundStatus, User
 from . import actor, bp, confirmed, page_number, paginate, reason_from, section
+
+
+def _categories() -> dict:
+    """What a message is about, in the page's language (inbox.CATEGORIES keeps the English for mail)."""
+    words = {ContactCategory.QUESTION.value: _("A question"), ContactCategory.BILLING.value: _("Billing"),
+             ContactCategory.ABUSE.value: _("Report abuse")}
+    return {value: words.get(value, label) for value, label in inbox.CATEGORIES.items()}
+
+
+def _audiences() -> dict:
+    """Who an announcement goes to, in the page's language."""
+    words = {"all": _("All users"), "active": _("Active users (last %(days)s days)", days=announcements.ACTIVE_DAYS)}
+    return {value: words.get(value, label) for value, label in announcements.AUDIENCES.items()}
 
 
 # --- refund requests --------------------------------------------------------------------------------
@@ -40,7 +55,7 @@ def refunds_queue():
 def refund_request(request_id):
     refund = db.session.get(RefundRequest, request_id)
     if refund is None:
-        return render_template("admin/inbox/missing.html", what=f"refund request {request_id}"), 404
+        return render_template("admin/inbox/missing.html", what=_("refund request %(id)s", id=request_id)), 404
     user = db.session.get(User, refund.user_id)
     is_open = refund.status == RefundStatus.REQUESTED.value
     return render_template("admin/inbox/refund.html", refund=refund, user=user, account=user.account,
@@ -51,25 +66,31 @@ def refund_request(request_id):
 @bp.post("/refunds/<int:request_id>/approve", endpoint="refunds_approve")
 def refund_approve(request_id):
     if not confirmed(request.form):
-        flash("Tick the box to confirm: a refund cannot be undone.")
+        flash(_("Tick the box to confirm: a refund cannot be undone."))
         return redirect(url_for("admin.refunds_show", request_id=request_id))
     try:
         result = refunds.approve(request_id, actor=actor())
     except DomainError as exc:
-        flash(f"Nothing was done: {exc}.")
+        flash(_("Nothing was done: %(error)s.", error=str(exc)))
         return redirect(url_for("admin.refunds_show", request_id=request_id))
     refund = result.request
     if not result.done:
-        flash(f"Refund request {request_id} is still open: {result.stopped}")
+        flash(_("Refund request %(id)s is still open: %(why)s", id=request_id, why=result.stopped))
     elif refund.amount_refunded == 0:
-        flash(f"Refund request {request_id} is closed with $0.00 refunded ({refund.decision_reason}); "
-              f"{refund.contact_email} was told why by mail.")
+        flash(_("Refund request %(id)s is closed with %(zero)s refunded (%(why)s); %(email)s was told why by mail.",
+                id=request_id, zero=usd(0), why=refund.decision_reason, email=refund.contact_email))
     else:
         by_hand = sum(p.amount for p in refunds.payouts(request_id) if p.by_hand)
-        flash(f"Refund request {request_id} is paid: {format_usd(refund.amount_refunded)} in all"
-              + (f", of which {format_usd(by_hand)} is yours to pay back by hand" if by_hand else "")
-              + f". {refund.contact_email} was mailed."
-              + (" The account is closed, as the person asked." if result.closed_account else ""))
+        if by_hand:
+            message = _("Refund request %(id)s is paid: %(amount)s in all, of which %(by_hand)s is yours to pay back "
+                        "by hand. %(email)s was mailed.", id=request_id, amount=usd(refund.amount_refunded),
+                        by_hand=usd(by_hand), email=refund.contact_email)
+        else:
+            message = _("Refund request %(id)s is paid: %(amount)s in all. %(email)s was mailed.", id=request_id,
+                        amount=usd(refund.amount_refunded), email=refund.contact_email)
+        if result.closed_account:
+            message += " " + _("The account is closed, as the person asked.")
+        flash(message)
     return redirect(url_for("admin.refunds_show", request_id=request_id))
 
 
@@ -78,9 +99,10 @@ def refund_reject(request_id):
     try:
         refund = refunds.reject(request_id, reason_from(request.form), actor=actor())
     except DomainError as exc:
-        flash(f"Nothing was done: {exc}")
+        flash(_("Nothing was done: %(error)s", error=str(exc)))
         return redirect(url_for("admin.refunds_show", request_id=request_id))
-    flash(f"Refund request {request_id} is refused; {refund.contact_email} was mailed the reason.")
+    flash(_("Refund request %(id)s is refused; %(email)s was mailed the reason.", id=request_id,
+            email=refund.contact_email))
     return redirect(url_for("admin.refunds_show", request_id=request_id))
 
 
@@ -94,16 +116,16 @@ def inbox_queue():
     state = state if state in inbox.STATES else "all"
     page = paginate(db.session, inbox.queue(category=category, state=state), page_number(request.args.get("page")))
     return render_template("admin/inbox/messages.html", page=page, category=category, state=state,
-                           categories=inbox.CATEGORIES, operator_email=current_app.config.get("OPERATOR_EMAIL"))
+                           categories=_categories(), operator_email=current_app.config.get("OPERATOR_EMAIL"))
 
 
 def _message_page(message_id: int, status: int = 200, reply_error: str = "", reply_body: str = ""):
     message = db.session.get(inbox.ContactMessage, message_id)
     if message is None:
-        return render_template("admin/inbox/missing.html", what=f"contact message {message_id}"), 404
+        return render_template("admin/inbox/missing.html", what=_("contact message %(id)s", id=message_id)), 404
     owners = inbox.reported_owners(message) if message.category == ContactCategory.ABUSE.value else []
     return render_template("admin/inbox/message.html", message=message, replies=inbox.replies(message_id),
-                           owners=owners, label=inbox.CATEGORIES[message.category],
+                           owners=owners, label=_categories().get(message.category, message.category),
                            reply_error=reply_error, reply_body=reply_body), status
 
 
@@ -119,11 +141,13 @@ def inbox_handled(message_id):
         with atomic():
             changed = inbox.set_handled(message_id, handled, actor())
     except NotFound:
-        return render_template("admin/inbox/missing.html", what=f"contact message {message_id}"), 404
+        return render_template("admin/inbox/missing.html", what=_("contact message %(id)s", id=message_id)), 404
     if not changed:
-        flash(f"Message {message_id} was already {'handled' if handled else 'open'}: nothing changed.")
+        flash(_("Message %(id)s was already handled: nothing changed.", id=message_id) if handled
+              else _("Message %(id)s was already open: nothing changed.", id=message_id))
     else:
-        flash(f"Message {message_id} is {'handled' if handled else 'open again'}.")
+        flash(_("Message %(id)s is handled.", id=message_id) if handled
+              else _("Message %(id)s is open again.", id=message_id))
     return redirect(url_for("admin.inbox_message", message_id=message_id))
 
 
@@ -133,11 +157,11 @@ def inbox_reply(message_id):
     try:
         row = inbox.reply(message_id, body, actor(), handled=request.form.get("handled") == "yes")
     except NotFound:
-        return render_template("admin/inbox/missing.html", what=f"contact message {message_id}"), 404
+        return render_template("admin/inbox/missing.html", what=_("contact message %(id)s", id=message_id)), 404
     except InvalidInput as exc:
         return _message_page(message_id, 422, reply_error=str(exc), reply_body=body)
     message = db.session.get(inbox.ContactMessage, row.message_id)
-    flash(f"Your reply was mailed to {message.email}.")
+    flash(_("Your reply was mailed to %(email)s.", email=message.email))
     return redirect(url_for("admin.inbox_message", message_id=message_id))
 
 
@@ -147,7 +171,7 @@ def _announcements_page(status: int = 200, *, form=None, errors=None, preview=Fa
     page = paginate(db.session, announcements.listing(), page_number(request.args.get("page")), per_page=20)
     return render_template("admin/inbox/announcements.html", page=page, progress=announcements.progress,
                            counts={a: announcements.count(a) for a in announcements.AUDIENCES},
-                           audiences=announcements.AUDIENCES, form=form or {"audience": "active"},
+                           audiences=_audiences(), form=form or {"audience": "active"},
                            errors=errors or {}, preview=preview, active_days=announcements.ACTIVE_DAYS,
                            per_minute=current_app.config["ANNOUNCE_PER_MINUTE"]), status
 
@@ -164,18 +188,18 @@ def announcement_send():
         return _announcements_page(form=form, preview=True)
     if not confirmed(request.form):
         return _announcements_page(422, form=form, preview=True,
-                                   errors={"confirm": "Tick the box to confirm: a sent announcement cannot be recalled."})
+                                   errors={"confirm": _("Tick the box to confirm: a sent announcement cannot be recalled.")})
     try:
         with atomic():
             row = announcements.create(form["subject"], form["body"], form["audience"], actor())
     except InvalidInput as exc:
         return _announcements_page(422, form=form, errors={exc.field or "body": str(exc)})
     announcements.wake()
-    flash(f"Announcement {row.id} is on its way to {row.recipients} people, "
-          f"{current_app.config['ANNOUNCE_PER_MINUTE']} a minute at most.")
+    flash(_("Announcement %(id)s is on its way to %(count)s people, %(per_minute)s a minute at most.", id=row.id,
+            count=row.recipients, per_minute=current_app.config["ANNOUNCE_PER_MINUTE"]))
     return redirect(url_for("admin.announcements"))
 
 
-section("admin.refunds", "Refunds")
-section("admin.inbox", "Inbox")
-section("admin.announcements", "Announcements")
+section("admin.refunds", _l("Refunds"))
+section("admin.inbox", _l("Inbox"))
+section("admin.announcements", _l("Announcements"))

@@ -2,19 +2,30 @@
 with a preview, publishing (with an effective date for significant changes), and advance notice mail."""
 import functools
 
+from datetime import datetime, time, timezone
+
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from ... import legal, notices
 from ...database import atomic
 from ...errors import DomainError
 from ...extensions import db
+from ...i18n import day, minute
 from ...models import LegalKind
 from ..htmx import render
 from . import actor, bp, confirmed, page_number, paginate, section
 
 INVALID = 422
-HEADINGS = {LegalKind.TERMS: "Terms of service", LegalKind.PRIVACY: "Privacy policy",
-            LegalKind.REFUND_POLICY: "Refund policy"}
+HEADINGS = {LegalKind.TERMS: _l("Terms of service"), LegalKind.PRIVACY: _l("Privacy policy"),
+            LegalKind.REFUND_POLICY: _l("Refund policy")}
+
+
+def when(moment: datetime) -> str:
+    """legal.when in the page's language: the date, and the time only when it is not midnight UTC."""
+    moment = moment.astimezone(timezone.utc)
+    return day(moment) if moment.time() == time() else _("%(when)s UTC", when=minute(moment))
 
 
 def _kind(slug: str) -> LegalKind:
@@ -46,7 +57,7 @@ def _summary(kind: LegalKind) -> dict:
 
 @bp.get("/legal", endpoint="legal")  # "admin.legal": the nav marks admin.legal_* pages too
 def legal_index():
-    return render_template("admin/legal/index.html", kinds=[_summary(kind) for kind in LegalKind], when=legal.when)
+    return render_template("admin/legal/index.html", kinds=[_summary(kind) for kind in LegalKind], when=when)
 
 
 def _draft_from(form) -> dict:
@@ -57,7 +68,7 @@ def _draft_from(form) -> dict:
 
 def _editor(kind: LegalKind, draft: dict, errors: dict, preview=None, status: int = 200):
     return render("admin/legal/kind.html", "preview", status=status, summary=_summary(kind), draft=draft,
-                  errors=errors, preview=preview, when=legal.when)
+                  errors=errors, preview=preview, when=when)
 
 
 @bp.route("/legal/<kind>", methods=["GET", "POST"])
@@ -74,9 +85,9 @@ def legal_kind(kind: str):
         return _editor(kind, draft, {}, preview=legal.render(draft["body"]) if draft["body"].strip() else "")
     errors = {}
     if not confirmed(request.form):
-        errors["confirm"] = "Tick the box to confirm: a published version cannot be changed or withdrawn."
+        errors["confirm"] = _("Tick the box to confirm: a published version cannot be changed or withdrawn.")
     if len(draft["reason"]) > 2000:
-        errors["reason"] = "Keep the note under 2,000 characters."
+        errors["reason"] = _("Keep the note under 2,000 characters.")
     if not errors:
         try:
             with atomic():
@@ -84,7 +95,7 @@ def legal_kind(kind: str):
                                          effective_at=legal.parse_effective(draft["effective_at"]), actor=actor(),
                                          reason=draft["reason"] or None)
                 document_id, version, notify = document.id, document.version, legal.after_publish(document)
-                takes_effect = legal.when(document.takes_effect)
+                takes_effect = when(document.takes_effect)
         except DomainError as exc:
             errors[getattr(exc, "field", None) or "body"] = str(exc)
     if errors:
@@ -92,12 +103,13 @@ def legal_kind(kind: str):
                        status=INVALID)
     if notify:
         _mail_notices_later(document_id)
-        flash(f"Published version {version}: it takes effect on {takes_effect}. Everyone is being mailed the "
-              f"notice, and sees a banner until then.")
+        flash(_("Published version %(version)s: it takes effect on %(when)s. Everyone is being mailed the notice, "
+                "and sees a banner until then.", version=version, when=takes_effect))
     elif draft["significant"] and kind is not LegalKind.REFUND_POLICY:
-        flash(f"Published version {version}, in force now: people are asked to accept it at their next visit.")
+        flash(_("Published version %(version)s, in force now: people are asked to accept it at their next visit.",
+                version=version))
     else:
-        flash(f"Published version {version}, in force now.")
+        flash(_("Published version %(version)s, in force now.", version=version))
     return redirect(url_for("admin.legal_kind", kind=kind.value), code=303)
 
 
@@ -109,7 +121,7 @@ def legal_version(kind: str, version: str):
     query = legal.declines(document) if showing == "declined" else legal.acceptances(document)
     row = next(r for r in legal.version_rows(kind) if r.document.id == document.id)
     return render_template("admin/legal/version.html", kind=kind, heading=HEADINGS[kind], document=document,
-                           row=row, showing=showing, when=legal.when, html=legal.render(document),
+                           row=row, showing=showing, when=when, html=legal.render(document),
                            page=paginate(db.session, query, page_number(request.args.get("page"))),
                            audience=legal.notice_audience(document))
 
@@ -119,18 +131,18 @@ def legal_notify(kind: str, version: str):
     kind = _kind(kind)
     document = _document(kind, version)
     if not confirmed(request.form):
-        flash("Nothing sent: tick the box to confirm.")
+        flash(_("Nothing sent: tick the box to confirm."))
         return redirect(url_for("admin.legal_version", kind=kind.value, version=document.version), code=303)
     try:
         with atomic():
             legal.request_notices(document, actor())
             document_id = document.id
     except DomainError as exc:
-        flash(f"Nothing sent: {exc}.")
+        flash(_("Nothing sent: %(error)s.", error=str(exc)))
     else:
         _mail_notices_later(document_id)
-        flash("Sending the notice to everyone who has not had it yet.")
+        flash(_("Sending the notice to everyone who has not had it yet."))
     return redirect(url_for("admin.legal_version", kind=kind.value, version=version), code=303)
 
 
-section("admin.legal", "Legal")
+section("admin.legal", _l("Legal"))

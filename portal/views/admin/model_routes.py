@@ -3,6 +3,7 @@ its priority, weight or model name there, remove it. Each action needs a reason 
 like `flask models route ...`; the model's page lists them with this process's circuit states.
 """
 from flask import abort, flash, redirect, request, url_for
+from flask_babel import gettext as _
 
 from ... import routes
 from ...database import atomic
@@ -44,7 +45,7 @@ def model_routes_add(model_id: int):
             name = route.upstream.name
     except DomainError as exc:
         return _refused(model_id, exc, "route_add")
-    flash(f"{name} may now serve {model.public_id}.")
+    flash(_("%(upstream)s may now serve %(model)s.", upstream=name, model=model.public_id))
     return _back(model_id)
 
 
@@ -56,14 +57,14 @@ def model_routes_update(model_id: int, upstream_id: int):
     try:
         reason = reason_from(form)
         with atomic():
-            _, changed = routes.update_route(model.public_id, name,
+            _route, changed = routes.update_route(model.public_id, name,
                                              upstream_model=(form.get("upstream_model") or "").strip() or None,
                                              priority=(form.get("priority") or "").strip() or None,
                                              weight=(form.get("weight") or "").strip() or None,
                                              actor=actor(), reason=reason)
     except DomainError as exc:
         return _refused(model_id, exc, f"route_{upstream_id}")
-    flash(f"Route via {name} saved." if changed else "Nothing changed.")
+    flash(_("Route via %(upstream)s saved.", upstream=name) if changed else _("Nothing changed."))
     return _back(model_id)
 
 
@@ -74,10 +75,10 @@ def model_routes_remove(model_id: int, upstream_id: int):
     try:
         reason = reason_from(request.form)
         if not confirmed(request.form):
-            raise InvalidInput("Tick the box to confirm.", field="confirm")
+            raise InvalidInput(_("Tick the box to confirm."), field="confirm")
         with atomic():
             routes.remove_route(model.public_id, name, actor=actor(), reason=reason)
     except DomainError as exc:
         return _refused(model_id, exc, f"route_{upstream_id}")
-    flash(f"{name} no longer serves {model.public_id}.")
+    flash(_("%(upstream)s no longer serves %(model)s.", upstream=name, model=model.public_id))
     return _back(model_id)

@@ -7,12 +7,16 @@ audits it in the same transaction.
 from datetime import datetime, timezone
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ... import audit, catalog, pricefile, routes
 from ...database import atomic
 from ...errors import DomainError, InvalidInput
 from ...extensions import db
+from ...i18n import minute
 from ...models import CatalogModel, utcnow
 from . import actor, bp, confirmed, page_number, paginate, reason_from, section
 
@@ -32,7 +36,7 @@ def _note(form) -> str | None:
     """An optional note for the audit log."""
     note = (form.get("reason") or "").strip()
     if len(note) > 2000:
-        raise InvalidInput("Keep the note under 2,000 characters.", field="reason")
+        raise InvalidInput(_("Keep the note under 2,000 characters."), field="reason")
     return note or None
 
 
@@ -40,10 +44,10 @@ def _whole(form, name: str, errors: dict, *, required: bool = False, minimum: in
     text = (form.get(name) or "").strip().replace(",", "").replace("_", "")
     if not text:
         if required:
-            errors[name] = "Give a whole number."
+            errors[name] = _("Give a whole number.")
         return None
     if not text.isdigit() or int(text) < minimum:
-        errors[name] = f"Give a whole number, {minimum} or more."
+        errors[name] = _("Give a whole number, %(minimum)s or more.", minimum=minimum)
         return None
     return int(text)
 
@@ -69,11 +73,11 @@ def _effective(form, errors: dict) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        errors["effective_at"] = "Give the date and time the price takes effect, in UTC, such as 2026-12-01 00:00."
+        errors["effective_at"] = _("Give the date and time the price takes effect, in UTC, such as 2026-12-01 00:00.")
         return None
     moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
     if moment <= utcnow():
-        errors["effective_at"] = (f"{moment:%Y-%m-%d %H:%M} UTC has passed: choose “now” or a moment still to come.")
+        errors["effective_at"] = _("%(when)s UTC has passed: choose “now” or a moment still to come.", when=minute(moment))
         return None
     return moment
 
@@ -123,19 +127,19 @@ def models_new():
     errors.update(price_errors)
     effective_at = _effective(form, errors)
     if not public_id:
-        errors["public_id"] = "Give the model's id: the name callers send as \"model\"."
+        errors["public_id"] = _("Give the model's id: the name callers send as \"model\".")
     elif db.session.scalar(select(CatalogModel.id).where(CatalogModel.public_id == public_id)) is not None:
-        errors["public_id"] = f"A model {public_id!r} exists already; change it from its page."
+        errors["public_id"] = _("A model %(model)s exists already; change it from its page.", model=repr(public_id))
     if not errors:
         try:
             with atomic():
-                model, _ = catalog.set_model(public_id, settings.pop("upstream_name"), price, effective_at=effective_at,
+                model, _price = catalog.set_model(public_id, settings.pop("upstream_name"), price, effective_at=effective_at,
                                              actor=actor(), reason=_note(form), **_with_defaults(settings))
         except DomainError as exc:
             _field_error(exc, errors, "public_id")
         else:
-            flash(f"Model {model.public_id} added" + (f"; its price takes effect {effective_at:%Y-%m-%d %H:%M} UTC."
-                                                      if effective_at else "."))
+            flash(_("Model %(model)s added; its price takes effect %(when)s UTC.", model=model.public_id,
+                    when=minute(effective_at)) if effective_at else _("Model %(model)s added.", model=model.public_id))
             return redirect(url_for("admin.models_show", model_id=model.id))
     return _form_page("admin/models/new.html", 422, values=form, errors=errors)
 
@@ -185,12 +189,12 @@ def models_settings(model_id: int):
     if not errors:
         try:
             with atomic():
-                _, changed = catalog.update_model(model.public_id, actor=actor(), reason=_note(request.form),
+                _model_row, changed = catalog.update_model(model.public_id, actor=actor(), reason=_note(request.form),
                                                   **_with_defaults(settings))
         except DomainError as exc:
             _field_error(exc, errors, "upstream")
         else:
-            flash("Settings saved." if changed else "Nothing changed.")
+            flash(_("Settings saved.") if changed else _("Nothing changed."))
             return redirect(url_for("admin.models_show", model_id=model.id))
     db.session.rollback()
     return _show(_model(model_id), 422, values={"settings": request.form}, form_errors={"settings": errors})
@@ -212,11 +216,12 @@ def models_price(model_id: int):
             _field_error(exc, errors, "input")
         else:
             if not changed:
-                flash("That price is already the one in force at that moment; nothing changed.")
+                flash(_("That price is already the one in force at that moment; nothing changed."))
             elif effective_at is None:
-                flash(f"New price of {model.public_id} in force from now.")
+                flash(_("New price of %(model)s in force from now.", model=model.public_id))
             else:
-                flash(f"New price of {model.public_id} recorded: it takes effect {effective_at:%Y-%m-%d %H:%M} UTC.")
+                flash(_("New price of %(model)s recorded: it takes effect %(when)s UTC.", model=model.public_id,
+                        when=minute(effective_at)))
             return redirect(url_for("admin.models_show", model_id=model.id))
     return _show(_model(model_id), 422, values={"price": request.form}, form_errors={"price": errors})
 
@@ -232,12 +237,13 @@ def models_cost(model_id: int):
     if not errors:
         try:
             with atomic():
-                _, changed = catalog.set_cost_price(model.public_id, price, actor=actor(), reason=_note(request.form))
+                _cost, changed = catalog.set_cost_price(model.public_id, price, actor=actor(), reason=_note(request.form))
         except DomainError as exc:
             _field_error(exc, errors, "cost_input")
         else:
-            flash(("Cost price cleared." if clear else "Cost price saved: calls from now on record their upstream cost.")
-                  if changed else "Nothing changed.")
+            flash((_("Cost price cleared.") if clear
+                   else _("Cost price saved: calls from now on record their upstream cost."))
+                  if changed else _("Nothing changed."))
             return redirect(url_for("admin.models_show", model_id=model.id))
     return _show(_model(model_id), 422, values={"cost": request.form}, form_errors={"cost": errors})
 
@@ -249,13 +255,17 @@ def models_enabled(model_id: int):
     try:
         reason = reason_from(request.form)
         if not enable and not confirmed(request.form):
-            raise InvalidInput("Tick the box to confirm: calls to this model will be refused.", field="confirm")
+            raise InvalidInput(_("Tick the box to confirm: calls to this model will be refused."), field="confirm")
         with atomic():
-            _, changed = catalog.set_enabled(model.public_id, enable, actor(), reason)
+            _model_row, changed = catalog.set_enabled(model.public_id, enable, actor(), reason)
     except DomainError as exc:
         return _show(model, 422, page_error=str(exc))
-    state = "enabled" if enable else "disabled"
-    flash(f"{model.public_id} {state}." if changed else f"{model.public_id} was {state} already; nothing changed.")
+    if enable:
+        flash(_("%(model)s enabled.", model=model.public_id) if changed
+              else _("%(model)s was enabled already; nothing changed.", model=model.public_id))
+    else:
+        flash(_("%(model)s disabled.", model=model.public_id) if changed
+              else _("%(model)s was disabled already; nothing changed.", model=model.public_id))
     return redirect(url_for("admin.models_show", model_id=model.id))
 
 
@@ -265,14 +275,14 @@ def models_withdraw(model_id: int, price_id: int):
     try:
         reason = reason_from(request.form)
         if not confirmed(request.form):
-            raise InvalidInput("Tick the box to confirm the withdrawal.", field="confirm")
+            raise InvalidInput(_("Tick the box to confirm the withdrawal."), field="confirm")
         with atomic():
             row = catalog.withdraw_price(model.public_id, price_id, actor=actor(), reason=reason)
     except DomainError as exc:
         db.session.rollback()
         return _show(_model(model_id), 422, page_error=str(exc))
-    flash(f"The change of {model.public_id} planned for {row.effective_at:%Y-%m-%d %H:%M} UTC is withdrawn; "
-          "the price before it stays in force.")
+    flash(_("The change of %(model)s planned for %(when)s UTC is withdrawn; the price before it stays in force.",
+            model=model.public_id, when=minute(row.effective_at)))
     return redirect(url_for("admin.models_show", model_id=model.id))
 
 
@@ -286,18 +296,18 @@ def models_import():
     kind = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     text = None
     if not name:
-        errors["file"] = "Choose a price file: a .json file or a .csv price list."
+        errors["file"] = _("Choose a price file: a .json file or a .csv price list.")
     elif kind not in ("json", "csv"):
-        errors["file"] = f"{name}: a price file is a .json file or a .csv price list."
+        errors["file"] = _("%(name)s: a price file is a .json file or a .csv price list.", name=name)
     else:
         data = upload.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
-            errors["file"] = "The file is larger than 2 MB; split it."
+            errors["file"] = _("The file is larger than 2 MB; split it.")
         else:
             try:
                 text = data.decode("utf-8-sig")  # a spreadsheet's byte-order mark is not a column name
             except UnicodeDecodeError:
-                errors["file"] = f"{name} is not UTF-8 text; save it as UTF-8."
+                errors["file"] = _("%(name)s is not UTF-8 text; save it as UTF-8.", name=name)
     effective_at = _effective(request.form, errors)
     outcomes = None
     if not errors:
@@ -319,18 +329,24 @@ def _import_summary(name: str, outcomes: list[tuple[str, str]], effective_at: da
     by_outcome: dict[str, list[str]] = {}
     for public_id, outcome in outcomes:
         by_outcome.setdefault(outcome, []).append(public_id)
+    labels = {"created": _("created: %(models)s"), "new price": _("new price: %(models)s"),
+              "updated": _("updated: %(models)s")}
     parts = []
     for outcome in ("created", "new price", "updated", "unchanged"):
         ids = by_outcome.get(outcome, [])
         if ids and outcome != "unchanged":
-            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-            parts.append(f"{outcome}: {shown}")
+            shown = ", ".join(ids[:10])
+            if len(ids) > 10:
+                shown = _("%(models)s and %(count)s more", models=shown, count=len(ids) - 10)
+            parts.append(labels[outcome] % {"models": shown})
         elif ids:
-            parts.append(f"{len(ids)} unchanged")
-    when = f" New prices take effect {effective_at:%Y-%m-%d %H:%M} UTC." if effective_at and (
-        "created" in by_outcome or "new price" in by_outcome) else ""
-    return (f"Imported {name}: {len(outcomes)} model{'s' if len(outcomes) != 1 else ''} ("
-            + "; ".join(parts) + ")." + when)
+            parts.append(_("%(count)s unchanged", count=len(ids)))
+    summary = ngettext("Imported %(name)s: %(num)s model (%(outcomes)s).",
+                       "Imported %(name)s: %(num)s models (%(outcomes)s).", len(outcomes), name=name,
+                       outcomes=_("; ").join(parts))
+    if effective_at and ("created" in by_outcome or "new price" in by_outcome):
+        summary += " " + _("New prices take effect %(when)s UTC.", when=minute(effective_at))
+    return summary
 
 
 @bp.get("/models/export.<kind>")
@@ -345,4 +361,4 @@ def models_export(kind: str):
                     headers={"Content-Disposition": f'attachment; filename="prices-{stamp}.{kind}"'})
 
 
-section("admin.models", "Models")
+section("admin.models", _l("Models"))

@@ -2,6 +2,8 @@
 accounts sharing a card, a sign-up address or the addresses their keys are used from. A flag
 that is a false positive can be cleared here, with a reason (audited), like `flask signals clear`."""
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from ... import signals
 from ...database import atomic
@@ -23,7 +25,7 @@ def _days(raw) -> int:
 
 def _page(days: int, status: int = 200, *, error: str = "", failed=None):
     review = signals.review(current_app.config, days=days)
-    if failed not in {key.id for key, _ in review.flagged}:
+    if failed not in {key.id for key, _user in review.flagged}:
         failed = None  # cleared meanwhile, say: the error goes above the table
     return render_template("admin/signals/index.html", review=review, days=days,
                            threshold=current_app.config["KEY_SHARING_ADDRESSES_PER_DAY"],
@@ -48,8 +50,8 @@ def signals_clear(key_id: int):
     except DomainError as exc:
         db.session.rollback()
         return _page(signals.LOOKBACK_DAYS, INVALID, error=str(exc), failed=key_id)
-    flash(f"The sharing flag of {hint} is cleared.")
+    flash(_("The sharing flag of %(hint)s is cleared.", hint=hint))
     return redirect(url_for("admin.signals_index", _anchor="flagged-keys"), 303)
 
 
-section("admin.signals_index", "Signals")
+section("admin.signals_index", _l("Signals"))

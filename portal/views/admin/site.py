@@ -3,6 +3,8 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from ... import maintenance, sitesettings, status
 from ...database import atomic
@@ -20,16 +22,23 @@ def _moment(raw: Optional[str], field: str) -> Optional[datetime]:
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
     except ValueError:
-        raise InvalidInput("Give the time as 2027-01-31 18:00 (UTC).", field=field) from None
+        raise InvalidInput(_("Give the time as 2027-01-31 18:00 (UTC)."), field=field) from None
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 def _index(errors: Optional[dict] = None, form: Optional[dict] = None, status_code: int = 200):
     return render_template("admin/site/index.html", state=maintenance.announced(), now=maintenance.utcnow(),
                            branding=sitesettings.branding(), fields=sitesettings.BRANDING_FIELDS,
+                           brand_labels=_brand_labels(),
                            saved=sitesettings.stored(), errors=errors or {}, form=form or {},
                            max_logo_kb=sitesettings.LOGO_MAX_BYTES // 1024,
                            default_retry_minutes=maintenance.DEFAULT_RETRY_SECONDS // 60), status_code
+
+
+def _brand_labels() -> dict:
+    """The branding fields' labels in the page's language (sitesettings keeps the English)."""
+    return {"site_name": _("Site name"), "contact_email": _("Contact address"),
+            "operator_name": _("Operator's legal name"), "operator_address": _("Operator's postal address")}
 
 
 def _refused(exc: InvalidInput):
@@ -45,15 +54,15 @@ def site():
 def site_maintenance_on():
     try:
         if not confirmed(request.form):
-            raise InvalidInput("Tick the box to confirm: every API call will be refused.", field="confirm")
+            raise InvalidInput(_("Tick the box to confirm: every API call will be refused."), field="confirm")
         reason = reason_from(request.form)
         until = _moment(request.form.get("until"), "until")
         with atomic():
             changed = maintenance.turn_on(actor(), message=request.form.get("message"), until=until, reason=reason)
     except InvalidInput as exc:
         return _refused(exc)
-    flash("Maintenance is on: API calls are refused with 503, and the portal shows the banner." if changed
-          else "Maintenance was already on with this message and end time; nothing changed.")
+    flash(_("Maintenance is on: API calls are refused with 503, and the portal shows the banner.") if changed
+          else _("Maintenance was already on with this message and end time; nothing changed."))
     return redirect(url_for("admin.site"))
 
 
@@ -65,21 +74,21 @@ def site_maintenance_off():
             changed = maintenance.turn_off(actor(), reason=reason)
     except InvalidInput as exc:
         return _refused(exc)
-    flash("Maintenance is off: the API answers calls again." if changed
-          else "Maintenance was already off; nothing changed.")
+    flash(_("Maintenance is off: the API answers calls again.") if changed
+          else _("Maintenance was already off; nothing changed."))
     return redirect(url_for("admin.site"))
 
 
 @bp.post("/site/branding")
 def site_branding():
     # Only the fields sent: a field left out keeps its value, an emptied one goes back to the configuration's.
-    values = {key: request.form[key] for key, _, _, _ in sitesettings.BRANDING_FIELDS if key in request.form}
+    values = {key: request.form[key] for key, *_rest in sitesettings.BRANDING_FIELDS if key in request.form}
     try:
         with atomic():
             changed = sitesettings.save_branding(actor(), values, reason=request.form.get("reason") or None)
     except InvalidInput as exc:
         return _refused(exc)
-    flash("Branding saved." if changed else "The branding already said that; nothing changed.")
+    flash(_("Branding saved.") if changed else _("The branding already said that; nothing changed."))
     return redirect(url_for("admin.site"))
 
 
@@ -92,7 +101,7 @@ def site_logo():
             sitesettings.save_logo(actor(), data, reason=request.form.get("reason") or None)
     except InvalidInput as exc:
         return _refused(exc)
-    flash("Logo saved; it shows in the header of every page.")
+    flash(_("Logo saved; it shows in the header of every page."))
     return redirect(url_for("admin.site"))
 
 
@@ -104,7 +113,7 @@ def site_logo_remove():
             changed = sitesettings.remove_logo(actor(), reason=reason)
     except InvalidInput as exc:
         return _refused(exc)
-    flash("Logo removed; the header shows the site name." if changed else "There was no logo; nothing changed.")
+    flash(_("Logo removed; the header shows the site name.") if changed else _("There was no logo; nothing changed."))
     return redirect(url_for("admin.site"))
 
 
@@ -129,7 +138,7 @@ def site_incident_add():
                                   started_at=_moment(request.form.get("started_at"), "started_at"))
     except InvalidInput as exc:
         return _incidents({exc.field or "form": str(exc)}, request.form.to_dict(), 422)
-    flash(f"Incident {incident.id} is on the status page, as ongoing.")
+    flash(_("Incident %(id)s is on the status page, as ongoing.", id=incident.id))
     return redirect(url_for("admin.site_incidents"))
 
 
@@ -164,7 +173,7 @@ def site_incident_edit(incident_id: int):
     except InvalidInput as exc:
         db.session.rollback()
         return _edit_page(_found(incident_id), {exc.field or "form": str(exc)}, request.form.to_dict(), 422)
-    flash(f"Incident {incident.id} updated." if changed else "The incident already said that; nothing changed.")
+    flash(_("Incident %(id)s updated.", id=incident.id) if changed else _("The incident already said that; nothing changed."))
     return redirect(url_for("admin.site_incident", incident_id=incident_id))
 
 
@@ -178,8 +187,8 @@ def site_incident_resolve(incident_id: int):
     except InvalidInput as exc:
         db.session.rollback()
         return _edit_page(_found(incident_id), {exc.field or "form": str(exc)}, request.form.to_dict(), 422)
-    flash(f"Incident {incident_id} is resolved." if changed else "The incident was already resolved; nothing changed.")
+    flash(_("Incident %(id)s is resolved.", id=incident_id) if changed else _("The incident was already resolved; nothing changed."))
     return redirect(url_for("admin.site_incident", incident_id=incident_id))
 
 
-section("admin.site", "Site & status")
+section("admin.site", _l("Site & status"))

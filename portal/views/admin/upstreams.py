@@ -7,17 +7,20 @@ audits it in the same transaction; a change clears this process's model cache wh
 is saved, not even back in a form that failed.
 """
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from ... import audit, catalog, dialects, routes, secretbox, upstream_health
 from ...database import atomic
 from ...errors import DomainError, InvalidInput
 from ...extensions import db
+from ...i18n import number
 from ...models import CatalogModel, Protocol, Upstream
 from . import actor, bp, confirmed, page_number, paginate, reason_from, section
 
-PROTOCOLS = (("openai", "OpenAI-style (/v1/chat/completions, /v1/responses …)"),
-             ("anthropic", "Anthropic-style (/v1/messages)"), ("echo", "Echo (built in, for trying things out)"))
+PROTOCOLS = (("openai", _l("OpenAI-style (/v1/chat/completions, /v1/responses …)")),
+             ("anthropic", _l("Anthropic-style (/v1/messages)")), ("echo", _l("Echo (built in, for trying things out)")))
 MAX_KEY_LENGTH = 4096
 
 
@@ -32,7 +35,7 @@ def _note(form) -> str | None:
     """An optional note for the audit log."""
     note = (form.get("reason") or "").strip()
     if len(note) > 2000:
-        raise InvalidInput("Keep the note under 2,000 characters.", field="reason")
+        raise InvalidInput(_("Keep the note under 2,000 characters."), field="reason")
     return note or None
 
 
@@ -40,10 +43,10 @@ def _credential(form) -> str | None:
     """The new credential typed in the form ('' never: a blank box means none)."""
     key = (form.get("api_key") or "").strip()
     if len(key) > MAX_KEY_LENGTH:
-        raise InvalidInput(f"That credential is longer than {MAX_KEY_LENGTH:,} characters; check what was pasted.",
-                           field="api_key")
+        raise InvalidInput(_("That credential is longer than %(max)s characters; check what was pasted.",
+                             max=number(MAX_KEY_LENGTH)), field="api_key")
     if any(c.isspace() for c in key):
-        raise InvalidInput("A credential has no spaces or line breaks; check what was pasted.", field="api_key")
+        raise InvalidInput(_("A credential has no spaces or line breaks; check what was pasted."), field="api_key")
     return key or None
 
 
@@ -97,8 +100,8 @@ def upstreams_new():
     except DomainError as exc:
         db.session.rollback()
         return _new_page(422, form, _errors_of(exc, "name"))
-    flash(f"Upstream {name} added. Its credential is stored encrypted and is not shown again. "
-          "Test the connection below, then add models served by it.")
+    flash(_("Upstream %(upstream)s added. Its credential is stored encrypted and is not shown again. "
+            "Test the connection below, then add models served by it.", upstream=name))
     return redirect(url_for("admin.upstreams_show", upstream_id=upstream_id), code=303)
 
 
@@ -129,19 +132,19 @@ def upstreams_edit(upstream_id: int):
     try:
         choice = form.get("credential") or "keep"
         if choice not in ("keep", "replace", "remove"):
-            raise InvalidInput("Choose to keep, replace or remove the credential.", field="credential")
+            raise InvalidInput(_("Choose to keep, replace or remove the credential."), field="credential")
         api_key = None
         if not echo and choice == "replace":
             api_key = _credential(form)
             if api_key is None:
-                raise InvalidInput("Paste the new credential, or choose to keep the current one.", field="api_key")
+                raise InvalidInput(_("Paste the new credential, or choose to keep the current one."), field="api_key")
         elif not echo and choice == "remove":
             api_key = ""
         base_url = None if echo else (form.get("base_url") or "").strip()
         if base_url is not None and base_url == (upstream.base_url or ""):
             base_url = None
         if not echo and not base_url and base_url is not None:
-            raise InvalidInput("Give the base URL.", field="base_url")
+            raise InvalidInput(_("Give the base URL."), field="base_url")
         dialect = form.get("dialect") or None
         if dialect == upstream.dialect:
             dialect = None
@@ -149,7 +152,7 @@ def upstreams_edit(upstream_id: int):
         if allow == upstream.allow_private_host:
             allow = None
         if base_url is None and api_key is None and dialect is None and allow is None:
-            flash("Nothing changed.")
+            flash(_("Nothing changed."))
             return redirect(url_for("admin.upstreams_show", upstream_id=upstream_id), code=303)
         with atomic():
             catalog.update_upstream(upstream.name, base_url, api_key, dialect, allow_private_host=allow,
@@ -157,8 +160,12 @@ def upstreams_edit(upstream_id: int):
     except DomainError as exc:
         db.session.rollback()
         return _show(_upstream(upstream_id), 422, values=form, errors=_errors_of(exc, "base_url"))
-    flash("Upstream saved." + (" The new credential is stored encrypted and is not shown again."
-                               if api_key else " The credential is removed." if api_key == "" else ""))
+    message = _("Upstream saved.")
+    if api_key:
+        message += " " + _("The new credential is stored encrypted and is not shown again.")
+    elif api_key == "":
+        message += " " + _("The credential is removed.")
+    flash(message)
     return redirect(url_for("admin.upstreams_show", upstream_id=upstream_id), code=303)
 
 
@@ -168,20 +175,21 @@ def _switch(upstream_id: int, enabled: bool):
     try:
         reason = reason_from(form)
         if not enabled and not confirmed(form):
-            raise InvalidInput("Tick the box to confirm: callers of its models get errors until you enable it again.",
-                               field="confirm")
+            raise InvalidInput(_("Tick the box to confirm: callers of its models get errors until you enable it "
+                                 "again."), field="confirm")
         with atomic():
-            _, changed = catalog.set_upstream_enabled(upstream.name, enabled, actor=actor(), reason=reason)
+            _upstream_row, changed = catalog.set_upstream_enabled(upstream.name, enabled, actor=actor(), reason=reason)
     except DomainError as exc:
         db.session.rollback()
         return _show(_upstream(upstream_id), 422, switch_errors=_errors_of(exc, "reason"))
     if not changed:
-        flash(f"{upstream.name} was already {'enabled' if enabled else 'disabled'}; nothing changed.")
+        flash(_("%(upstream)s was already enabled; nothing changed.", upstream=upstream.name) if enabled
+              else _("%(upstream)s was already disabled; nothing changed.", upstream=upstream.name))
     elif enabled:
-        flash(f"{upstream.name} is enabled: its models answer again.")
+        flash(_("%(upstream)s is enabled: its models answer again.", upstream=upstream.name))
     else:
-        flash(f"{upstream.name} is disabled: its models answer “unavailable” until you enable it again "
-              "(at once here; other running servers within a few seconds).")
+        flash(_("%(upstream)s is disabled: its models answer “unavailable” until you enable it again "
+                "(at once here; other running servers within a few seconds).", upstream=upstream.name))
     return redirect(url_for("admin.upstreams_show", upstream_id=upstream_id), code=303)
 
 
@@ -201,8 +209,8 @@ def upstreams_test(upstream_id: int):
     upstream = _upstream(upstream_id)
     result = upstream_health.probe(upstream)
     db.session.rollback()
-    flash(f"Test connection to {upstream.name}: {result.summary()}")
+    flash(_("Test connection to %(upstream)s: %(result)s", upstream=upstream.name, result=result.summary()))
     return redirect(url_for("admin.upstreams_show", upstream_id=upstream_id), code=303)
 
 
-section("admin.upstreams", "Upstreams")
+section("admin.upstreams", _l("Upstreams"))

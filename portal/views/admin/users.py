@@ -4,11 +4,14 @@ of moderation.py (the CLI's twins call the same ones)."""
 from typing import Callable
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from ... import apilimits, moderation
 from ...database import atomic
 from ...errors import DomainError, InvalidInput
 from ...extensions import db
+from ...i18n import number
 from ...models import ApiKey, User
 from . import actor, bp, confirmed, page_number, paginate, reason_from, section
 
@@ -43,7 +46,7 @@ def _act(user_id: int, name: str, action: Callable[[User], moderation.Outcome], 
     user = _user(user_id)
     try:
         if confirm and not confirmed(request.form):
-            raise InvalidInput("Tick the box to confirm: this cannot be undone from here.", field="confirm")
+            raise InvalidInput(_("Tick the box to confirm: this cannot be undone from here."), field="confirm")
         with atomic():
             outcome = action(db.session.get(User, user_id))
     except DomainError as exc:
@@ -141,8 +144,8 @@ def _limit_value(raw: str):
         return None
     # ASCII digits, and few: str.isdigit() takes "²" (int() refuses it) and int() refuses 4,300+ digits.
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 15):
-        raise InvalidInput(f"{raw[:40]!r} is not a whole number: type a number up to "
-                           f"{apilimits.MAX_PER_MINUTE:,}, 0 for no limit, or 'default'")
+        raise InvalidInput(_("%(value)s is not a whole number: type a number up to %(max)s, 0 for no limit, "
+                             "or 'default'", value=repr(raw[:40]), max=number(apilimits.MAX_PER_MINUTE)))
     return int(raw)
 
 
@@ -159,9 +162,9 @@ def users_limits(user_id: int):
             key = (db.session.get(ApiKey, int(target)) if target.isascii() and target.isdigit() and len(target) <= 18
                    else None)
             if key is None or key.user_id != user.id:
-                raise InvalidInput("Choose the account or one of this person's keys.")
+                raise InvalidInput(_("Choose the account or one of this person's keys."))
         return apilimits.set_overrides(actor(), user, key, reason=reason, **values)
     return _with_reason(user_id, "limits", action)
 
 
-section("admin.users", "Users")
+section("admin.users", _l("Users"))
