@@ -2,11 +2,17 @@
 
 SMTP_URL forms: smtp://user:pass@host:587 (STARTTLS when the server offers it),
 smtps://user:pass@host:465 (TLS from the start), smtp://host:25 (no login).
+
+Every mail is written in its recipient's language: render the subject and the body (and send,
+which adds the translated signature) inside `localized(user.locale)`. An account without a choice
+gets the language of the request that caused the mail, or English outside a request (CLI jobs,
+the background sender). Mail to the operator is always English: `localized("en")`.
 """
 import logging
 import smtplib
 import ssl
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
@@ -14,10 +20,24 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app
+from flask_babel import force_locale
+from flask_babel import gettext as _
 
-from . import sitesettings
+from . import i18n, sitesettings
 
 log = logging.getLogger(__name__)
+
+
+def language_for(locale: str | None) -> str:
+    """The language to write to someone in: their account's choice, else this request's, else English."""
+    return locale if locale in i18n.LANGUAGES else i18n.language()
+
+
+@contextmanager
+def localized(locale: str | None):
+    """Render (and send) the mail written inside this block in `locale`'s language (see language_for)."""
+    with force_locale(language_for(locale)):
+        yield
 
 
 def sender(brand: sitesettings.Branding) -> str:
@@ -33,7 +53,7 @@ def signature(brand: sitesettings.Branding) -> str:
     if identity:
         lines.append(identity)
     if brand.contact_email:
-        lines.append(f"Contact: {brand.contact_email}")
+        lines.append(_("Contact: %(address)s", address=brand.contact_email))
     return "\n".join(lines)
 
 

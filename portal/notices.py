@@ -16,10 +16,11 @@ import threading
 from typing import Callable
 
 from flask import Flask, render_template
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import links, mail
+from . import i18n, links, mail
 from .errors import InvalidAmount
 from .extensions import db
 from .models import Account, Notice, User, UserStatus
@@ -52,6 +53,12 @@ def recipient(account_id: int) -> str | None:
     return row.email
 
 
+def locale(account_id: int) -> str | None:
+    """The language the account's owner chose (None: not chosen), for mail to them (mail.localized)."""
+    return db.session.scalar(select(User.locale).join(Account, Account.user_id == User.id)
+                             .where(Account.id == account_id))
+
+
 def set_low_balance_threshold(account: Account, amount_micro: int) -> None:
     """Set the balance below which the owner is mailed once; 0 turns the alert off.
 
@@ -80,9 +87,10 @@ def send_low_balance(account_id: int) -> bool:
     to = recipient(account_id) if account is not None else None
     if to is None or account.low_balance_threshold <= 0:
         return False
-    mail.send(to, f"Your balance is below {format_usd(account.low_balance_threshold)}",
-              render_template("mail/low_balance.txt", available=account.available,
-                              threshold=account.low_balance_threshold, billing=links.public_url("billing.index")))
+    with mail.localized(locale(account_id)):
+        mail.send(to, _("Your balance is below %(amount)s", amount=i18n.usd(account.low_balance_threshold)),
+                  render_template("mail/low_balance.txt", available=account.available,
+                                  threshold=account.low_balance_threshold, billing=links.public_url("billing.index")))
     return True
 
 

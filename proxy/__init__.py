@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from portal import database, maintenance
 
-from .errors import ApiError
+from .errors import ApiError, _, sentences
 from .pipeline import Gateway
 from .protocols import error_shape
 
@@ -24,17 +24,20 @@ def error_response(error: ApiError):
     return response
 
 
-_HTTP_MESSAGES = {
-    404: "Unknown API route {path}. See the README for the routes this gateway serves.",
-    405: "{method} is not allowed on {path}.",
-    413: "The request body is larger than this gateway accepts ({limit} bytes).",
-}
+def _http_message(exc: HTTPException) -> str:
+    values = {"path": request.path, "method": request.method, "limit": request.max_content_length}
+    if exc.code == 404:
+        return _("Unknown API route %(path)s. See the README for the routes this gateway serves.", **values)
+    if exc.code == 405:
+        return _("%(method)s is not allowed on %(path)s.", **values)
+    if exc.code == 413:
+        return _("The request body is larger than this gateway accepts (%(limit)s bytes).", **values)
+    return exc.description or exc.name
 
 
 def http_error(exc: HTTPException):
     """An HTTP error (unknown route, wrong method, body too large) in the API's JSON shape."""
-    message = _HTTP_MESSAGES.get(exc.code, exc.description or exc.name).format(
-        path=request.path, method=request.method, limit=request.max_content_length)
+    message = _http_message(exc)
     return error_response(ApiError(exc.code or 500, message, code="unknown_route" if exc.code == 404 else None))
 
 
@@ -45,12 +48,12 @@ def _unexpected(exc: Exception):
         # An outage, not a bug: one log line (no traceback), and a 503 the SDKs retry.
         database.log_unavailable(exc, request.path)
         wait = database.RETRY_AFTER_SECONDS
-        return error_response(ApiError(503, f"The gateway's database is unreachable; nothing was charged. "
-                                            f"Retry in {wait} seconds.", code="database_unavailable",
+        return error_response(ApiError(503, _("The gateway's database is unreachable; nothing was charged. "
+                                              "Retry in %(wait)s seconds.", wait=wait), code="database_unavailable",
                                        headers={"Retry-After": str(wait)}))
     log.exception("unhandled error on %s", request.path)
-    return error_response(ApiError(500, "The gateway failed unexpectedly; any hold placed for this call "
-                                        "is settled or released, never charged twice."))
+    return error_response(ApiError(500, _("The gateway failed unexpectedly; any hold placed for this call "
+                                          "is settled or released, never charged twice.")))
 
 
 def refuse_during_maintenance():
@@ -60,13 +63,15 @@ def refuse_during_maintenance():
     state = maintenance.current()
     if state is None:
         return None
-    until = f" until {state.until:%Y-%m-%d %H:%M} UTC" if state.until else ""
-    message = f" {state.message.rstrip()}" if state.message else ""
-    if message and not message.endswith((".", "!", "?")):
+    message = state.message.rstrip() if state.message else ""  # the operator's words, as written
+    if message and not message.endswith((".", "!", "?", "。", "！", "？")):
         message += "."
     wait = state.retry_after()
-    raise ApiError(503, f"The service is down for maintenance{until}; nothing was charged.{message} "
-                        f"Retry in {wait} seconds.", code="maintenance", headers={"Retry-After": str(wait)})
+    until = state.until.strftime("%Y-%m-%d %H:%M") if state.until else None
+    down = (_("The service is down for maintenance until %(until)s UTC; nothing was charged.", until=until) if until
+            else _("The service is down for maintenance; nothing was charged."))
+    raise ApiError(503, sentences(down, message, _("Retry in %(wait)s seconds.", wait=wait)),
+                   code="maintenance", headers={"Retry-After": str(wait)})
 
 
 bp.before_request(refuse_during_maintenance)

@@ -16,7 +16,7 @@ from portal.config import call_limits
 from portal.errors import AccountNotVerified, AccountSuspended, KeyExpired, KeyRejected, UnknownModel
 from portal.models import utcnow
 
-from .errors import ApiError
+from .errors import ApiError, _, sentences
 from .protocols import ROUTES_FOR_PROTOCOL, Route
 
 RETRY_AFTER_SECONDS = "1"
@@ -24,7 +24,7 @@ RETRY_AFTER_SECONDS = "1"
 
 def sentence(exc: Exception) -> str:
     text = str(exc)
-    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "。")) else ".")
 
 
 def authenticate(api_key: Optional[str], client_ip: Optional[str]) -> apikeys.Caller:
@@ -32,16 +32,17 @@ def authenticate(api_key: Optional[str], client_ip: Optional[str]) -> apikeys.Ca
     try:
         caller = apikeys.authenticate(api_key)
     except KeyExpired as exc:  # an expiry date is a limit the key's owner set: 403 like the others
-        raise ApiError(403, f"{sentence(exc)} Set a later expiry date in the portal, or use another key.") from None
+        raise ApiError(403, sentences(sentence(exc), _("Set a later expiry date in the portal, or use another key."))
+                       ) from None
     except (AccountSuspended, AccountNotVerified) as exc:
         raise ApiError(403, sentence(exc)) from None
     except KeyRejected as exc:
-        hint = ("Send your key as 'Authorization: Bearer KEY' or 'x-api-key: KEY'." if api_key is None
-                else "Check the key, or create a new one in the portal.")
-        raise ApiError(401, f"{sentence(exc)} {hint}") from None
+        hint = (_("Send your key as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.") if api_key is None
+                else _("Check the key, or create a new one in the portal."))
+        raise ApiError(401, sentences(sentence(exc), hint)) from None
     if not caller.may_call_from(client_ip):
-        raise ApiError(403, f"This API key may not be used from {client_ip or 'an unknown address'}; change the "
-                            "key's IP allow-list in the portal.")
+        raise ApiError(403, _("This API key may not be used from %(address)s; change the key's IP allow-list in "
+                              "the portal.", address=client_ip or _("an unknown address")))
     return caller
 
 
@@ -73,10 +74,10 @@ class ModelCache:
 def choose_model(caller: apikeys.Caller, route: Route, document: dict, models: ModelCache) -> catalog.ServingModel:
     public_id = document.get("model")
     if not isinstance(public_id, str) or not public_id:
-        raise ApiError(400, "model: Field required (a model id from GET /v1/models).")
+        raise ApiError(400, _("model: Field required (a model id from GET /v1/models)."))
     if not caller.may_use(public_id):
-        raise ApiError(403, f"This API key may not use the model '{public_id}'; change the key's allowed "
-                            "models in the portal.")
+        raise ApiError(403, _("This API key may not use the model '%(model)s'; change the key's allowed "
+                              "models in the portal.", model=public_id))
     try:
         model = models.get(public_id)
     except catalog.UpstreamDisabled as exc:  # paused by the operator: there, but not now
@@ -85,8 +86,9 @@ def choose_model(caller: apikeys.Caller, route: Route, document: dict, models: M
         raise ApiError(404, str(exc)) from None
     protocol = model.upstream.protocol
     if protocol != "echo" and protocol != route.protocol.value:
-        raise ApiError(400, f"The model '{public_id}' is served over the {protocol} API; "
-                            f"call {ROUTES_FOR_PROTOCOL.get(protocol, 'another route')} instead.")
+        raise ApiError(400, _("The model '%(model)s' is served over the %(protocol)s API; call %(route)s instead.",
+                              model=public_id, protocol=protocol,
+                              route=ROUTES_FOR_PROTOCOL.get(protocol) or _("another route")))
     return model
 
 
@@ -135,17 +137,19 @@ class Capacity:
         with self._lock:
             if self._accounts[caller.account_id] >= limits.per_account:
                 metrics.rate_limited("account", "concurrency")
-                refusal = ApiError(429, f"Your account already has {limits.per_account} calls in progress, its "
-                                        "limit; wait for one to finish.", code="concurrency_limit_exceeded",
+                refusal = ApiError(429, _("Your account already has %(count)s calls in progress, its limit; wait "
+                                          "for one to finish.", count=limits.per_account),
+                                   code="concurrency_limit_exceeded",
                                    headers={"Retry-After": RETRY_AFTER_SECONDS})
             elif self._keys[caller.key_id] >= key_limit:
                 metrics.rate_limited("key", "concurrency")
-                refusal = ApiError(429, f"This API key already has {key_limit} calls in progress, its limit; "
-                                        "wait for one to finish." + (" The key's limit can be raised in the portal."
-                                                                     if key_limit < limits.per_key else ""),
+                refusal = ApiError(429, sentences(
+                    _("This API key already has %(count)s calls in progress, its limit; wait for one to finish.",
+                      count=key_limit),
+                    _("The key's limit can be raised in the portal.") if key_limit < limits.per_key else ""),
                                    code="concurrency_limit_exceeded", headers={"Retry-After": RETRY_AFTER_SECONDS})
             elif self._in_flight >= limits.total:
-                refusal = ApiError(503, "The gateway is at capacity; retry in a few seconds.",
+                refusal = ApiError(503, _("The gateway is at capacity; retry in a few seconds."),
                                    headers={"Retry-After": "2"})
             else:
                 self._in_flight += 1

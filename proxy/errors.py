@@ -2,12 +2,33 @@
 
 OpenAI routes: {"error": {"message", "type", "param", "code"}}.
 Anthropic routes: {"type": "error", "error": {"type", "message"}}.
+
+Messages are for people: English, or Simplified Chinese when the request's Accept-Language asks
+for it (SDKs send none: English). They are translated where the error is built, with `_` below,
+so a call that succeeds does no language work at all. `type` and `code` are for programs and
+never change with the language.
 """
 import json
 import math
 from typing import Optional
 
+from flask import has_app_context
+from flask_babel import gettext
+
 from .redact import redact
+
+
+def _(message: str, **values) -> str:
+    """`message` (placeholders like %(name)s) in the client's language; English outside the app."""
+    if has_app_context():
+        return gettext(message, **values)
+    return message % values if values else message
+
+
+def sentences(*parts: str) -> str:
+    """Sentences one after another: a space between them in English, none in Chinese."""
+    from portal.i18n import language
+    return ("" if language() == "zh" else " ").join(part for part in parts if part)
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
@@ -86,18 +107,26 @@ def upstream_error(status: int, raw: bytes, secret: Optional[str], upstream_retr
 
     A 429 or 503 passes on the upstream's own Retry-After, so the SDKs wait as long as it asked."""
     message = upstream_message(raw, secret)
-    detail = f": {message[:500]}" if message else "."
     wait = retry_after(upstream_retry_after)
     if status in (401, 402, 403):
-        return ApiError(502, "The upstream provider refused the gateway's request (its account or "
-                             "credentials); nothing was charged. Please tell the operator.")
+        return ApiError(502, _("The upstream provider refused the gateway's request (its account or "
+                               "credentials); nothing was charged. Please tell the operator."))
+    # The upstream's own words stay as it wrote them, after ours.
     if status == 429:
-        return ApiError(429, f"The upstream provider is rate limiting; nothing was charged. Retry shortly{detail}",
-                        headers={"Retry-After": wait or "5"})
+        text = (_("The upstream provider is rate limiting; nothing was charged. Retry shortly: %(detail)s",
+                  detail=message[:500]) if message else
+                _("The upstream provider is rate limiting; nothing was charged. Retry shortly."))
+        return ApiError(429, text, headers={"Retry-After": wait or "5"})
     if status in (503, 529):
-        return ApiError(503, f"The upstream provider is overloaded; nothing was charged. Retry shortly{detail}",
-                        headers={"Retry-After": wait} if wait else None)
+        text = (_("The upstream provider is overloaded; nothing was charged. Retry shortly: %(detail)s",
+                  detail=message[:500]) if message else
+                _("The upstream provider is overloaded; nothing was charged. Retry shortly."))
+        return ApiError(503, text, headers={"Retry-After": wait} if wait else None)
     if 400 <= status < 500:
-        return ApiError(status if status in (400, 404, 413, 422) else 400,
-                        f"The upstream provider rejected the request{detail}")
-    return ApiError(502, f"The upstream provider failed (HTTP {status}); nothing was charged{detail}")
+        text = (_("The upstream provider rejected the request: %(detail)s", detail=message[:500]) if message
+                else _("The upstream provider rejected the request."))
+        return ApiError(status if status in (400, 404, 413, 422) else 400, text)
+    if message:
+        return ApiError(502, _("The upstream provider failed (HTTP %(status)s); nothing was charged: %(detail)s",
+                               status=status, detail=message[:500]))
+    return ApiError(502, _("The upstream provider failed (HTTP %(status)s); nothing was charged.", status=status))

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from portal.pricing import Price, base_tier
 
-from .errors import ApiError
+from .errors import ApiError, _
 from .protocols import CHAT, MESSAGES, RESPONSES
 from .rewrite import shown
 
@@ -142,7 +142,8 @@ def hold_input_tokens(body_bytes: int) -> int:
 
 def _limit(document: dict, where: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ApiError(400, f"{where} must be a positive whole number, got {shown(value)}.")
+        raise ApiError(400, _("%(field)s must be a positive whole number, got %(value)s.", field=where,
+                              value=shown(value)))
     return value
 
 
@@ -179,7 +180,8 @@ def _live_search(document: dict) -> Optional[dict]:
     if options is None:
         return None
     if not isinstance(options, dict):
-        raise ApiError(400, f"search_parameters must be an object, got {shown(options)}.")
+        raise ApiError(400, _("%(field)s must be an object, got %(value)s.", field="search_parameters",
+                              value=shown(options)))
     return None if options.get("mode") == "off" else options
 
 

@@ -21,7 +21,7 @@ from portal.pricing import Usage
 from . import holds, metering, rates, routing
 from .admission import Capacity, Limits, ModelCache, Slot, authenticate, choose_model, sentence
 from .breaker import Breakers
-from .errors import ApiError, upstream_error
+from .errors import ApiError, _, upstream_error
 from .metering import StreamMeter, UsageRejected
 from .protocols import ROUTES, Route
 from .relay import LEFT, relay
@@ -135,9 +135,10 @@ class Gateway:
                           service_tier=body.service_tier, price=model.price, context_window=model.context_window,
                           tool_calls_ceiling=model.tool_calls_ceiling or self.tool_calls_ceiling)
         if plan.by_reference and model.input_by_reference == "refuse":
-            raise ApiError(400, f"The model '{model.public_id}' takes input only in the request body, and this "
-                                f"request brings more through {plan.by_reference}. Send that content in the body "
-                                "(images and files inline, as base64), or use another model.")
+            raise ApiError(400, _("The model '%(model)s' takes input only in the request body, and this request "
+                                  "brings more through %(by_reference)s. Send that content in the body (images and "
+                                  "files inline, as base64), or use another model.", model=model.public_id,
+                                  by_reference=plan.by_reference))
         return plan
 
     def _open(self, caller, req: CallRequest, route: Route, model, body: Rewritten,
@@ -157,16 +158,20 @@ class Gateway:
     @staticmethod
     def _expired(exc: CreditsExpired) -> str:
         # Said before the expiry job has run too: the ledger refuses the hold by the date alone.
-        return (f"Your credits expired on {exc.expired_at:%Y-%m-%d} ({ledger.VALIDITY_MONTHS} months after your "
-                f"last top-up). Top up at {links.public_url('billing.index')} to use them again.")
+        day = exc.expired_at.strftime("%Y-%m-%d")
+        return _("Your credits expired on %(day)s (%(months)s months after your last top-up). Top up at "
+                 "%(billing)s to use them again.", day=day, months=ledger.VALIDITY_MONTHS,
+                 billing=links.public_url("billing.index"))
 
     @staticmethod
     def _insufficient(exc: InsufficientFunds, model, route: Route, body: Rewritten, plan: holds.Plan) -> str:
         available = format_usd(max(exc.available or 0, 0))
         billing = links.public_url("billing.index")
         if not route.output_limit_fields:
-            return (f"Insufficient balance: this call needs {format_usd(exc.needed)} available and you have "
-                    f"{available}. Top up at {billing} to continue.")
+            return _("Insufficient balance: this call needs %(needed)s available and you have %(available)s. Top "
+                     "up at %(billing)s to continue.", needed=format_usd(exc.needed), available=available,
+                     billing=billing)
+        # The details name request fields and units as the API spells them; the sentence around them is translated.
         held = [f"{body.max_output} output tokens" + (f" for each of {body.choices} choices" if body.choices > 1
                                                      else "")]
         held += [f"{n} {unit} uses" for unit, n in sorted(plan.units.items())]
@@ -184,9 +189,10 @@ class Gateway:
         elif tiers != ["standard"]:
             at = f" at the {tiers[0]} tier"
         lower_one = lower[0] if len(lower) == 1 else f"{', '.join(lower[:-1])} or {lower[-1]}"
-        return (f"Insufficient balance: this call needs up to {format_usd(exc.needed)} held "
-                f"(the input{where} plus {' and '.join(held)} of {model.public_id}{at}) and you have {available} "
-                f"available. Top up at {billing} or send {lower_one}.")
+        return _("Insufficient balance: this call needs up to %(needed)s held (the input%(where)s plus %(held)s of "
+                 "%(model)s%(at)s) and you have %(available)s available. Top up at %(billing)s or send %(lower)s.",
+                 needed=format_usd(exc.needed), where=where, held=" and ".join(held), model=model.public_id, at=at,
+                 available=available, billing=billing, lower=lower_one)
 
     def _send(self, req: CallRequest, route: Route, upstream: catalog.UpstreamInfo, body: Rewritten):
         if upstream.protocol == "echo":
@@ -311,7 +317,7 @@ class Gateway:
         """Record a call whose upstream vanished before any output (nothing charged); the client's error."""
         self._finish(call, slot, started, calls.Outcome(status="upstream_timeout" if exc.timeout else broken_status,
                                                         http_status=504 if exc.timeout else 502, error=str(exc)))
-        return ApiError(504 if exc.timeout else 502, f"{exc}; nothing was charged.")
+        return ApiError(504 if exc.timeout else 502, _("%(detail)s; nothing was charged.", detail=exc))
 
     def _fail(self, call, slot, started, response, upstream: catalog.UpstreamInfo) -> ApiError:
         try:
@@ -405,4 +411,4 @@ class Gateway:
             if response.status >= 300:
                 raise upstream_error(response.status, raw, upstream.api_key, getattr(response, "retry_after", None))
             return Reply(response.status, response.content_type, raw)
-        raise ApiError(502, "no upstream could take the call")  # unreachable: the last route always goes
+        raise ApiError(502, _("No upstream could take the call."))  # unreachable: the last route always goes

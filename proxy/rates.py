@@ -14,7 +14,7 @@ from flask import current_app
 
 from portal import apilimits, apikeys
 
-from .errors import ANTHROPIC, ApiError
+from .errors import ANTHROPIC, ApiError, _, sentences
 
 
 def duration(seconds: float) -> str:
@@ -60,11 +60,20 @@ def admit(caller: apikeys.Caller, shape: str) -> apilimits.Quota:
     except apilimits.RateLimited as exc:
         now = apilimits.clock()
         wait = max(1, math.ceil(exc.quota.reset_at - now))
-        whose = "This API key" if exc.scope == "key" else "Your account"
-        advice = (" The key's own limit can be raised in the portal." if exc.scope == "key"
+        values = {"limit": f"{exc.limit:,}", "wait": wait}
+        if exc.scope == "key":
+            refusal = (_("This API key has reached its limit of %(limit)s requests per minute; retry in %(wait)s "
+                         "seconds.", **values) if exc.kind == "requests" else
+                       _("This API key has reached its limit of %(limit)s tokens per minute; retry in %(wait)s "
+                         "seconds.", **values))
+        else:
+            refusal = (_("Your account has reached its limit of %(limit)s requests per minute; retry in %(wait)s "
+                         "seconds.", **values) if exc.kind == "requests" else
+                       _("Your account has reached its limit of %(limit)s tokens per minute; retry in %(wait)s "
+                         "seconds.", **values))
+        advice = (_("The key's own limit can be raised in the portal.") if exc.scope == "key"
                   and _owner_lowered(caller, exc.kind) else "")
-        raise ApiError(429, f"{whose} has reached its limit of {exc.limit:,} {exc.kind} per minute; retry in "
-                            f"{wait} seconds.{advice}", code="rate_limit_exceeded",
+        raise ApiError(429, sentences(refusal, advice), code="rate_limit_exceeded",
                        headers={"Retry-After": str(wait), **headers(exc.quota, shape, now)}) from None
 
 

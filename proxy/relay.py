@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Optional
 from portal import metrics
 from portal.pricing import Usage
 
-from .errors import ApiError
+from .errors import ApiError, _
 from .metering import StreamMeter, UsageRejected
 from .redact import redact
 from .sse import Splitter, parse
@@ -175,8 +175,8 @@ class _Relay:
                     yield without_secret(rest, self._secret)
                 if not self.meter.finished:
                     status, error = "upstream_truncated", "the upstream ended the stream before its last event"
-                    yield ApiError(502, "The upstream provider ended the stream early; only the output "
-                                        "relayed was charged.").sse_event(self.error_shape)
+                    yield ApiError(502, _("The upstream provider ended the stream early; only the output "
+                                          "relayed was charged.")).sse_event(self.error_shape)
             except UpstreamUnavailable as exc:
                 if self._left is not None:  # woken by the drain's deadline (or the client left with no drain)
                     handed_off = True

@@ -10,7 +10,7 @@ from typing import Any, Collection, Optional
 
 from portal.pricing import base_tier
 
-from .errors import ANTHROPIC, ApiError
+from .errors import ANTHROPIC, ApiError, _
 from .protocols import CHAT, MESSAGES, RESPONSES, Route
 
 MAX_DEPTH = 128  # far beyond any real request (Claude Code's tool schemas nest about 10 deep)
@@ -36,12 +36,13 @@ def _duplicates_refused(pairs: list) -> dict:
     if len(document) != len(pairs):
         seen = set()
         name = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ApiError(400, f"The request body has the key '{name}' twice in one object; send it once.")
+        raise ApiError(400, _("The request body has the key '%(name)s' twice in one object; send it once.",
+                              name=name))
     return document
 
 
 def _constant_refused(name: str):
-    raise ApiError(400, f"The request body contains {name}, which is not valid JSON.")
+    raise ApiError(400, _("The request body contains %(name)s, which is not valid JSON.", name=name))
 
 
 def _check_tree(document: Any) -> None:
@@ -50,7 +51,7 @@ def _check_tree(document: Any) -> None:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise ApiError(400, f"The request body nests deeper than {MAX_DEPTH} levels.")
+            raise ApiError(400, _("The request body nests deeper than %(depth)s levels.", depth=MAX_DEPTH))
         if isinstance(node, dict):
             items = list(node.keys()) + list(node.values())
         elif isinstance(node, list):
@@ -63,8 +64,8 @@ def _check_tree(document: Any) -> None:
                 try:
                     item.encode("utf-8")
                 except UnicodeEncodeError:
-                    raise ApiError(400, "The request body contains a lone surrogate escape (\\ud800-\\udfff "
-                                        "without its pair); send valid Unicode text.") from None
+                    raise ApiError(400, _("The request body contains a lone surrogate escape (\\ud800-\\udfff "
+                                          "without its pair); send valid Unicode text.")) from None
             elif isinstance(item, (dict, list)):
                 stack.append((item, depth + 1))
 
@@ -73,15 +74,15 @@ def parse_body(raw: bytes) -> dict:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError(400, "The request body is not valid UTF-8; send JSON encoded as UTF-8.") from None
+        raise ApiError(400, _("The request body is not valid UTF-8; send JSON encoded as UTF-8.")) from None
     try:
         document = json.loads(text, object_pairs_hook=_duplicates_refused, parse_constant=_constant_refused)
     except ValueError:
-        raise ApiError(400, "The request body is not valid JSON.") from None
+        raise ApiError(400, _("The request body is not valid JSON.")) from None
     except RecursionError:
-        raise ApiError(400, f"The request body nests deeper than {MAX_DEPTH} levels.") from None
+        raise ApiError(400, _("The request body nests deeper than %(depth)s levels.", depth=MAX_DEPTH)) from None
     if not isinstance(document, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
+        raise ApiError(400, _("The request body must be a JSON object."))
     _check_tree(document)
     return document
 
@@ -96,7 +97,7 @@ def _optional_bool(document: dict, field: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise ApiError(400, f"{field} must be true or false, got {shown(value)}.")
+        raise ApiError(400, _("%(field)s must be true or false, got %(value)s.", field=field, value=shown(value)))
     return value
 
 
@@ -105,8 +106,11 @@ def _positive_int(document: dict, field: str, maximum: int = 0) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or (maximum and value > maximum):
-        bound = f" from 1 to {maximum}" if maximum else ""
-        raise ApiError(400, f"{field} must be a positive whole number{bound}, got {shown(value)}.")
+        if maximum:
+            raise ApiError(400, _("%(field)s must be a positive whole number from 1 to %(maximum)s, got %(value)s.",
+                                  field=field, maximum=maximum, value=shown(value)))
+        raise ApiError(400, _("%(field)s must be a positive whole number, got %(value)s.", field=field,
+                              value=shown(value)))
     return value
 
 
@@ -120,17 +124,20 @@ def _service_tier(route: Route, document: dict, priced: Collection[str], unprice
     if tier is None or route.name not in _TIERED:
         return None
     if not isinstance(tier, str):
-        raise ApiError(400, f"service_tier must be a string, got {shown(tier)}.")
+        raise ApiError(400, _("%(field)s must be a string, got %(value)s.", field="service_tier", value=shown(tier)))
     if base_tier(tier) is None or tier in priced:
         return tier
     if unpriced == "strip":
         del document["service_tier"]
         return None
     standard = '"auto" or "standard_only"' if route.error_shape == ANTHROPIC else '"auto" or "default"'
-    offered = (f"it has prices for the service tiers {', '.join(sorted(priced))}, besides {standard}"
-               if priced else f"it has prices only for the standard tier ({standard})")
-    raise ApiError(400, f"service_tier {shown(tier)} is not offered for the model '{document.get('model')}': "
-                        f"{offered}. Send one of those, or leave service_tier out.")
+    values = {"tier": shown(tier), "model": document.get("model"), "standard": standard}
+    if priced:
+        raise ApiError(400, _("service_tier %(tier)s is not offered for the model '%(model)s': it has prices for "
+                              "the service tiers %(tiers)s, besides %(standard)s. Send one of those, or leave "
+                              "service_tier out.", tiers=", ".join(sorted(priced)), **values))
+    raise ApiError(400, _("service_tier %(tier)s is not offered for the model '%(model)s': it has prices only for "
+                          "the standard tier (%(standard)s). Send one of those, or leave service_tier out.", **values))
 
 
 def rewrite(route: Route, raw: bytes, document: dict, *, upstream_model: str, model_max_output: int,
@@ -147,7 +154,8 @@ def rewrite(route: Route, raw: bytes, document: dict, *, upstream_model: str, mo
     document["model"] = upstream_model
     stream = _optional_bool(document, "stream")
     if stream and not route.streams:
-        raise ApiError(400, f"stream is not supported on /v1{route.path}; leave it out.")
+        path = "/v1" + route.path
+        raise ApiError(400, _("stream is not supported on %(path)s; leave it out.", path=path))
     choices = 1
     if route.choices_field:
         choices = _positive_int(document, route.choices_field, route.max_choices) or 1
@@ -162,14 +170,15 @@ def rewrite(route: Route, raw: bytes, document: dict, *, upstream_model: str, mo
                     document[field] = model_max_output
                     changed = True
         elif route.output_limit_required:
-            raise ApiError(400, f"{fields[0]}: Field required.")
+            raise ApiError(400, _("%(field)s: Field required.", field=fields[0]))
         else:
             # Without a limit the upstream could produce more than the hold covers.
             document[fields[0]] = max_output = model_max_output
             changed = True
     options = document.get("stream_options")
     if options is not None and not isinstance(options, dict):
-        raise ApiError(400, f"stream_options must be an object, got {shown(options)}.")
+        raise ApiError(400, _("%(field)s must be an object, got %(value)s.", field="stream_options",
+                              value=shown(options)))
     client_wants_usage = True
     if options is not None:
         _optional_bool(options, "include_usage")
