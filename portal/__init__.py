@@ -77,9 +77,12 @@ def create_app(config: Optional[dict] = None) -> Flask:
     app.context_processor(lambda: {"now": utcnow()})
     app.jinja_env.bytecode_cache = _TEMPLATES
     # Form macros as globals, so a block rendered alone for htmx has them too.
-    app.jinja_env.globals["field"] = app.jinja_env.get_template("_macros.html").module.field
+    macros = app.jinja_env.get_template("_macros.html").module
+    app.jinja_env.globals["field"] = macros.field
+    app.jinja_env.globals["error_summary"] = macros.error_summary  # a form's errors, listed at its top
     from .legal import banner as legal_banner
     app.jinja_env.globals["legal_banner"] = legal_banner  # scheduled terms changes (_legal_banner.html)
+    app.jinja_env.globals["has_endpoint"] = lambda name: name in app.view_functions  # optional nav links
     ratelimit.init_app(app)
     stripe_gateway.init_app(app)
     for blueprint in (pages.bp, auth.bp, dashboard.bp, keys.bp, usage.bp, account.bp, billing.bp, codes.bp, refunds.bp,
@@ -105,6 +108,11 @@ def create_app(config: Optional[dict] = None) -> Flask:
         return security.untrusted_host_page() if isinstance(exc, SecurityError) else errors.error_page(exc)
 
     app.register_error_handler(HTTPException, http_error)
+    # A stale or missing CSRF token: the form again with a fresh token, or a way back to it (views/csrf.py).
+    from flask_wtf.csrf import CSRFError
+
+    from .views import csrf as csrf_views
+    app.register_error_handler(CSRFError, csrf_views.csrf_error)
     # The database unreachable: a readable 503 page, not a traceback (the /v1 API has its own, in proxy).
     app.register_error_handler(DBAPIError, errors.database_unavailable)
     app.register_error_handler(PoolTimeout, errors.database_unavailable)
@@ -115,5 +123,7 @@ def create_app(config: Optional[dict] = None) -> Flask:
     # First of all before-request hooks: the matched URL rule labels the request metric, whatever
     # a later hook answers. The middleware adds request ids and the access line to every response.
     app.before_request_funcs.setdefault(None, []).insert(0, logs.note_route)
+    from . import static_files
+    static_files.init_app(app)  # WhiteNoise: hashed, gzipped static files and /favicon.ico; `asset()`
     app.wsgi_app = logs.RequestLog(app.wsgi_app)
     return app

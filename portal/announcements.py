@@ -158,12 +158,13 @@ class _Due:
     email: str
     subject: str
     body: str
+    locale: Optional[str] = None  # the recipient's language, for the mail's own lines (the operator wrote the rest)
 
 
 def _claim_next(announcement_id: int, now: datetime) -> Optional[_Due]:
     """Claim the next recipient (sent_at set now); None when none is left (the announcement is finished)."""
     while True:
-        row = db.session.execute(select(AnnouncementRecipient.id, User.email, User.status)
+        row = db.session.execute(select(AnnouncementRecipient.id, User.email, User.status, User.locale)
                                  .join(User, User.id == AnnouncementRecipient.user_id)
                                  .where(AnnouncementRecipient.announcement_id == announcement_id,
                                         AnnouncementRecipient.sent_at.is_(None))
@@ -178,7 +179,7 @@ def _claim_next(announcement_id: int, now: datetime) -> Optional[_Due]:
                                    .values(sent_at=now, skipped=closed)).rowcount
         if taken == 1 and not closed:
             announcement = db.session.get(Announcement, announcement_id)
-            return _Due(row.email, announcement.subject, announcement.body)
+            return _Due(row.email, announcement.subject, announcement.body, row.locale)
         # Taken by another process a moment ago, or closed since: on to the next one.
 
 
@@ -197,7 +198,8 @@ def step(worker: str, limit: int = 1, now: Optional[datetime] = None) -> int:
             if due is None:
                 break  # finished: on to the next announcement, if any
             # After the claim's commit: a rollback can never leave a mail about nothing.
-            mail.send(due.email, due.subject, render_template("mail/announcement.txt", body=due.body))
+            with mail.localized(due.locale or "en"):
+                mail.send(due.email, due.subject, render_template("mail/announcement.txt", body=due.body))
             sent += 1
     return sent
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
+from flask_babel import gettext as _
 from sqlalchemy import bindparam, case, or_, select
 
 from .errors import (AccountNotVerified, AccountSuspended, InvalidInput, KeyExpired, KeyRevoked, NotFound,
@@ -118,19 +119,21 @@ def _networks(text: Optional[str]) -> Optional[tuple]:
 
 def authenticate(plaintext: Optional[str]) -> Caller:
     """Return who `plaintext` speaks for, or raise the KeyRejected subclass saying why not."""
+    # The messages reach the API's client, in the language it asked for (translated only on refusal).
     if not plaintext or not plaintext.startswith(PREFIX):
-        raise UnknownKey("missing or malformed API key")
+        raise UnknownKey(_("missing or malformed API key"))
     row = db.session.connection().execute(_AUTHENTICATE, {"key_hash": hash_key(plaintext)}).first()
     if row is None:
-        raise UnknownKey("unknown API key")
+        raise UnknownKey(_("unknown API key"))
     if row.revoked_at is not None:
-        raise KeyRevoked("this API key has been revoked")
+        raise KeyRevoked(_("this API key has been revoked"))
     if row.expires_at is not None and row.expires_at <= utcnow():
-        raise KeyExpired("this API key has expired")
+        raise KeyExpired(_("this API key has expired"))
     if row.status != UserStatus.ACTIVE.value:
-        raise AccountSuspended(f"this account is {row.status}")
+        raise AccountSuspended(_("this account is suspended") if row.status == UserStatus.SUSPENDED.value
+                               else _("this account is terminated"))
     if not row.is_verified:
-        raise AccountNotVerified("verify your email address before using API keys")
+        raise AccountNotVerified(_("verify your email address before using API keys"))
     allowed = frozenset(json.loads(row.allowed_models)) if row.allowed_models else None
     return Caller(row.id, row.name, row.hint, row.user_id, row.account_id, allowed, _networks(row.ip_allowlist),
                   row.max_concurrency, Overrides(row.account_rpm, row.account_tpm, row.account_concurrency, row.rpm_limit,

@@ -25,10 +25,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from flask import Flask, render_template
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import ledger, links, mail, notices
+from . import i18n, ledger, links, mail, notices
 from .database import atomic
 from .extensions import db
 from .models import Account, JobRun, utcnow
@@ -123,14 +124,16 @@ def _mail(report: Report) -> None:
     """Send the run's mail; every decision it reports is committed by now."""
     billing = links.public_url("billing.index")
     for item in report.warned:
-        mail.send(item.email, f"Your credits expire on {item.expires_at:%Y-%m-%d}",
-                  render_template("mail/expiry_warning.txt", balance=item.balance, expires_at=item.expires_at,
-                                  days=item.days, months=ledger.VALIDITY_MONTHS, billing=billing))
+        with mail.localized(notices.locale(item.account_id)):
+            mail.send(item.email, _("Your credits expire on %(day)s", day=i18n.day(item.expires_at)),
+                      render_template("mail/expiry_warning.txt", balance=item.balance, expires_at=item.expires_at,
+                                      days=item.days, months=ledger.VALIDITY_MONTHS, billing=billing))
     for item in report.expired:
         if item.email:
-            mail.send(item.email, f"Your credits expired on {item.expired_at:%Y-%m-%d}",
-                      render_template("mail/credits_expired.txt", amount=item.amount, expired_at=item.expired_at,
-                                      months=ledger.VALIDITY_MONTHS, billing=billing))
+            with mail.localized(notices.locale(item.account_id)):
+                mail.send(item.email, _("Your credits expired on %(day)s", day=i18n.day(item.expired_at)),
+                          render_template("mail/credits_expired.txt", amount=item.amount, expired_at=item.expired_at,
+                                          months=ledger.VALIDITY_MONTHS, billing=billing))
 
 
 def run(now: Optional[datetime] = None) -> Report:

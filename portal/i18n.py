@@ -22,7 +22,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
 from babel.support import Translations
-from flask import Flask, current_app, has_request_context, redirect, request, session
+from flask import Flask, current_app, has_app_context, has_request_context, redirect, request, session
 from flask_babel import Babel, Domain, get_locale
 from flask_login import current_user
 from markupsafe import Markup
@@ -40,8 +40,12 @@ _DATE_PATTERNS = {
 
 
 def language() -> str:
-    """The two-letter language of this request ("en" or "zh"); English outside any request."""
-    locale = get_locale() if has_request_context() else None
+    """The two-letter language of this request ("en" or "zh"); English outside any request.
+
+    Within an app context alone (a CLI job, the background mail sender) it is English too, unless
+    `flask_babel.force_locale` chose another (mail in the recipient's language, portal/mail.py).
+    """
+    locale = get_locale() if has_app_context() else None
     return locale.language if locale is not None and locale.language in LANGUAGES else DEFAULT
 
 
@@ -84,8 +88,12 @@ def read_catalogue(files, lang: str) -> Catalog:
     for path in files:
         with open(path, "rb") as handle:
             for message in read_po(handle, locale=lang):
-                if message.id and message.string and not message.fuzzy:
-                    merged[message.id] = message
+                if not message.id or not message.string or message.fuzzy:
+                    continue
+                known = merged.get(message.id, context=message.context)
+                if known is not None and known.pluralizable and not message.pluralizable:
+                    continue  # a plain entry never hides the plural forms of the same message
+                merged[message.id] = message
     return merged
 
 
@@ -171,6 +179,9 @@ def choose_language():
 
 def init_app(app: Flask) -> None:
     _Babel(app, locale_selector=select_locale)
+    # `{% trans %}` blocks are looked up with their whitespace collapsed, as `pybabel extract`
+    # (with trimmed=true, see babel.cfg) writes them into the catalogue.
+    app.jinja_env.policies["ext.i18n.trimmed"] = True
     app.add_template_filter(usd, "usd")
     app.add_template_filter(balance, "balance")
     app.add_template_filter(number, "number")

@@ -140,9 +140,10 @@ def notify_operator(message: ContactMessage) -> bool:
     to = current_app.config.get("OPERATOR_EMAIL")
     if not to:
         return False
-    mail.send(to, f"[{CATEGORIES[message.category]}] {one_line(message.subject)}",
-              render_template("mail/contact_operator.txt", message=message, label=CATEGORIES[message.category],
-                              url=links.public_url("admin.inbox_message", message_id=message.id)))
+    with mail.localized("en"):  # to the operator: English, whatever language the sender reads
+        mail.send(to, f"[{CATEGORIES[message.category]}] {one_line(message.subject)}",
+                  render_template("mail/contact_operator.txt", message=message, label=CATEGORIES[message.category],
+                                  url=links.public_url("admin.inbox_message", message_id=message.id)))
     return True
 
 
@@ -230,7 +231,9 @@ def reply(message_id: int, body: str, actor: Actor, *, handled: bool = True) -> 
         if handled:
             set_handled(message.id, True, actor)
         subject = reply_subject(message.subject)
-    mail.send(to, subject, render_template("mail/contact_reply.txt", message=message, body=body))
+    locale = db.session.scalar(select(User.locale).where(User.id == message.user_id)) if message.user_id else None
+    with mail.localized(locale or "en"):  # the operator's request decides nothing about the reader's language
+        mail.send(to, subject, render_template("mail/contact_reply.txt", message=message, body=body))
     return row
 
 

@@ -452,17 +452,21 @@ class LegalKind(str, enum.Enum):
 
 
 class LegalDocument(db.Model):
-    """A published version of the terms or the privacy policy; never edited, only superseded."""
+    """A published version of the terms or the privacy policy; never edited, only superseded.
+
+    The English row is the version (what people accept and what takes effect); a row in another
+    `lang` is its translation, with the same kind and version (legal.py)."""
 
     __tablename__ = "legal_document"
     __table_args__ = (
         _enum_check("kind", LegalKind),
-        db.UniqueConstraint("kind", "version", name="uq_legal_document_version"),
+        db.UniqueConstraint("kind", "version", "lang", name="uq_legal_document_version"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     version: Mapped[str] = mapped_column(String(40))
+    lang: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
     body: Mapped[str] = mapped_column(Text)
     significant: Mapped[bool] = mapped_column(default=False)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -720,6 +724,24 @@ class KeyAddress(db.Model):
     day: Mapped[date] = mapped_column(Date)
     ip: Mapped[str] = mapped_column(String(45))
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class KnownAddress(db.Model):
+    """A network (IPv4 /24, IPv6 /64) a person signed in from (security_notices.py).
+
+    A sign-in from a network not listed mails a notice. The network is erased (set to NULL) after
+    IP_RETENTION_DAYS without a sign-in from it; the row stays, saying the person signed in before.
+    """
+
+    __tablename__ = "known_address"
+    __table_args__ = (Index("uq_known_address", "user_id", "network", unique=True),
+                      Index("ix_known_address_last_seen", "last_seen_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    network: Mapped[Optional[str]] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class JobRun(db.Model):

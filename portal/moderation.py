@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Optional
 
 from flask import render_template
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from . import apikeys, audit, email_links, ledger, links, logins, mail, payments, refunds, usage, users
@@ -34,9 +35,10 @@ _SIGNED_USD = re.compile(r"^\s*(?P<sign>[+-]?)\s*(?P<rest>.*)$", re.S)
 @dataclass(frozen=True)
 class Mail:
     to: str
-    subject: str
+    subject: Any  # a lazy_gettext string: written when sent, in the recipient's language
     template: str
     context: dict = field(default_factory=dict)
+    locale: Optional[str] = None  # the recipient's choice; None: English (the operator's language decides nothing)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ def send(outcome: Outcome) -> None:
     if outcome.mail is not None:
         context = dict(outcome.mail.context, contact=links.public_url("pages.contact"),
                        login=links.public_url("auth.login"))
-        mail.send(outcome.mail.to, outcome.mail.subject, render_template(outcome.mail.template, **context))
+        with mail.localized(outcome.mail.locale or "en"):
+            mail.send(outcome.mail.to, str(outcome.mail.subject), render_template(outcome.mail.template, **context))
 
 
 def _state(user: User) -> dict[str, Any]:
@@ -176,7 +179,8 @@ def suspend(actor: Actor, user: User, reason: str) -> Outcome:
     users.suspend(user, reason)  # raises for a terminated account
     audit.record(actor, "user.suspend", "user", user.id, reason=reason, before=before, after=_state(user))
     return Outcome(True, f"suspended {user.email}: {reason}",
-                   Mail(user.email, "Your account is suspended", "mail/account_suspended.txt", {"reason": reason}))
+                   Mail(user.email, _l("Your account is suspended"), "mail/account_suspended.txt", {"reason": reason},
+                        user.locale))
 
 
 def unsuspend(actor: Actor, user: User, reason: Optional[str] = None) -> Outcome:
@@ -190,7 +194,8 @@ def unsuspend(actor: Actor, user: User, reason: Optional[str] = None) -> Outcome
     users.unsuspend(user)
     audit.record(actor, "user.unsuspend", "user", user.id, reason=reason, before=before, after=_state(user))
     return Outcome(True, f"reactivated {user.email}",
-                   Mail(user.email, "Your account is active again", "mail/account_reinstated.txt", {"reason": reason}))
+                   Mail(user.email, _l("Your account is active again"), "mail/account_reinstated.txt", {"reason": reason},
+                        user.locale))
 
 
 def _locked_account(user: User) -> Account:
@@ -236,8 +241,8 @@ def terminate(actor: Actor, user: User, reason: str) -> Outcome:
                         "email_sha256": _email_digest(address)})
     return Outcome(True, f"terminated {address}: {format_usd(forfeited)} forfeited, {keys} key"
                          f"{'s' if keys != 1 else ''} revoked",
-                   Mail(address, "Your account is closed", "mail/account_terminated.txt",
-                        {"reason": reason, "forfeited": forfeited}))
+                   Mail(address, _l("Your account is closed"), "mail/account_terminated.txt",
+                        {"reason": reason, "forfeited": forfeited}, user.locale))
 
 
 def parse_signed_usd(text: str) -> int:
@@ -349,8 +354,8 @@ def resend_verification(actor: Actor, user: User, reason: Optional[str] = None) 
     token = email_links.issue(user, TokenPurpose.VERIFY)
     audit.record(actor, "user.resend_verification", "user", user.id, reason=reason)
     return Outcome(True, f"sent a new verification link to {user.email}",
-                   Mail(user.email, "Confirm your email address", "mail/verify.txt",
-                        {"link": links.public_url("auth.verify", token=token)}))
+                   Mail(user.email, _l("Confirm your email address"), "mail/verify.txt",
+                        {"link": links.public_url("auth.verify", token=token)}, user.locale))
 
 
 def revoke_key(actor: Actor, key: ApiKey, reason: Optional[str] = None) -> Outcome:

@@ -22,13 +22,14 @@ Mail goes out only after the transaction that decided it commits.
 import logging
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Optional
+from typing import Callable, Optional
 
 from flask import render_template
+from flask_babel import gettext as _
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from . import autotopup, ledger, links, mail, metrics, notices, refunds, users
+from . import autotopup, i18n, ledger, links, mail, metrics, notices, refunds, users
 from .database import atomic
 from .errors import InvalidAmount, InvalidInput, ReferenceConflict
 from .extensions import db
@@ -235,7 +236,7 @@ def _session_paid(obj: dict, details: Optional[PaymentDetails]) -> Effect:
     return Effect(f"credited {format_usd(paid)} to account {payment.account_id} for session {session_id}{note}",
                   payment.account_id, flagged, credited=paid,
                   mail=_mail_for(payment.account_id, "mail/topup_paid.txt",
-                                 f"Your top-up of {format_usd(paid)} has arrived", context))
+                                 lambda: _("Your top-up of %(amount)s has arrived", amount=i18n.usd(paid)), context))
 
 
 def _catch_up(payment: Payment, details: Optional[PaymentDetails], note: str, flagged: bool) -> tuple[str, bool]:
@@ -283,7 +284,7 @@ def _session_unpaid(obj: dict, details: Optional[PaymentDetails]) -> Effect:
     # A delayed method (a bank debit, say): the money is on its way; async_payment_succeeded credits
     # it. The payer is told now, so a balance that has not moved yet is no surprise.
     mail_args = _mail_for(payment.account_id, "mail/topup_pending.txt",
-                          f"Your top-up of {format_usd(payment.amount)} is on its way",
+                          lambda: _("Your top-up of %(amount)s is on its way", amount=i18n.usd(payment.amount)),
                           {"amount": payment.amount, "method": payment.method})
     return Effect(f"pending: session {obj['id']} completed but not paid yet ({obj.get('payment_status')}); "
                   "nothing credited", payment.account_id, mail=mail_args)
@@ -301,7 +302,8 @@ def _session_failed(obj: dict, details: Optional[PaymentDetails], why: str, *, m
     mail_args = None
     if mail_user:
         mail_args = _mail_for(payment.account_id, "mail/topup_failed.txt",
-                              f"Your top-up of {format_usd(payment.amount)} did not go through",
+                              lambda: _("Your top-up of %(amount)s did not go through",
+                                        amount=i18n.usd(payment.amount)),
                               {"amount": payment.amount, "method": payment.method})
     return Effect(f"failed: {why} (session {obj['id']}); nothing credited", payment.account_id, mail=mail_args)
 
@@ -365,7 +367,8 @@ def _intent_succeeded(obj: dict) -> Effect:
     return Effect(f"credited {format_usd(paid)} to account {payment.account_id} for automatic top-up "
                   f"(intent {intent_id}){note}", payment.account_id, flagged, credited=paid,
                   mail=_mail_for(payment.account_id, "mail/topup_paid.txt",
-                                 f"Your automatic top-up of {format_usd(paid)} has arrived", context))
+                                 lambda: _("Your automatic top-up of %(amount)s has arrived", amount=i18n.usd(paid)),
+                                 context))
 
 
 def _intent_failed(obj: dict) -> Effect:
@@ -468,16 +471,19 @@ def _entry_exists(reference: str) -> bool:
 
 # -- mail --------------------------------------------------------------------------------------
 
-def _mail_for(account_id: int, template: str, subject: str, context: dict) -> Optional[tuple[str, str, dict]]:
+def _mail_for(account_id: int, template: str, subject: Callable[[], str],
+              context: dict) -> Optional[tuple[str, Callable[[], str], dict]]:
+    """What to mail the account's owner after the commit; the subject is written then, in their language."""
     to = notices.recipient(account_id)
     if to is None:
         return None  # a closed account: its address is gone
-    return template, subject, dict(context, to=to)
+    return template, subject, dict(context, to=to, locale=notices.locale(account_id))
 
 
-def _send(template: str, subject: str, context: dict) -> None:
-    body = render_template(template, billing=links.public_url("billing.index"), **context)
-    mail.send(context["to"], subject, body)
+def _send(template: str, subject: Callable[[], str], context: dict) -> None:
+    with mail.localized(context["locale"]):
+        body = render_template(template, billing=links.public_url("billing.index"), **context)
+        mail.send(context["to"], subject(), body)
 
 
 # -- manual top-ups --------------------------------------------------------------------------

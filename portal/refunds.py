@@ -40,10 +40,12 @@ from datetime import datetime
 from typing import Optional
 
 from flask import render_template
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, ledger, mail, users  # users imports this module: use it at call time only
+from . import audit, i18n, ledger, mail, users  # users imports this module: use it at call time only
 from .audit import Actor
 from .database import atomic
 from .errors import InvalidInput, NotFound
@@ -54,7 +56,7 @@ from .money import format_usd
 from .stripe_gateway import MICRO_PER_CENT, StripeUnavailable, cents, gateway
 
 log = logging.getLogger(__name__)
-CARD_DAYS = "5 to 10 business days"  # Stripe's own estimate of when a card refund shows on a statement
+CARD_DAYS = _l("5 to 10 business days")  # Stripe's own estimate of when a card refund shows on a statement
 
 
 def open_request(user: User) -> Optional[RefundRequest]:
@@ -323,17 +325,25 @@ def reject(request_id: int, reason: str, *, actor: Optional[Actor] = None) -> Re
         audit.record(actor or Actor.cli(), "refund.reject", "refund_request", refund.id, reason=reason,
                      before={"status": RefundStatus.REQUESTED.value}, after={"status": refund.status})
         closed = db.session.get(User, refund.user_id).status == UserStatus.TERMINATED.value
-    mail.send(refund.contact_email, "Your refund request was declined",
-              render_template("mail/refund_refused.txt", refund=refund, closed=closed))
+    with mail.localized(_locale(refund.user_id)):
+        mail.send(refund.contact_email, _("Your refund request was declined"),
+                  render_template("mail/refund_refused.txt", refund=refund, closed=closed))
     return refund
 
 
+def _locale(user_id: int) -> Optional[str]:
+    """The language the person chose, for mail about their refund (mail.localized)."""
+    return db.session.scalar(select(User.locale).where(User.id == user_id))
+
+
 def _mail_paid(refund: RefundRequest, payouts: list[Payout], expired: bool, closed: bool) -> None:
-    subject = (f"Your refund of {format_usd(refund.amount_refunded)}" if refund.amount_refunded
-               else "Your refund request: nothing to refund")
-    mail.send(refund.contact_email, subject, render_template(
-        "mail/refund_paid.txt", refund=refund, by_stripe=[p for p in payouts if not p.by_hand],
-        by_hand=[p for p in payouts if p.by_hand], expired=expired, closed=closed, card_days=CARD_DAYS))
+    with mail.localized(_locale(refund.user_id)):
+        subject = (_("Your refund of %(amount)s", amount=i18n.usd(refund.amount_refunded)) if refund.amount_refunded
+                   else _("Your refund request: nothing to refund"))
+        mail.send(refund.contact_email, subject, render_template(
+            "mail/refund_paid.txt", refund=refund, by_stripe=[p for p in payouts if not p.by_hand],
+            by_hand=[p for p in payouts if p.by_hand], expired=expired, closed=closed,
+            card_days=str(CARD_DAYS)))
 
 
 # --- the operator's list ----------------------------------------------------------------------------

@@ -38,8 +38,8 @@ from sqlalchemy import delete, select, update
 from . import audit
 from .database import atomic
 from .extensions import db
-from .models import (Account, ApiKey, ContactMessage, ContactReply, EmailToken, KeyAddress, LegalDecline, Payment,
-                     RecoveryCode,
+from .models import (Account, ApiKey, ContactMessage, ContactReply, EmailToken, KeyAddress, KnownAddress, LegalDecline,
+                     Payment, RecoveryCode,
                      RefundRequest, RefundStatus, TermsAcceptance, UsageRecord, User, UserSession, UserStatus, utcnow)
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ _ADDRESSES = (
     (ContactMessage.__table__, "ip", "created_at"),
     (TermsAcceptance.__table__, "ip", "accepted_at"),
     (LegalDecline.__table__, "ip", "declined_at"),
+    # The networks people signed in from (security_notices.py): the row stays, saying "signed in before".
+    (KnownAddress.__table__, "network", "last_seen_at"),
 )
 
 
@@ -145,6 +147,7 @@ def erase_account(user_id: int, now: datetime, days: int) -> Optional[dict[str, 
         run("recovery_codes", delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
         run("email_links", delete(EmailToken).where(EmailToken.user_id == user_id))
         run("sessions", delete(UserSession).where(UserSession.user_id == user_id))
+        run("known_addresses", delete(KnownAddress).where(KnownAddress.user_id == user_id))
         run("keys", update(ApiKey).where(ApiKey.user_id == user_id)
             .values(name="", last_used_ip=None, ip_allowlist=None))
         run("key_addresses", delete(KeyAddress).where(

@@ -36,6 +36,7 @@ from functools import partial
 from typing import Optional
 
 from flask import Flask, current_app, render_template
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -170,8 +171,10 @@ def send_sharing_mail(key_id: int) -> bool:
     if user.status == UserStatus.TERMINATED.value or key.revoked_at is not None:
         return False
     limit = current_app.config["KEY_SHARING_ADDRESSES_PER_DAY"]
-    mail.send(user.email, f"Your API key “{key.name}” was used from {key.sharing_addresses} addresses in one day",
-              render_template("mail/key_sharing.txt", key=key, limit=limit, keys=links.public_url("keys.index")))
+    with mail.localized(user.locale):
+        mail.send(user.email, _("Your API key “%(name)s” was used from %(count)s addresses in one day",
+                                name=key.name, count=key.sharing_addresses),
+                  render_template("mail/key_sharing.txt", key=key, limit=limit, keys=links.public_url("keys.index")))
     return True
 
 

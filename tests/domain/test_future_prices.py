@@ -236,7 +236,8 @@ def test_pricing_page_and_models_endpoint_show_the_change_before_it_applies(clie
     with atomic():
         _, plaintext = apikeys.issue(user, "k")
     listed = client.get("/v1/models", headers={"Authorization": f"Bearer {plaintext}"}).get_json()["data"]
-    assert listed[0]["pricing"] == {"usd_per_million": {"input": "2", "output": "8"}, "upcoming": [
+    assert listed[0]["pricing"] == {"usd_per_million": {"input": "2", "output": "8"}, "prompt": "0.000002",
+                                    "completion": "0.000008", "request": "0", "upcoming": [
         {"effective_at": "2030-12-01T00:00:00Z", "usd_per_million": {"input": "3", "output": "12", "cache_read": "0.3"}}]}
     with atomic():
         catalog.withdraw_price("m", catalog.upcoming_prices(model.id)[0].id, actor=ADMIN, reason="no")

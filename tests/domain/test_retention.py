@@ -45,7 +45,7 @@ def test_client_addresses_older_than_the_retention_are_erased(app, calls):
                                            created_at=NOW - timedelta(days=89))])
     erased = retention.erase_old_addresses(NOW, 90)
     assert erased == {"usage_record": 1, "api_key": 1, "contact_message": 1, "terms_acceptance": 0,
-                      "legal_decline": 0, "key_address": 0}
+                      "legal_decline": 0, "known_address": 0, "key_address": 0}
     by_request = {r.request_id: r.client_ip for r in db.session.scalars(select(UsageRecord))}
     assert by_request[old["request_id"]] is None and by_request[no_ip["request_id"]] is None
     assert by_request[edge["request_id"]] == by_request[new["request_id"]] == "203.0.113.7"

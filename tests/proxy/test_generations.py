@@ -156,12 +156,16 @@ def test_models_carry_their_prices_in_both_shapes(gateway, key, sonnet):
                          "usd_per_million": {"input": "6", "output": "22.5", "cache_read": "0.6",
                                              "cache_write_5m": "7.5", "cache_write_1h": "12"}},
         "service_tiers": {"priority": {"usd_per_million": {"output": "30"}}},
+        # The same base prices as OpenRouter lists them: USD per token, per use for fees.
+        "prompt": "0.000003", "completion": "0.000015", "input_cache_read": "0.0000003",
+        "input_cache_write": "0.00000375", "input_cache_write_1h": "0.000006", "request": "0", "web_search": "0.01",
     }
     with OpenAI(base_url=f"{gateway}/v1", api_key=key, max_retries=0, timeout=20) as client:
         listed = {m.id: m for m in client.models.list()}
     assert listed["sonnet-gen"].model_extra["pricing"] == expected
     assert listed["gpt-test"].model_extra["pricing"] == {
-        "usd_per_million": {"input": "2", "output": "8", "cache_read": "0.5"}}
+        "usd_per_million": {"input": "2", "output": "8", "cache_read": "0.5"},
+        "prompt": "0.000002", "completion": "0.000008", "input_cache_read": "0.0000005", "request": "0"}
     with Anthropic(base_url=gateway, api_key=key, max_retries=0, timeout=20) as client:
         listed = {m.id: m for m in client.models.list()}
     assert listed["sonnet-gen"].model_extra["pricing"] == expected

@@ -152,7 +152,7 @@ def test_a_scheduled_change_mails_everyone_shows_a_banner_and_asks_consent_from_
     response = client.get("/keys/")
     assert response.status_code == 302 and response.headers["Location"].startswith("/consent")
     consent = client.get("/consent").get_data(as_text=True)
-    assert "<h1>Terms v2</h1>" in consent and "took effect on" in consent
+    assert "<h2>Terms v2</h2>" in consent and "took effect on" in consent  # under the page's own <h1>
     assert "New terms take effect" not in consent  # the banner is gone
     assert "<h1>Terms v2</h1>" in client.get("/terms").get_data(as_text=True)
     client.post("/consent", data={"decision": "accept"})

@@ -121,7 +121,7 @@ def test_branding_saved_in_the_console_wins_over_the_configuration(app, client, 
     assert response.status_code == 302
     page = client.get("/").get_data(as_text=True)
     assert "<title>Acme AI · Acme AI</title>" in page or "· Acme AI</title>" in page
-    assert '<a class="brand" href="/">Acme AI</a>' in page and "Tollgate" not in page
+    assert '<span translate="no">Acme AI</span></a>' in page and "Tollgate" not in page
     [entry] = audit("site.branding")
     assert entry.after["site_name"] == "Acme AI" and entry.before["site_name"] is None
     # Saved again unchanged: nothing written.
@@ -131,7 +131,7 @@ def test_branding_saved_in_the_console_wins_over_the_configuration(app, client, 
     assert len(audit("site.branding")) == 1
     # Emptied: back to the configuration's name.
     client.post("/admin/site/branding", data={"site_name": ""})
-    assert '<a class="brand" href="/">Tollgate</a>' in client.get("/").get_data(as_text=True)
+    assert '<span translate="no">Tollgate</span></a>' in client.get("/").get_data(as_text=True)
     assert sitesettings.branding().operator_name == "Acme Ltd"  # fields not sent stay
 
 

@@ -14,6 +14,11 @@ BRANDED = {"SITE_NAME": "Acme AI", "CONTACT_EMAIL": "help@acme.example", "OPERAT
            "OPERATOR_ADDRESS": "1 Main Street, Springfield", "MAIL_FROM": "Robot <robot@acme.example>"}
 
 
+def brand_link(name: str) -> str:
+    """The end of the header's home link (after the logo mark): the site's name."""
+    return f'<span translate="no">{name}</span></a>'
+
+
 @pytest.fixture
 def app_config():
     return BRANDED
@@ -25,7 +30,7 @@ def test_the_configured_name_replaces_tollgate_everywhere_on_pages(app, client):
                  "/status"):
         page = client.get(path).get_data(as_text=True)
         assert "Tollgate" not in page, path
-        assert '<a class="brand" href="/">Acme AI</a>' in page and "· Acme AI</title>" in page, path
+        assert brand_link("Acme AI") in page and "· Acme AI</title>" in page, path
 
 
 def test_the_legal_pages_say_who_runs_the_site(app, client):
@@ -55,10 +60,10 @@ def test_the_console_overrides_the_configuration_and_an_empty_value_restores_it(
     with atomic():
         sitesettings.save_branding(Actor.cli(), {"site_name": "Beta Gate", "operator_name": ""})
     page = client.get("/terms").get_data(as_text=True)
-    assert '<a class="brand" href="/">Beta Gate</a>' in page and "Acme Ltd" in page
+    assert brand_link("Beta Gate") in page and "Acme Ltd" in page
     with atomic():
         sitesettings.save_branding(Actor.cli(), {"site_name": ""})
-    assert '<a class="brand" href="/">Acme AI</a>' in client.get("/").get_data(as_text=True)
+    assert brand_link("Acme AI") in client.get("/").get_data(as_text=True)
 
 
 def test_user_text_in_the_name_is_escaped(app, client):
@@ -73,7 +78,7 @@ def test_pages_render_with_the_configured_branding_when_the_settings_cannot_be_r
         raise OperationalError("SELECT", {}, Exception("database is down"))
     monkeypatch.setattr(sitesettings, "stored", unreadable)
     page = client.get("/login")
-    assert page.status_code == 200 and '<a class="brand" href="/">Acme AI</a>' in page.get_data(as_text=True)
+    assert page.status_code == 200 and brand_link("Acme AI") in page.get_data(as_text=True)
 
 
 @pytest.mark.one_backend

@@ -124,7 +124,7 @@ def test_the_open_request_and_its_status_are_shown(client, auth):
     received = client.post("/consent", data={"decision": "decline"})
     assert b'data-testid="refund-status">requested<' in received.data
     page = client.get("/consent").get_data(as_text=True)
-    assert 'data-testid="refund"' in page and "$2.50 is\n  <strong>requested</strong>" in page
+    assert 'data-testid="refund"' in page and "$2.50 is <strong>requested</strong>" in page
 
 
 def test_accepting_after_declining_cancels_the_request_and_says_so(client, auth):

@@ -7,7 +7,7 @@ from flask_login.config import COOKIE_NAME
 from flask_login.utils import encode_cookie
 from sqlalchemy import select
 
-from portal import twofactor, users
+from portal import notices, twofactor, users
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import User
@@ -63,6 +63,7 @@ def test_confirming_an_email_change_ends_other_sessions_and_tells_the_old_addres
     assert confirmed.status_code == 302
     assert client.get("/account/").status_code == 200  # the session that confirmed goes on
     assert other.get("/account/").status_code == 302   # the other one ended
+    notices.drain()  # the notice goes out on the background sender (security_notices.py)
     [notice] = [m for m in outbox(app) if m["To"] == "person@example.com"]
     assert notice["Subject"] == "Your email address was changed"
     assert "new@example.com" in notice.get_content()
