@@ -10,7 +10,7 @@ Flask-Babel 4 would also build a new domain, and so reload every catalogue, on e
 """
 import threading
 from datetime import date, datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_FLOOR, Decimal
 from io import BytesIO
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
 from babel.support import Translations
-from flask import Flask, current_app, has_app_context, has_request_context, redirect, request, session
+from flask import Flask, current_app, has_app_context, has_request_context, redirect, request, session, url_for
 from flask_babel import Babel, Domain, get_locale
 from flask_login import current_user
 from markupsafe import Markup
@@ -126,8 +126,13 @@ def usd(micro: int) -> str:
 
 
 def usd_cents(micro: int) -> str:
-    """Whole cents, cut toward zero: a balance never shows a cent that is not there."""
-    cents = (Decimal(int(micro)).scaleb(-6)).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+    """Whole cents, rounded down (toward minus infinity): a balance never shows a cent that is not there.
+
+    Down, not toward zero: a debt of $1.239 reads -$1.24, never less than is owed (toward zero, it
+    would read -$1.23 and the person would top up a fraction of a cent too little). The exact figure
+    is in the `balance` filter's title and on the statement.
+    """
+    cents = (Decimal(int(micro)).scaleb(-6)).quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
     return format_currency(cents, "USD", locale=_locale())
 
 
@@ -167,14 +172,16 @@ def second(value) -> str:
 def choose_language():
     """POST /language: keep the choice (on the account when logged in) and go back where they were."""
     from .extensions import db
-    from .views.auth import safe_next
+    from .links import is_local_path
     lang = request.form.get("lang", "")
     if lang in LANGUAGES:
         session["lang"] = lang
         if current_user.is_authenticated and current_user.locale != lang:
             current_user.locale = lang
             db.session.commit()
-    return redirect(safe_next(request.form.get("next")), code=303)
+    # Back to the page they were on; the home page (which anyone may see) for any other target.
+    target = request.form.get("next")
+    return redirect(target if is_local_path(target) else url_for("pages.home"), code=303)
 
 
 def init_app(app: Flask) -> None:

@@ -36,11 +36,13 @@ _CATALOGUES = {lang: _catalogue(lang) for lang in OTHER_LANGUAGES}
 def _messages(path: Path):
     method = "python" if path.suffix == ".py" else "jinja2"
     options = {"extensions": "jinja2.ext.i18n", "trimmed": "true"} if method == "jinja2" else {}
-    for lineno, message, _comments, _context in extract_from_file(method, str(path), keywords=KEYWORDS,
-                                                                   options=options):
-        for msgid in (message if isinstance(message, tuple) else (message,)):
-            if msgid:
-                yield lineno, msgid
+    for lineno, message, _comments, context in extract_from_file(method, str(path), keywords=KEYWORDS,
+                                                                  options=options):
+        # A plural is one catalogue entry, keyed by its singular (its plural form is in the entry);
+        # a message with a context (pgettext) is its own entry, keyed by the message and its context.
+        msgid = message[0] if isinstance(message, tuple) else message
+        if msgid:
+            yield lineno, msgid, message, context
 
 
 def _placeholders(text: str) -> set:
@@ -56,14 +58,20 @@ def _rel(path):
 def test_every_message_is_translated(path, lang):
     catalogue = _CATALOGUES[lang]
     missing, mismatched = [], []
-    for lineno, msgid in _messages(path):
-        entry = catalogue.get(msgid)
-        if entry is None or not entry.string:
-            missing.append(f"line {lineno}: {msgid!r}")
+    for lineno, msgid, message, context in _messages(path):
+        entry = catalogue.get(msgid, context=context)
+        strings = entry.string if entry is not None and isinstance(entry.string, tuple) else (
+            (entry.string,) if entry is not None else ())
+        if not any(strings) or (isinstance(message, tuple) and not isinstance(entry.id, tuple)):
+            missing.append(f"line {lineno}: {msgid!r}" + (" (as a plural)" if isinstance(message, tuple) else "")
+                           + (f" (context {context!r})" if context else ""))
             continue
-        strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+        # Chinese has one plural form: its translation may drop a count the English plural names.
+        expected = set().union(*(_placeholders(m) for m in message)) if isinstance(message, tuple) \
+            else _placeholders(msgid)
         for translated in strings:
-            if _placeholders(translated) != _placeholders(msgid if isinstance(msgid, str) else msgid[0]):
+            if not _placeholders(translated) <= expected or (
+                    not isinstance(message, tuple) and _placeholders(translated) != expected):
                 mismatched.append(f"line {lineno}: {msgid!r} -> {translated!r}")
     assert not missing, f"{_rel(path)}: not in the {lang} catalogue:\n" + "\n".join(missing)
     assert not mismatched, f"{_rel(path)}: placeholders differ:\n" + "\n".join(mismatched)
@@ -164,3 +172,28 @@ def test_the_lint_sees_bare_text_and_lets_gettext_through():
                                  '{% trans %}Fine words{% endtrans %}<input type="submit" value="Save">'))
     assert finder.found == ["Hello", "<a title='Open it'>", "<input value='Save'>"]
     assert _placeholders("%(amount)s on {day}") == {"%(amount)s", "{day}"}
+
+
+@pytest.mark.parametrize("lang", OTHER_LANGUAGES)
+def test_no_message_is_translated_two_ways(lang):
+    """The catalogue is several files merged; one English message must read the same everywhere.
+
+    A word with two meanings ("paid" for a top-up and for a refund) has a context (pgettext), and so
+    is two messages: each of them must still read the same in every file.
+    """
+    seen, clashes = {}, []
+    for path in sorted((TRANSLATIONS / lang / "LC_MESSAGES").glob("*.po")):
+        for key, translated in _entries(path, lang):
+            if key in seen and seen[key][1] != translated:
+                clashes.append(f"{key!r}: {seen[key][0]} {seen[key][1]!r} vs {path.name} {translated!r}")
+            seen.setdefault(key, (path.name, translated))
+    assert not clashes, "\n".join(clashes)
+
+
+def _entries(path, lang):
+    from babel.messages.pofile import read_po
+    with open(path, "rb") as handle:
+        for message in read_po(handle, locale=lang):
+            if message.id and message.string and not message.fuzzy:
+                msgid = message.id[0] if isinstance(message.id, tuple) else message.id
+                yield ((message.context, msgid) if message.context else msgid), message.string
