@@ -1,4 +1,5 @@
 """Registration, email verification, login (with 2FA), password reset, and terms re-consent."""
+import ipaddress
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
@@ -40,6 +41,11 @@ REGISTER_LIMIT_IP = 10
 REGISTER_FAILURE_LIMIT_IP = 50
 REGISTER_WINDOW = 3600
 INVALID = 422  # form errors: htmx is configured to swap these
+# Post/redirect/get: what a successful form has to say is kept in the session for the one GET of its
+# own URL that the 303 leads to, so a reload there shows the page again and never sends the form twice.
+_SIGNED_UP = "signed_up"        # the address a sign-up's mail went to
+_RESET_SENT = "reset_sent"      # a password-reset link was asked for
+_DECLINED = "declined_refund"   # the refund request made by declining new terms
 
 
 @login_manager.user_loader
@@ -118,15 +124,32 @@ def _client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
+def _throttled_source() -> str:
+    """Who a per-address throttle counts: an IPv4 address, or an IPv6 /64.
+
+    One IPv6 host is routinely given a whole /64: counted per address, one machine would have
+    billions of separate budgets for sign-ups, logins and reset mails.
+    """
+    try:
+        address = ipaddress.ip_address(_client_ip())
+    except ValueError:
+        return _client_ip()
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+
+
 def _login_limits(email: str) -> tuple[Limit, ...]:
-    account, ip = users.login_key(email), _client_ip()
+    account, ip = users.login_key(email), _throttled_source()
     return (Limit(f"login:acct-ip:{account}:{ip}", LOGIN_LIMIT_ACCOUNT_IP, LOGIN_WINDOW),
             Limit(f"login:ip:{ip}", LOGIN_LIMIT_IP, LOGIN_WINDOW),
             Limit(f"login:acct:{account}", LOGIN_LIMIT_ACCOUNT, 3600))
 
 
 def _two_factor_limits(user: User) -> tuple[Limit, ...]:
-    return (Limit(f"2fa:acct-ip:{user.id}:{_client_ip()}", TWO_FACTOR_LIMIT_ACCOUNT_IP, LOGIN_WINDOW),
+    return (Limit(f"2fa:acct-ip:{user.id}:{_throttled_source()}", TWO_FACTOR_LIMIT_ACCOUNT_IP, LOGIN_WINDOW),
             Limit(f"2fa:acct:{user.id}", TWO_FACTOR_LIMIT_ACCOUNT, 3600))
 
 
@@ -144,8 +167,8 @@ def _minutes(seconds: int) -> str:
 
 
 def _register_limits() -> tuple[Limit, Limit]:
-    """(completed sign-ups, failed ones) from this address."""
-    ip = _client_ip()
+    """(completed sign-ups, failed ones) from this address (an IPv6 /64)."""
+    ip = _throttled_source()
     return (Limit(f"register:{ip}", REGISTER_LIMIT_IP, REGISTER_WINDOW),
             Limit(f"register-failed:{ip}", REGISTER_FAILURE_LIMIT_IP, REGISTER_WINDOW))
 
@@ -161,6 +184,8 @@ def _too_many_sign_ups(form, terms, wait: int):
 def register():
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.index"))
+    if request.method == "GET" and session.get(_SIGNED_UP):
+        return render_template("auth/check_inbox.html", email=session.pop(_SIGNED_UP))
     terms = legal.current(LegalKind.TERMS)
     form = RegisterForm()
     if terms is None:
@@ -196,7 +221,8 @@ def register():
                     mail.send(result.existing.email, _("Someone tried to register with your address"),
                               render_template("mail/already_registered.txt", login=links.public_url("auth.login"),
                                               reset=links.public_url("auth.forgot")))
-            return render_template("auth/check_inbox.html", email=form.email.data.strip())
+            session[_SIGNED_UP] = form.email.data.strip()
+            return redirect(url_for("auth.register"), 303)
     elif form.is_submitted():
         ratelimit.hit(failed.key, failed.window)  # a form with errors (or without its CSRF token)
     status = INVALID if form.errors else 200
@@ -242,6 +268,13 @@ def resend_verification():
                   render_template("mail/verify.txt", link=links.public_url("auth.verify", token=token)))
     flash(_("A new confirmation link is on its way to %(email)s.", email=current_user.email))
     return redirect(url_for("dashboard.index"))
+
+
+@bp.get("/verify/resend")
+def resend_verification_again():
+    """A reload or a bookmark of the resend form's address: the dashboard, where the form is; nothing
+    is sent. (Without this rule, /verify/<token> would read "resend" as a link and call it invalid.)"""
+    return redirect(url_for("dashboard.index"), 303)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -328,9 +361,13 @@ def logout():
 @bp.route("/forgot", methods=["GET", "POST"])
 @rerender_on_csrf_error
 def forgot():
+    if request.method == "GET" and session.pop(_RESET_SENT, None):
+        return render_template("message.html", title=_("Check your inbox"),
+                               message=_("If an account uses that address, a link to reset its password is on its "
+                                         "way. The link works for one hour."))
     form = EmailForm()
     if form.validate_on_submit():
-        if ratelimit.hit(f"forgot:{_client_ip()}", 3600) <= 10:
+        if ratelimit.hit(f"forgot:{_throttled_source()}", 3600) <= 10:
             with atomic():
                 found = users.request_password_reset(form.email.data)
             if found:
@@ -338,9 +375,8 @@ def forgot():
                 with mail.localized(user.locale):
                     mail.send(user.email, _("Reset your password"),
                               render_template("mail/reset.txt", link=links.public_url("auth.reset", token=token)))
-        return render_template("message.html", title=_("Check your inbox"),
-                               message=_("If an account uses that address, a link to reset its password is on its "
-                                         "way. The link works for one hour."))
+        session[_RESET_SENT] = True  # the same for any address: the page tells no one which have accounts
+        return redirect(url_for("auth.forgot"), 303)
     return render_template("auth/forgot.html", form=form), INVALID if form.errors else 200
 
 
@@ -368,6 +404,11 @@ def reset(token: str):
 @rerender_on_csrf_error
 @login_required
 def consent():
+    declined = session.pop(_DECLINED, None) if request.method == "GET" else None
+    refund = refunds.open_request(current_user) if declined else None
+    if refund is not None and refund.id == declined:
+        return render_template("auth/refund_received.html", refund=refund,
+                               refundable=refunds.refundable(db.session.get(User, current_user.id).account))
     terms = legal.needs_consent(current_user)
     if terms is None:
         return redirect(url_for("dashboard.index"))
@@ -392,8 +433,8 @@ def consent():
             legal.decline(user, terms, _client_ip(), form.reason.data)  # listed in the console
             refund = refunds.request(user, form.reason.data or "declined the new terms")
             apikeys.revoke_all(user)
-        return render_template("auth/refund_received.html", refund=refund,
-                               refundable=refunds.refundable(db.session.get(User, current_user.id).account))
+        session[_DECLINED] = refund.id
+        return redirect(url_for("auth.consent"), 303)
     refund = refunds.open_request(current_user)
     return render_template("auth/consent.html", form=form, terms=terms, html=legal.render(terms), refund=refund)
 
