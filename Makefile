@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test setup dev-setup browser nginx clients migrate seed bench clean
+.PHONY: run test setup dev-setup browser nginx clients migrate seed bench clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 		echo "chromium is not installed: the browser tests will be skipped"
+	@# A Chinese font, so Chinese pages are measured (phone widths) and shot with real glyphs, not boxes.
+	@fc-list :lang=zh 2>/dev/null | grep -q . || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null) ; } || \
+		echo "no Chinese font is installed (fonts-wqy-microhei): Chinese text will show as boxes"
 
 # tests/test_nginx.py runs deploy/nginx.conf in Debian's nginx (the `nginx` package: in bookworm
 # `nginx-light` is nginx plus the echo module). Installed like chromium; the package may start its
@@ -48,9 +52,9 @@ nginx:
 		{ (systemctl disable --now nginx || service nginx stop || true) >/dev/null 2>&1; true; } ; } || \
 		echo "nginx is not installed: tests/test_nginx.py will be skipped"
 
-# Clients other than the official SDKs (the Vercel AI SDK, in Node) that tests point at the gateway.
-# Installed when node and npm exist, again only when the lock file changed; without them those
-# tests skip and say why.
+# Clients other than the official SDKs (the Vercel AI SDK, in Node) that tests point at the gateway,
+# and axe-core, which the browser tests run in every page to check accessibility. Installed when
+# node and npm exist, again only when the lock file changed; without them those tests skip and say why.
 CLIENTS_STAMP := tests/clients/node_modules/.installed
 $(CLIENTS_STAMP): tests/clients/package-lock.json
 	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
@@ -62,6 +66,13 @@ clients: $(CLIENTS_STAMP)
 test: dev-setup browser nginx clients
 	$(BIN)/ruff check --quiet --select F,E9 portal proxy tests bench migrations wsgi.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Full-page screenshots of every portal page (tests/e2e/pages.py's registry) at desktop and phone
+# sizes, light and dark, English and Chinese, into screenshots/ (git-ignored), on a temporary database
+# of demo-like data of their own. SCREENSHOTS_ARGS narrows them, e.g. "--lang en --size phone keys".
+# Chinese needs a CJK font in the system (else chromium draws boxes): installed like chromium.
+screenshots: dev-setup browser
+	$(BIN)/python -m tests.screenshots $(SCREENSHOTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

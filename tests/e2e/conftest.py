@@ -44,3 +44,36 @@ def log_in_admin(page, gateway: str, admin) -> None:
     page.get_by_label("Code from your authenticator app").fill(totp_code(admin.id))
     page.get_by_role("button", name="Continue").click()
     page.get_by_role("link", name="Console").wait_for()
+
+
+class Site:
+    """The app served in a thread, with the registry's data (tests/e2e/pages.py) made once for a module."""
+
+    def __init__(self, app, base: str, world):
+        self.app, self.base, self.world = app, base, world
+
+
+@pytest.fixture(scope="module")
+def site(database, tmp_path_factory):
+    """One app and one set of demo-like data for a whole module of page checks (building them per test
+    would cost more than the checks). CSRF is on, as in production: forms are sent by the browser."""
+    from portal import notices
+    from portal.extensions import db
+    from portal.views import auth
+    from tests.conftest import forget_redis_keys, make_app, served_in_thread
+    from tests.e2e import pages
+
+    app = make_app(database, tmp_path_factory.mktemp("site"), WTF_CSRF_ENABLED=True)
+    limit, auth.REGISTER_LIMIT_IP = auth.REGISTER_LIMIT_IP, 10_000  # "check your inbox" is a sign-up per context
+    try:
+        with app.app_context():
+            world = pages.build_world()
+            with served_in_thread(app) as server:
+                yield Site(app, f"http://127.0.0.1:{server.effective_port}", world)
+            notices.drain()
+            app.extensions["tollgate.gateway"].close()
+            db.session.remove()
+            db.engine.dispose()
+            forget_redis_keys(app)
+    finally:
+        auth.REGISTER_LIMIT_IP = limit

@@ -22,7 +22,7 @@ def _models():
 
 
 def snippet(html: str, element_id: str) -> str:
-    match = re.search(rf'<pre><code id="{element_id}">(.*?)</code></pre>', html, re.S)
+    match = re.search(rf'<pre tabindex="0"><code id="{element_id}">(.*?)</code></pre>', html, re.S)
     assert match, f"no snippet {element_id}"
     return match.group(1)
 
@@ -87,6 +87,6 @@ def test_the_balance_fields_listed_are_the_ones_the_api_returns(client):
 def test_quickstart_in_chinese_keeps_the_code(app, client):
     _models()
     html = client.get("/quickstart", headers={"Accept-Language": "zh-CN,zh;q=0.9"}).get_data(as_text=True)
-    assert "<h1>快速上手</h1>" in html and "你需要准备" in html and "余额不足" in html
+    assert "<h1>快速上手</h1>" in html and "您需要准备" in html and "余额不足" in html
     assert snippet(html, "snippet-curl").startswith(f"curl {app.config['PUBLIC_URL']}/v1/chat/completions")
     assert ">复制</button>" in html
