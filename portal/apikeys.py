@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Optional
 
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, case, or_, select
 
 from .errors import (AccountNotVerified, AccountSuspended, InvalidInput, KeyExpired, KeyRevoked, NotFound,
@@ -149,9 +150,6 @@ def reserve(key_id: int, amount: int, ip: Optional[str]) -> None:
         raise _refusal(key_id, amount, month)
 
 
-_ADVICE = "Raise the cap in the portal or send a smaller max_tokens"
-
-
 def _refusal(key_id: int, amount: int, month: str) -> Exception:
     """Explain why the conditional UPDATE matched no row, from the key as it reads now.
 
@@ -162,21 +160,26 @@ def _refusal(key_id: int, amount: int, month: str) -> Exception:
     if key is None:
         return UnknownKey("unknown API key")
     this_month = key.spent_month if key.spent_month_key == month else 0
-    held = f", and calls in flight hold {format_usd(key.held)}" if key.held else ""
+    # Lazy messages: written in the language of the request that shows them (English elsewhere).
+    held = _l(", and calls in flight hold %(held)s", held=format_usd(key.held)) if key.held else ""
     if key.spend_cap_total is not None and key.spent_total + key.held + amount > key.spend_cap_total:
-        return SpendCapReached(f"this key has spent {format_usd(key.spent_total)} of its "
-                               f"{format_usd(key.spend_cap_total)} total cap{held}; the call could cost up to "
-                               f"{format_usd(amount)}. {_ADVICE}")
+        return SpendCapReached(_l("this key has spent %(spent)s of its %(cap)s total cap%(held)s; the call could "
+                                  "cost up to %(amount)s. Raise the cap in the portal or send a smaller max_tokens",
+                                  spent=format_usd(key.spent_total), cap=format_usd(key.spend_cap_total), held=held,
+                                  amount=format_usd(amount)))
     if key.spend_cap_monthly is not None and this_month + key.held + amount > key.spend_cap_monthly:
-        return SpendCapReached(f"this key has spent {format_usd(this_month)} of its "
-                               f"{format_usd(key.spend_cap_monthly)} cap for {month}{held}; the call could cost "
-                               f"up to {format_usd(amount)}. {_ADVICE}")
-    caps = [f"{format_usd(cap)} {name}" for cap, name in ((key.spend_cap_total, "total cap"),
-                                                            (key.spend_cap_monthly, f"cap for {month}"))
-            if cap is not None]
-    return SpendCapReached(f"this key's {' and '.join(caps) or 'spend cap'} had no room for a call that could "
-                           f"cost up to {format_usd(amount)} while its other calls were in flight. Try again, or "
-                           "raise the cap in the portal or send a smaller max_tokens")
+        return SpendCapReached(_l("this key has spent %(spent)s of its %(cap)s cap for %(month)s%(held)s; the call "
+                                  "could cost up to %(amount)s. Raise the cap in the portal or send a smaller "
+                                  "max_tokens", spent=format_usd(this_month), cap=format_usd(key.spend_cap_monthly),
+                                  month=month, held=held, amount=format_usd(amount)))
+    caps = [_l("%(amount)s total cap", amount=format_usd(key.spend_cap_total))] if key.spend_cap_total else []
+    if key.spend_cap_monthly is not None:
+        caps.append(_l("%(amount)s cap for %(month)s", amount=format_usd(key.spend_cap_monthly), month=month))
+    which = (_l("%(first)s and %(second)s", first=caps[0], second=caps[1]) if len(caps) == 2
+             else caps[0] if caps else _l("spend cap"))
+    return SpendCapReached(_l("this key's %(caps)s had no room for a call that could cost up to %(amount)s while its "
+                              "other calls were in flight. Try again, or raise the cap in the portal or send a "
+                              "smaller max_tokens", caps=which, amount=format_usd(amount)))
 
 
 def settle_spend(key_id: int, reserved: int, cost: int) -> None:

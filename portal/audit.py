@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from .errors import InvalidInput
@@ -69,10 +70,10 @@ def require_reason(reason: Optional[str], field: str = "reason") -> str:
     """An action's reason, trimmed; InvalidInput when it is missing or too long."""
     reason = (reason or "").strip()
     if not reason:
-        raise InvalidInput("Give a reason: it is kept in the audit log (and, where it says so, sent to the user).",
+        raise InvalidInput(_l("Give a reason: it is kept in the audit log (and, where it says so, sent to the user)."),
                            field=field)
     if len(reason) > MAX_REASON:
-        raise InvalidInput(f"Keep the reason under {MAX_REASON:,} characters.", field=field)
+        raise InvalidInput(_l("Keep the reason under %(limit)s characters.", limit=f"{MAX_REASON:,}"), field=field)
     return reason
 
 

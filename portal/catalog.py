@@ -6,6 +6,7 @@ from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import event, select, text, update
 from sqlalchemy.orm import Session
 
@@ -26,10 +27,16 @@ MODEL_SETTINGS = ("context_window", "input_by_reference", "unpriced_tier", "tool
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/")
 
 
+# The names clean_name is asked about, for a page in another language (the CLI reads the English).
+_NAME_WORDS = {"upstream name": _l("upstream name"), "model id": _l("model id"),
+               "upstream model name": _l("upstream model name")}
+
+
 def clean_name(value: str, what: str, limit: int) -> str:
     value = (value or "").strip()
     if not value or len(value) > limit or not set(value) <= _NAME_CHARS:
-        raise InvalidInput(f"{what} must be 1-{limit} characters of letters, digits and -_.:/, got {value!r}")
+        raise InvalidInput(_l("%(what)s must be 1-%(limit)s characters of letters, digits and -_.:/, got %(value)s",
+                              what=_NAME_WORDS.get(what, what), limit=limit, value=repr(value)))
     return value
 
 
@@ -604,12 +611,12 @@ def serving_model(public_id: str) -> ServingModel:
     """The enabled model `public_id` with its upstream and current price, or UnknownModel."""
     model = db.session.scalar(select(CatalogModel).where(CatalogModel.public_id == public_id, CatalogModel.enabled.is_(True)))
     if model is None:
-        raise UnknownModel(f"The model '{public_id}' does not exist or is not available; "
-                           "GET /v1/models lists the models you can use.")
+        raise UnknownModel(_l("The model '%(model)s' does not exist or is not available; GET /v1/models lists "
+                              "the models you can use.", model=public_id))
     now = utcnow()
     price = current_price(model.id, now)
     if price is None:
-        raise UnknownModel(f"The model '{public_id}' has no price yet and cannot be used.")
+        raise UnknownModel(_l("The model '%(model)s' has no price yet and cannot be used.", model=public_id))
     until = db.session.scalar(select(ModelPrice.effective_at).where(
         ModelPrice.model_id == model.id, ModelPrice.effective_at > now, ModelPrice.withdrawn_at.is_(None))
         .order_by(ModelPrice.effective_at).limit(1))
@@ -618,8 +625,9 @@ def serving_model(public_id: str) -> ServingModel:
     served = tuple(ServingRoute(_info(r.upstream), r.upstream_model, r.priority, r.weight)
                    for r in routes_of(model) if r.upstream.enabled)
     if not served:
-        raise UpstreamDisabled(f"The model '{public_id}' is unavailable for now: the operator has paused its "
-                               "provider. Try again later, or use another model (GET /v1/models lists them).")
+        raise UpstreamDisabled(_l("The model '%(model)s' is unavailable for now: the operator has paused its "
+                                  "provider. Try again later, or use another model (GET /v1/models lists them).",
+                                  model=public_id))
     return ServingModel(
         id=model.id, public_id=model.public_id, upstream_model=served[0].upstream_model,
         max_output_tokens=model.max_output_tokens, routes=served, upstream=served[0].upstream,

@@ -14,7 +14,16 @@ class InvalidInput(DomainError):
 
 
 class InvalidAmount(InvalidInput):
-    """A money amount is malformed, negative where it must not be, or too precise."""
+    """A money amount is malformed, negative where it must not be, or too precise.
+
+    `typed` is the text as given and `too_precise` says which of the two went wrong, when known, so
+    a page can say it in its own words and language.
+    """
+
+    def __init__(self, message: str, field: str | None = None, *, typed: str | None = None,
+                 too_precise: bool = False):
+        super().__init__(message, field)
+        self.typed, self.too_precise = typed, too_precise
 
 
 class NotFound(DomainError):

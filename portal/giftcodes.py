@@ -16,6 +16,8 @@ import unicodedata
 from datetime import datetime
 from typing import Optional
 
+from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext
 from sqlalchemy import bindparam, or_, select
 
 from . import ledger, ratelimit
@@ -38,7 +40,15 @@ SHAPE = "TG-XXXX-XXXX-XXXX-XXXX"
 
 
 class CodeRefused(DomainError):
-    """A gift code cannot be redeemed; the subclass says why and the message says it to the user."""
+    """A gift code cannot be redeemed; the subclass says why.
+
+    `str()` is the English for the log and the CLI; `message` says it to the person, in the
+    language of the request it is shown in (a lazy string: read it where it is shown).
+    """
+
+    def __init__(self, log: str, message=None):
+        super().__init__(log)
+        self.message = message if message is not None else log
 
 
 class UnknownCode(CodeRefused):
@@ -61,7 +71,20 @@ class TooManyAttempts(CodeRefused):
     def __init__(self, retry_after: int):
         self.retry_after = retry_after
         minutes = max(1, -(-retry_after // 60))
-        super().__init__(f"Too many gift code attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+        super().__init__(f"Too many gift code attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+                         lazy_ngettext("Too many gift code attempts. Try again in %(num)d minute.",
+                                       "Too many gift code attempts. Try again in %(num)d minutes.", minutes))
+
+
+class _Day:
+    """A day written when the message is, in the language it is read in (portal.i18n.day)."""
+
+    def __init__(self, moment: datetime):
+        self.moment = moment
+
+    def __str__(self) -> str:
+        from .i18n import day
+        return day(self.moment)
 
 
 def _format(body: str) -> str:
@@ -123,12 +146,15 @@ def _refusal(code_hash: str, account_id: int) -> CodeRefused:
     row = db.session.execute(select(_code.c.redeemed_at, _code.c.redeemed_by, _code.c.expires_at)
                              .where(_code.c.code_hash == code_hash)).first()
     if row is None:
-        return UnknownCode("This gift code was not recognised. Check it and try again.")
+        return UnknownCode("This gift code was not recognised. Check it and try again.",
+                           _l("This gift code was not recognised. Check it and try again."))
     if row.redeemed_at is not None:
         if row.redeemed_by == account_id:
-            return CodeAlreadyUsed("You have already redeemed this gift code.")
-        return CodeAlreadyUsed("This gift code has already been used.")
-    return CodeExpired(f"This gift code expired on {row.expires_at:%Y-%m-%d}.")
+            return CodeAlreadyUsed("You have already redeemed this gift code.",
+                                   _l("You have already redeemed this gift code."))
+        return CodeAlreadyUsed("This gift code has already been used.", _l("This gift code has already been used."))
+    return CodeExpired(f"This gift code expired on {row.expires_at:%Y-%m-%d}.",
+                       _l("This gift code expired on %(day)s.", day=_Day(row.expires_at)))
 
 
 def _limits(user: User, ip: Optional[str]) -> list[Limit]:
@@ -145,9 +171,11 @@ def redeem(user: User, typed: str, ip: Optional[str] = None) -> ledger.Entry:
     still a grant, not a payment (nothing of it is refundable as paid money).
     """
     if not user.is_verified:
-        raise CannotRedeem("Confirm your email address before redeeming a gift code.")
+        raise CannotRedeem("Confirm your email address before redeeming a gift code.",
+                           _l("Confirm your email address before redeeming a gift code."))
     if user.status != UserStatus.ACTIVE.value:
-        raise CannotRedeem(f"This account is {user.status}; gift codes cannot be redeemed.")
+        raise CannotRedeem(f"This account is {user.status}; gift codes cannot be redeemed.",
+                           _l("Gift codes cannot be redeemed on a suspended or closed account."))
     limits = _limits(user, ip)
     # Taken before the code is looked at, so parallel guesses are counted too.
     wait = ratelimit.take(*limits)
@@ -155,7 +183,8 @@ def redeem(user: User, typed: str, ip: Optional[str] = None) -> ledger.Entry:
         raise TooManyAttempts(wait)
     canonical = normalise(typed)
     if canonical is None:
-        raise UnknownCode(f"That is not a gift code: they look like {SHAPE}.")
+        raise UnknownCode(f"That is not a gift code: they look like {SHAPE}.",
+                          _l("Enter the code as you were given it: it looks like %(shape)s.", shape=SHAPE))
     account_id, now, code_hash = user.account.id, utcnow(), hash_code(canonical)
     claimed = db.session.execute(_CLAIM, {"digest": code_hash, "now": now, "account": account_id}).first()
     if claimed is None:

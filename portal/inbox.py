@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from flask import current_app, render_template
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import case, select
 
 from . import audit, links, mail
@@ -31,6 +32,10 @@ from .models import ApiKey, ContactCategory, ContactMessage, ContactReply, Usage
 CATEGORIES = {ContactCategory.QUESTION.value: "A question",
               ContactCategory.BILLING.value: "Billing",
               ContactCategory.ABUSE.value: "Report abuse"}
+# The same, for a page in its reader's language (CATEGORIES stays English: the operator's mail, the CLI).
+CATEGORY_LABELS = {ContactCategory.QUESTION.value: _l("A question"),
+                   ContactCategory.BILLING.value: _l("Billing"),
+                   ContactCategory.ABUSE.value: _l("Report abuse")}
 MAX_SUBJECT = 200
 MAX_MESSAGE = 5000
 MAX_REFERENCE = 200  # as typed; what is stored is at most a hint or a request id
@@ -61,7 +66,7 @@ def mail_address(raw: Optional[str]) -> str:
     address = (raw or "").strip()
     if (len(address) > 254 or not _ADDRESS.fullmatch(address)
             or any(unicodedata.category(c)[0] in "CZ" for c in address)):
-        raise InvalidInput("Enter one email address, like you@example.com.", field="email")
+        raise InvalidInput(_l("Enter one email address, like you@example.com."), field="email")
     return address
 
 
@@ -82,7 +87,7 @@ def parse_reference(raw: Optional[str]) -> tuple[Optional[str], Optional[int], b
     if not text:
         return None, None, False
     if len(text) > MAX_REFERENCE:
-        raise InvalidInput("Keep the key hint or request id short: the hint (tg_…abcd) or the request id is enough.",
+        raise InvalidInput(_l("Keep the key hint or request id short: the hint (tg_…abcd) or the request id is enough."),
                            field="reference")
     whole = _WHOLE_KEY.search(text)
     if whole:
@@ -94,9 +99,9 @@ def parse_reference(raw: Optional[str]) -> tuple[Optional[str], Optional[int], b
     hint = _HINT.fullmatch(text)
     if hint:
         return f"{PREFIX}…{hint.group(1)}", None, False
-    raise InvalidInput(f"Give the key's hint as the portal shows it ({PREFIX}…abcd, its last four characters) "
-                       "or a request id (req_ and 24 letters and digits). Leave it empty if you have neither.",
-                       field="reference")
+    raise InvalidInput(_l("Give the key's hint as the portal shows it (%(prefix)s…abcd, its last four characters) "
+                          "or a request id (req_ and 24 letters and digits). Leave it empty if you have neither.",
+                          prefix=PREFIX), field="reference")
 
 
 @dataclass(frozen=True)
@@ -110,17 +115,17 @@ def submit(*, email: str, subject: str, message: str, category: str, reference: 
     """Store a contact message, then mail it to OPERATOR_EMAIL (when set); InvalidInput names a bad field."""
     address = mail_address(email)
     if category not in CATEGORIES:
-        raise InvalidInput("Choose what your message is about.", field="category")
+        raise InvalidInput(_l("Choose what your message is about."), field="category")
     subject = one_line(subject)
     if not subject:
-        raise InvalidInput("Give your message a subject.", field="subject")
+        raise InvalidInput(_l("Give your message a subject."), field="subject")
     if len(subject) > MAX_SUBJECT:
-        raise InvalidInput(f"Keep the subject under {MAX_SUBJECT} characters.", field="subject")
+        raise InvalidInput(_l("Keep the subject under %(limit)s characters.", limit=MAX_SUBJECT), field="subject")
     body = (message or "").strip()
     if not body:
-        raise InvalidInput("Write your message.", field="message")
+        raise InvalidInput(_l("Write your message."), field="message")
     if len(body) > MAX_MESSAGE:
-        raise InvalidInput(f"Keep the message under {MAX_MESSAGE:,} characters.", field="message")
+        raise InvalidInput(_l("Keep the message under %(limit)s characters.", limit=f"{MAX_MESSAGE:,}"), field="message")
     pasted: list[str] = []
     with atomic():
         stored, key_id, whole = (parse_reference(reference) if category == ContactCategory.ABUSE.value
@@ -216,9 +221,9 @@ def reply(message_id: int, body: str, actor: Actor, *, handled: bool = True) -> 
     """
     body = (body or "").strip()
     if not body:
-        raise InvalidInput("Write the reply.", field="body")
+        raise InvalidInput(_l("Write the reply."), field="body")
     if len(body) > MAX_REPLY:
-        raise InvalidInput(f"Keep the reply under {MAX_REPLY:,} characters.", field="body")
+        raise InvalidInput(_l("Keep the reply under %(limit)s characters.", limit=f"{MAX_REPLY:,}"), field="body")
     with atomic():
         message = _locked(message_id)
         to = mail_address(message.email)  # checked again: older messages predate the check

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from flask import render_template
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext
 from sqlalchemy import func, select
 
 from . import apikeys, audit, email_links, ledger, links, logins, mail, payments, refunds, usage, users
@@ -65,7 +66,9 @@ def _state(user: User) -> dict[str, Any]:
 
 def _not_yourself(actor: Actor, user: User, what: str) -> None:
     if actor.user_id is not None and actor.user_id == user.id:
-        raise InvalidInput(f"You cannot {what} your own account from the console.")
+        raise InvalidInput(_l("You cannot suspend your own account from the console.") if what == "suspend" else
+                           _l("You cannot terminate your own account from the console.") if what == "terminate" else
+                           f"You cannot {what} your own account from the console.")
 
 
 _reason = audit.require_reason
@@ -174,11 +177,11 @@ def suspend(actor: Actor, user: User, reason: str) -> Outcome:
     reason = _reason(reason)
     _not_yourself(actor, user, "suspend")
     if user.status == UserStatus.SUSPENDED.value:
-        return Outcome(False, f"{user.email} is already suspended; nothing changed")
+        return Outcome(False, _l("%(email)s is already suspended; nothing changed", email=user.email))
     before = _state(user)
     users.suspend(user, reason)  # raises for a terminated account
     audit.record(actor, "user.suspend", "user", user.id, reason=reason, before=before, after=_state(user))
-    return Outcome(True, f"suspended {user.email}: {reason}",
+    return Outcome(True, _l("suspended %(email)s: %(reason)s", email=user.email, reason=reason),
                    Mail(user.email, _l("Your account is suspended"), "mail/account_suspended.txt", {"reason": reason},
                         user.locale))
 
@@ -187,13 +190,13 @@ def unsuspend(actor: Actor, user: User, reason: Optional[str] = None) -> Outcome
     """Lift a suspension; the person is mailed. Their keys work again (revoked ones stay revoked)."""
     reason = (reason or "").strip()[:2000] or None
     if user.status == UserStatus.ACTIVE.value:
-        return Outcome(False, f"{user.email} is not suspended; nothing changed")
+        return Outcome(False, _l("%(email)s is not suspended; nothing changed", email=user.email))
     if user.status == UserStatus.TERMINATED.value:
-        raise InvalidInput(f"{user.email} is terminated; a terminated account cannot be reinstated")
+        raise InvalidInput(_l("%(email)s is terminated; a terminated account cannot be reinstated", email=user.email))
     before = _state(user)
     users.unsuspend(user)
     audit.record(actor, "user.unsuspend", "user", user.id, reason=reason, before=before, after=_state(user))
-    return Outcome(True, f"reactivated {user.email}",
+    return Outcome(True, _l("reactivated %(email)s", email=user.email),
                    Mail(user.email, _l("Your account is active again"), "mail/account_reinstated.txt", {"reason": reason},
                         user.locale))
 
@@ -214,18 +217,19 @@ def terminate(actor: Actor, user: User, reason: str) -> Outcome:
     reason = _reason(reason)
     _not_yourself(actor, user, "terminate")
     if user.status == UserStatus.TERMINATED.value:
-        return Outcome(False, f"{user.email} is already terminated; nothing changed")
+        return Outcome(False, _l("%(email)s is already terminated; nothing changed", email=user.email))
     account = _locked_account(user)
     open_hold = db.session.scalar(select(Hold.id).where(Hold.account_id == account.id,
                                                         Hold.status == HoldStatus.OPEN.value).limit(1))
     if account.held or open_hold is not None:
-        raise InvalidInput(f"{user.email} has a call in progress ({format_usd(account.held)} held). Suspend the "
-                           "account so no new call starts, wait for it to finish, then terminate.")
+        raise InvalidInput(_l("%(email)s has a call in progress (%(held)s held). Suspend the account so no new call "
+                              "starts, wait for it to finish, then terminate.", email=user.email,
+                              held=format_usd(account.held)))
     refund = db.session.scalar(select(RefundRequest).where(RefundRequest.user_id == user.id,
                                                            RefundRequest.status == RefundStatus.REQUESTED.value))
     if refund is not None:
-        raise InvalidInput(f"{user.email} has an open refund request (#{refund.id}). Approve or reject it first, "
-                           "then terminate.")
+        raise InvalidInput(_l("%(email)s has an open refund request (#%(id)s). Approve or reject it first, then "
+                              "terminate.", email=user.email, id=refund.id))
     address, before = user.email, {**_state(user), "balance": account.balance}
     forfeited = 0
     if account.balance > 0:
@@ -239,8 +243,9 @@ def terminate(actor: Actor, user: User, reason: str) -> Outcome:
     audit.record(actor, "user.terminate", "user", user.id, reason=reason, before=before,
                  after={**_state(user), "balance": account.balance, "forfeited": forfeited, "keys_revoked": keys,
                         "email_sha256": _email_digest(address)})
-    return Outcome(True, f"terminated {address}: {format_usd(forfeited)} forfeited, {keys} key"
-                         f"{'s' if keys != 1 else ''} revoked",
+    return Outcome(True, lazy_ngettext("terminated %(email)s: %(forfeited)s forfeited, %(num)d key revoked",
+                                       "terminated %(email)s: %(forfeited)s forfeited, %(num)d keys revoked", keys,
+                                       email=address, forfeited=format_usd(forfeited)),
                    Mail(address, _l("Your account is closed"), "mail/account_terminated.txt",
                         {"reason": reason, "forfeited": forfeited}, user.locale))
 
@@ -250,14 +255,15 @@ def parse_signed_usd(text: str) -> int:
     match = _SIGNED_USD.match(str(text or ""))
     sign, rest = match["sign"], match["rest"]
     if rest.strip().startswith(("-", "+")):
-        raise InvalidInput(f"{text!r} is not an amount: give one sign at most, e.g. -0.5 or 2", field="amount")
+        raise InvalidInput(_l("%(text)s is not an amount: give one sign at most, e.g. -0.5 or 2", text=repr(text)),
+                           field="amount")
     try:
         amount = parse_usd(rest, what="the amount")
     except InvalidInput:
-        raise InvalidInput(f"{str(text).strip()!r} is not an amount in USD: type it like 2, 0.50 or -0.5",
-                           field="amount") from None
+        raise InvalidInput(_l("%(text)s is not an amount in USD: type it like 2, 0.50 or -0.5",
+                              text=repr(str(text).strip())), field="amount") from None
     if amount == 0:
-        raise InvalidInput("The amount must not be zero.", field="amount")
+        raise InvalidInput(_l("The amount must not be zero."), field="amount")
     return -amount if sign == "-" else amount
 
 
@@ -271,9 +277,9 @@ def adjust_balance(actor: Actor, user: User, amount: int, reason: str, *, counts
     if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
         raise InvalidInput("The amount must be a non-zero whole number of micro-USD.", field="amount")
     if user.status == UserStatus.TERMINATED.value:
-        raise InvalidInput(f"{user.email} is terminated; its balance cannot change")
+        raise InvalidInput(_l("%(email)s is terminated; its balance cannot change", email=user.email))
     if amount < 0 and counts_as_topup:
-        raise InvalidInput("Only a credit can count as a top-up.", field="counts_as_topup")
+        raise InvalidInput(_l("Only a credit can count as a top-up."), field="counts_as_topup")
     account = user.account
     before = {"balance": account.balance, "credits_expire_at": account.credits_expire_at}
     if amount > 0:
@@ -284,19 +290,21 @@ def adjust_balance(actor: Actor, user: User, amount: int, reason: str, *, counts
             entry = ledger.debit(account.id, -amount, EntryKind.ADJUSTMENT, memo=reason)
         except InsufficientFunds as exc:
             available = exc.available if exc.available is not None else 0
-            raise InvalidInput(f"A debit of {format_usd(-amount)} is more than the available balance of "
-                               f"{format_usd(available)} (balance {format_usd(account.balance)}, "
-                               f"{format_usd(account.held)} held by calls in progress). Debit at most "
-                               f"{format_usd(max(available, 0))}.", field="amount") from None
+            raise InvalidInput(_l("A debit of %(debit)s is more than the available balance of %(available)s (balance "
+                                  "%(balance)s, %(held)s held by calls in progress). Debit at most %(most)s.",
+                                  debit=format_usd(-amount), available=format_usd(available),
+                                  balance=format_usd(account.balance), held=format_usd(account.held),
+                                  most=format_usd(max(available, 0))), field="amount") from None
     db.session.refresh(account)
     audit.record(actor, "balance.adjust", "user", user.id, reason=reason, before=before,
                  after={"balance": account.balance, "credits_expire_at": account.credits_expire_at,
                         "amount": amount, "counts_as_topup": counts_as_topup, "ledger_entry": entry.id})
-    verb = "credited" if amount > 0 else "debited"
-    expiry = (f"; credits expire {account.credits_expire_at:%Y-%m-%d}"
+    expiry = (_l("; credits expire %(day)s", day=f"{account.credits_expire_at:%Y-%m-%d}")
               if counts_as_topup and account.credits_expire_at else "")
-    return Outcome(True, f"{verb} {format_usd(abs(amount))} {'to' if amount > 0 else 'from'} {user.email}; "
-                         f"balance {format_usd(entry.balance_after)}{expiry}")
+    words = dict(amount=format_usd(abs(amount)), email=user.email, balance=format_usd(entry.balance_after),
+                 expiry=expiry)
+    return Outcome(True, _l("credited %(amount)s to %(email)s; balance %(balance)s%(expiry)s", **words) if amount > 0
+                   else _l("debited %(amount)s from %(email)s; balance %(balance)s%(expiry)s", **words))
 
 
 def grant(actor: Actor, user: User, amount: int, reason: str, *, reference: Optional[str] = None,
@@ -328,32 +336,36 @@ def open_refund(actor: Actor, user: User, reason: str) -> tuple[Outcome, int]:
     payments. Returns the outcome and the request's id; an open request is reused."""
     reason = _reason(reason)
     if user.status == UserStatus.TERMINATED.value:
-        raise InvalidInput(f"{user.email} is terminated: its balance was forfeited and nothing is refundable")
+        raise InvalidInput(_l("%(email)s is terminated: its balance was forfeited and nothing is refundable",
+                              email=user.email))
     existing = refunds.open_request(user)
     if existing is not None:
-        return Outcome(False, f"{user.email} already has an open refund request (#{existing.id}); nothing changed"), \
-            existing.id
+        return Outcome(False, _l("%(email)s already has an open refund request (#%(id)s); nothing changed",
+                                 email=user.email, id=existing.id)), existing.id
     refundable = refunds.refundable(user.account)
     if refundable.amount <= 0:
-        raise InvalidInput(f"Nothing of {user.email}'s balance is refundable: only unused paid top-ups are "
-                           f"({'the credits have expired' if refundable.expired else 'none are left unused'}).")
-    request = refunds.request(user, f"opened by the operator: {reason}")
+        raise InvalidInput(_l("Nothing of %(email)s's balance is refundable: only unused paid top-ups are (the "
+                              "credits have expired).", email=user.email) if refundable.expired else
+                           _l("Nothing of %(email)s's balance is refundable: only unused paid top-ups are (none are "
+                              "left unused).", email=user.email))
+    request = refunds.request(user, f"{refunds.OPENED_BY_OPERATOR}{reason}")
     db.session.flush()
     audit.record(actor, "refund.open", "user", user.id, reason=reason,
                  after={"refund_request": request.id, "refundable": refundable.amount})
-    return Outcome(True, f"opened refund request #{request.id} for {user.email}: {format_usd(refundable.amount)} "
-                         "refundable now; approve or reject it in the refund queue"), request.id
+    return Outcome(True, _l("opened refund request #%(id)s for %(email)s: %(amount)s refundable now; approve or "
+                            "reject it in the refund queue", id=request.id, email=user.email,
+                            amount=format_usd(refundable.amount))), request.id
 
 
 def resend_verification(actor: Actor, user: User, reason: Optional[str] = None) -> Outcome:
     """Mail a fresh verification link to a person who has not confirmed their address."""
     if user.status == UserStatus.TERMINATED.value:
-        raise InvalidInput(f"{user.email} is terminated")
+        raise InvalidInput(_l("%(email)s is terminated", email=user.email))
     if user.is_verified:
-        return Outcome(False, f"{user.email} is already verified; nothing sent")
+        return Outcome(False, _l("%(email)s is already verified; nothing sent", email=user.email))
     token = email_links.issue(user, TokenPurpose.VERIFY)
     audit.record(actor, "user.resend_verification", "user", user.id, reason=reason)
-    return Outcome(True, f"sent a new verification link to {user.email}",
+    return Outcome(True, _l("sent a new verification link to %(email)s", email=user.email),
                    Mail(user.email, _l("Confirm your email address"), "mail/verify.txt",
                         {"link": links.public_url("auth.verify", token=token)}, user.locale))
 
@@ -362,11 +374,13 @@ def revoke_key(actor: Actor, key: ApiKey, reason: Optional[str] = None) -> Outco
     """Revoke any key: the proxy refuses it from the next call."""
     owner = key.user.email
     if key.revoked_at is not None:
-        return Outcome(False, f"key {key.hint} ({key.name!r}) of {owner} is already revoked; nothing changed")
+        return Outcome(False, _l("key %(hint)s (%(name)s) of %(owner)s is already revoked; nothing changed",
+                                 hint=key.hint, name=repr(key.name), owner=owner))
     apikeys.revoke(key)
     audit.record(actor, "key.revoke", "api_key", key.id, reason=reason, before={"revoked_at": None},
                  after={"revoked_at": key.revoked_at, "hint": key.hint, "user_id": key.user_id})
-    return Outcome(True, f"revoked key {key.hint} ({key.name!r}) of {owner}")
+    return Outcome(True, _l("revoked key %(hint)s (%(name)s) of %(owner)s", hint=key.hint, name=repr(key.name),
+                            owner=owner))
 
 
 # -- what the console shows of a person ----------------------------------------------------------

@@ -15,11 +15,11 @@ def parse_usd(text: str, *, what: str = "amount") -> int:
     """
     match = _USD.match(str(text))
     if not match:
-        raise InvalidAmount(f"{what} must be a non-negative decimal number of USD, got {text!r}")
+        raise InvalidAmount(f"{what} must be a non-negative decimal number of USD, got {text!r}", typed=str(text))
     value = Decimal(match["digits"])
     micro = value * MICRO
     if micro != micro.to_integral_value():
-        raise InvalidAmount(f"{what} has more than 6 decimal places: {text!r}")
+        raise InvalidAmount(f"{what} has more than 6 decimal places: {text!r}", typed=str(text), too_precise=True)
     return int(micro)
 
 

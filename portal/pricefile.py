@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Collection, Mapping, Optional, Sequence
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from . import catalog, routes
@@ -114,6 +115,20 @@ def _entry(where: str, spec, upstreams: Collection[str]) -> Entry:
                            f"(flask --app wsgi upstreams add {spec['upstream']} --protocol ... --base-url ...)")
     found = None if "routes" not in spec else _routes(where, spec, model_id, upstreams)
     return Entry(where, model_id, spec["upstream"], price, fields, cost, found)
+
+
+class _ClassWord:
+    """A token class in a sentence: "cache read" in English, its label in another language."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __str__(self) -> str:
+        from .i18n import language
+        from .usage import CLASS_LABELS
+        if language() == "en" or self.name not in CLASS_LABELS:
+            return self.name.replace("_", " ")
+        return str(CLASS_LABELS[self.name])
 
 
 def _add_first(name: str) -> str:
@@ -539,12 +554,19 @@ def price_from_form(values: Mapping[str, str], prefix: str = "") -> tuple[Option
         text = (values.get(prefix + name) or "").strip()
         if not text:
             if name in ("input", "output"):
-                errors[prefix + name] = f"Give the {name} price, in USD per million tokens (such as 2.50)."
+                errors[prefix + name] = str(_l("Give the input price, in USD per million tokens (such as 2.50).")
+                                            if name == "input" else
+                                            _l("Give the output price, in USD per million tokens (such as 2.50)."))
             continue
         try:
             parse_usd(text, what=name.replace("_", " "))
         except InvalidAmount as exc:
-            errors[prefix + name] = f"{exc}; write USD per million tokens as a decimal such as 2.50."
+            words = dict(what=_ClassWord(name), value=repr(text))
+            errors[prefix + name] = str(
+                _l("%(what)s has more than 6 decimal places: %(value)s; write USD per million tokens as a decimal "
+                   "such as 2.50.", **words) if exc.too_precise else
+                _l("%(what)s must be a non-negative decimal number of USD, got %(value)s; write USD per million "
+                   "tokens as a decimal such as 2.50.", **words))
             continue
         rates[name] = text
     spec: dict = {}

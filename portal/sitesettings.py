@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from flask import Flask, current_app, has_app_context
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
@@ -148,7 +149,7 @@ def _check(key: str, label: str, longest: int, raw: Any) -> str:
     if len(value) > longest:
         raise InvalidInput(f"Keep the {label.lower()} under {longest} characters.", field=key)
     if key == "contact_email" and value and not _EMAIL.fullmatch(value):
-        raise InvalidInput("Give the contact address as name@example.com, or leave it empty.", field=key)
+        raise InvalidInput(_l("Give the contact address as name@example.com, or leave it empty."), field=key)
     return value
 
 
@@ -180,18 +181,18 @@ def _logo_kind(data: bytes) -> str:
         return "webp"
     head = data[:512].lstrip().lower()
     if head.startswith((b"<svg", b"<?xml", b"<!doctype")) or b"<svg" in head:
-        raise InvalidInput("SVG logos are refused: they can carry scripts. Upload a PNG, JPEG or WebP image.",
+        raise InvalidInput(_l("SVG logos are refused: they can carry scripts. Upload a PNG, JPEG or WebP image."),
                            field="logo")
-    raise InvalidInput("The logo must be a PNG, JPEG or WebP image.", field="logo")
+    raise InvalidInput(_l("The logo must be a PNG, JPEG or WebP image."), field="logo")
 
 
 def save_logo(actor: Actor, data: bytes, *, reason: Optional[str] = None) -> str:
     """Keep an uploaded logo in the instance folder and use it; its file name (named by its content)."""
     if not data:
-        raise InvalidInput("Choose an image file to upload.", field="logo")
+        raise InvalidInput(_l("Choose an image file to upload."), field="logo")
     if len(data) > LOGO_MAX_BYTES:
-        raise InvalidInput(f"The logo must be at most {LOGO_MAX_BYTES // 1024} KB; this one is "
-                           f"{len(data) // 1024} KB.", field="logo")
+        raise InvalidInput(_l("The logo must be at most %(most)s KB; this one is %(size)s KB.",
+                              most=LOGO_MAX_BYTES // 1024, size=len(data) // 1024), field="logo")
     name = f"logo-{hashlib.sha256(data).hexdigest()[:16]}.{_logo_kind(data)}"
     old = current_value(LOGO_KEY)
     if old == name:

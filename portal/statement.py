@@ -13,10 +13,12 @@ statement that fails its own check.
 import csv
 import io
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 from typing import Iterator, Optional
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from .extensions import db
@@ -46,6 +48,56 @@ if head != s["chain_head"]: sys.exit("the chain head is not the last entry's has
 if len(sys.argv) > 2 and sys.argv[2] not in [s["genesis"]] + [e["hash"] for e in s["entries"]]: sys.exit("your earlier chain head is gone: history was rewritten")
 print(f"ok: {len(s['entries'])} entries, balance {balance} micro-USD, chain head {head}")
 """
+
+
+# Memos the software itself writes on entries (giftcodes.py, users.py, demo.py, payments.py). The
+# entry keeps its English memo (the hash chain covers it); a page shows it in its reader's language.
+_MEMOS = [
+    (re.compile(r"Gift code (?P<hint>TG-…\w+)"), lambda m: _l("Gift code %(hint)s", hint=m["hint"])),
+    (re.compile(r"welcome credit"), lambda m: _l("welcome credit")),
+    (re.compile(r"demo credit"), lambda m: _l("demo credit")),
+    (re.compile(r"top-up by Stripe Checkout \(payment #(?P<id>\d+)\)"),
+     lambda m: _l("top-up by Stripe Checkout (payment #%(id)s)", id=m["id"])),
+    (re.compile(r"automatic top-up \(payment #(?P<id>\d+)\)"),
+     lambda m: _l("automatic top-up (payment #%(id)s)", id=m["id"])),
+    (re.compile(r"top-up by (?P<method>.+) \(reference (?P<reference>.+)\)"),
+     lambda m: _l("top-up by %(method)s (reference %(reference)s)", method=m["method"], reference=m["reference"])),
+    (re.compile(r"refund made in Stripe \(payment #(?P<id>\d+), charge (?P<charge>\S+)\)"),
+     lambda m: _l("refund made in Stripe (payment #%(id)s, charge %(charge)s)", id=m["id"], charge=m["charge"])),
+    (re.compile(r"payment #(?P<id>\d+) disputed \(Stripe dispute (?P<dispute>\S+)\)"),
+     lambda m: _l("payment #%(id)s disputed (Stripe dispute %(dispute)s)", id=m["id"], dispute=m["dispute"])),
+    (re.compile(r"credits expired on (?P<day>\d{4}-\d{2}-\d{2}), (?P<months>\d+) months after the last top-up"),
+     lambda m: _l("credits expired on %(day)s, %(months)s months after the last top-up",
+                  day=_Day(m["day"]), months=m["months"])),
+    (re.compile(r"balance forfeited: account terminated by the operator \(without refund, as the terms allow\)"),
+     lambda m: _l("balance forfeited: account terminated by the operator (without refund, as the terms allow)")),
+    (re.compile(r"refund request (?P<id>\d+): to be paid back by hand \(manual top-up\)"),
+     lambda m: _l("refund request %(id)s: to be paid back by hand (manual top-up)", id=m["id"])),
+    (re.compile(r"refund request (?P<id>\d+): to be paid back by hand \((?P<method>.+)\)"),
+     lambda m: _l("refund request %(id)s: to be paid back by hand (%(method)s)", id=m["id"], method=m["method"])),
+    (re.compile(r"refund request (?P<id>\d+): refunded through Stripe"),
+     lambda m: _l("refund request %(id)s: refunded through Stripe", id=m["id"])),
+]
+
+
+class _Day:
+    """An ISO day from a memo, written in the reader's format (portal.i18n.day) when the memo is."""
+
+    def __init__(self, iso: str):
+        self.iso = iso
+
+    def __str__(self) -> str:
+        from .i18n import day
+        return day(date.fromisoformat(self.iso))
+
+
+def memo_words(memo: str) -> str:
+    """An entry's memo for a page: a memo the software wrote in the reader's language, others as written."""
+    for pattern, words in _MEMOS:
+        found = pattern.fullmatch(memo)
+        if found:
+            return str(words(found))
+    return memo
 
 
 @dataclass(frozen=True)

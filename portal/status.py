@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Optional
 
 from flask import Flask, current_app
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import and_, case, func, or_, select
 
@@ -173,11 +174,11 @@ def _clean(title: Optional[str], body: Optional[str]) -> tuple[str, str]:
     title = " ".join((title or "").split())
     body = (body or "").replace("\r\n", "\n").strip()
     if not title:
-        raise InvalidInput("Give the incident a title, e.g. “Slow answers from gpt-4o”.", field="title")
+        raise InvalidInput(_l("Give the incident a title, e.g. “Slow answers from gpt-4o”."), field="title")
     if len(title) > MAX_TITLE:
-        raise InvalidInput(f"Keep the title under {MAX_TITLE} characters.", field="title")
+        raise InvalidInput(_l("Keep the title under %(limit)s characters.", limit=MAX_TITLE), field="title")
     if len(body) > MAX_BODY:
-        raise InvalidInput(f"Keep the description under {MAX_BODY:,} characters.", field="body")
+        raise InvalidInput(_l("Keep the description under %(limit)s characters.", limit=f"{MAX_BODY:,}"), field="body")
     return title, body
 
 
@@ -185,9 +186,9 @@ def _moment(value: Optional[datetime], field: str, now: datetime) -> Optional[da
     if value is None:
         return None
     if value.tzinfo is None:
-        raise InvalidInput("Give the time with its timezone, e.g. 2027-01-31T18:00:00Z.", field=field)
+        raise InvalidInput(_l("Give the time with its timezone, e.g. 2027-01-31T18:00:00Z."), field=field)
     if value > now + timedelta(minutes=5):
-        raise InvalidInput("That time is in the future; incidents are written as they happen.", field=field)
+        raise InvalidInput(_l("That time is in the future; incidents are written as they happen."), field=field)
     return value.replace(microsecond=0)
 
 
@@ -224,7 +225,7 @@ def edit(actor: Actor, incident_id: int, title: str, body: str, *, started_at: O
     title, body = _clean(title, body)
     started_at = _moment(started_at, "started_at", now) or incident.started_at
     if incident.resolved_at is not None and started_at > incident.resolved_at:
-        raise InvalidInput("The start must come before the incident was resolved.", field="started_at")
+        raise InvalidInput(_l("The start must come before the incident was resolved."), field="started_at")
     before = _snapshot(incident)
     if (incident.title, incident.body, incident.started_at) == (title, body, started_at):
         return False
@@ -242,7 +243,7 @@ def resolve(actor: Actor, incident_id: int, *, at: Optional[datetime] = None, re
         return False
     at = _moment(at, "resolved_at", now) or now.replace(microsecond=0)
     if at < incident.started_at:
-        raise InvalidInput("An incident cannot be resolved before it started.", field="resolved_at")
+        raise InvalidInput(_l("An incident cannot be resolved before it started."), field="resolved_at")
     before = _snapshot(incident)
     incident.resolved_at, incident.updated_at = at, now
     record(actor, "incident.resolve", "incident", incident.id, reason=reason, before=before,

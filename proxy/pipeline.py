@@ -15,6 +15,7 @@ from flask import Flask
 from portal import calls, catalog, ledger, links, logs, metrics
 from portal.errors import CreditsExpired, InsufficientFunds, SpendCapReached
 from portal.extensions import db
+from portal.i18n import language
 from portal.money import format_usd
 from portal.pricing import Usage
 
@@ -171,27 +172,34 @@ class Gateway:
             return _("Insufficient balance: this call needs %(needed)s available and you have %(available)s. Top "
                      "up at %(billing)s to continue.", needed=format_usd(exc.needed), available=available,
                      billing=billing)
-        # The details name request fields and units as the API spells them; the sentence around them is translated.
-        held = [f"{body.max_output} output tokens" + (f" for each of {body.choices} choices" if body.choices > 1
-                                                     else "")]
-        held += [f"{n} {unit} uses" for unit, n in sorted(plan.units.items())]
-        lower = [f"a smaller {route.limit_hint}" + (f" or {route.choices_field}" if body.choices > 1 else "")]
+        # The details name request fields, units and tiers as the API spells them; the words around them are
+        # translated, piece by piece.
+        held = [_("%(count)s output tokens for each of %(choices)s choices", count=body.max_output,
+                  choices=body.choices) if body.choices > 1
+                else _("%(count)s output tokens", count=body.max_output)]
+        held += [_("%(count)s %(unit)s uses", count=n, unit=unit) for unit, n in sorted(plan.units.items())]
+        lower = [_("a smaller %(field)s or %(choices)s", field=route.limit_hint, choices=route.choices_field)
+                 if body.choices > 1 else _("a smaller %(field)s", field=route.limit_hint)]
         if plan.units:
-            lower.append({"messages": "max_uses on each server tool", "responses": "max_tool_calls"}.get(
-                route.name, "fewer server tools"))
-        where = (f" (held at the model's {model.context_window:,}-token context window, for {plan.by_reference})"
-                 if plan.by_reference else "")
+            lower.append({"messages": _("max_uses on each server tool"), "responses": "max_tool_calls"}.get(
+                route.name) or _("fewer server tools"))
+        where = (_(" (held at the model's %(window)s-token context window, for %(what)s)",
+                   window=f"{model.context_window:,}", what=plan.by_reference) if plan.by_reference else "")
         tiers = [tier or "standard" for tier in plan.tiers]
         at = ""
+        comma = "、" if language() == "zh" else ", "
         if len(tiers) > 1:
-            at = f" at the dearest of the {', '.join(tiers)} tiers"
+            at = _(" at the dearest of the %(tiers)s tiers", tiers=comma.join(tiers))
             lower.append(f"service_tier \"{'standard_only' if route.name == 'messages' else 'default'}\"")
         elif tiers != ["standard"]:
-            at = f" at the {tiers[0]} tier"
-        lower_one = lower[0] if len(lower) == 1 else f"{', '.join(lower[:-1])} or {lower[-1]}"
+            at = _(" at the %(tier)s tier", tier=tiers[0])
+        lower_one = lower[0] if len(lower) == 1 else _("%(first)s or %(last)s", first=comma.join(lower[:-1]),
+                                                       last=lower[-1])
+        held_all = held[0] if len(held) == 1 else _("%(first)s and %(second)s", second=held[-1],
+                                                    first=("、" if language() == "zh" else " and ").join(held[:-1]))
         return _("Insufficient balance: this call needs up to %(needed)s held (the input%(where)s plus %(held)s of "
                  "%(model)s%(at)s) and you have %(available)s available. Top up at %(billing)s or send %(lower)s.",
-                 needed=format_usd(exc.needed), where=where, held=" and ".join(held), model=model.public_id, at=at,
+                 needed=format_usd(exc.needed), where=where, held=held_all, model=model.public_id, at=at,
                  available=available, billing=billing, lower=lower_one)
 
     def _send(self, req: CallRequest, route: Route, upstream: catalog.UpstreamInfo, body: Rewritten):

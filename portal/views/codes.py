@@ -4,51 +4,20 @@ A redeemed code redirects (303) to the billing page with the amount said; a refu
 billing page again with the reason by the field and the code kept (422, or 429 when throttled).
 A GET of the form's URL (a reload) goes back to the billing page and redeems nothing.
 """
-import re
-from datetime import date
-
 from flask import Blueprint, flash, request, url_for
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from .. import giftcodes
 from ..database import atomic
 from ..extensions import db, htmx
-from ..i18n import day, usd
+from ..i18n import usd
 from ..models import User
 from .billing import RedeemForm, back_to_page, page
 from .csrf import rerender_on_csrf_error
 from .htmx import redirect_to
 
 bp = Blueprint("codes", __name__, url_prefix="/billing/codes")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def refusal(exc: giftcodes.CodeRefused, user: User, typed: str) -> str:
-    """Why a code was refused, in the page's language (giftcodes.py says it in English, for the log)."""
-    if isinstance(exc, giftcodes.TooManyAttempts):
-        minutes = max(1, -(-exc.retry_after // 60))
-        return ngettext("Too many gift code attempts. Try again in %(num)d minute.",
-                        "Too many gift code attempts. Try again in %(num)d minutes.", minutes)
-    if isinstance(exc, giftcodes.CannotRedeem):
-        if not user.is_verified:
-            return _("Confirm your email address before redeeming a gift code.")
-        return _("Gift codes cannot be redeemed on a suspended or closed account.")
-    if isinstance(exc, giftcodes.UnknownCode):
-        if giftcodes.normalise(typed) is None:
-            return _("Enter the code as you were given it: it looks like %(shape)s.", shape=giftcodes.SHAPE)
-        return _("This gift code was not recognised. Check it and try again.")
-    if isinstance(exc, giftcodes.CodeAlreadyUsed):
-        if str(exc).startswith("You have"):
-            return _("You have already redeemed this gift code.")
-        return _("This gift code has already been used.")
-    if isinstance(exc, giftcodes.CodeExpired):
-        found = _DATE.search(str(exc))
-        if found:
-            return _("This gift code expired on %(day)s.", day=day(date.fromisoformat(found.group(0))))
-        return _("This gift code has expired.")
-    return str(exc)
 
 
 @bp.post("/redeem")
@@ -69,7 +38,7 @@ def redeem():
         with atomic():
             entry = giftcodes.redeem(user, typed, request.remote_addr)
     except giftcodes.CodeRefused as exc:
-        message = refusal(exc, db.session.get(User, current_user.id), typed)
+        message = str(exc.message)  # in the page's language (str(exc) is the English for the log)
         throttled = isinstance(exc, giftcodes.TooManyAttempts)
         if throttled and htmx:  # htmx does not swap a 429; it follows the redirect to the flashed message
             flash(message)

@@ -23,6 +23,7 @@ def describe(row: statement.Row) -> tuple[str, str]:
         return ngettext("Usage: %(num)d call", "Usage: %(num)d calls", row.calls), ""
     english = statement.LABELS.get(row.kind, row.kind)
     memo = row.description[len(english) + 2:] if row.description.startswith(english + ": ") else ""
+    memo = statement.memo_words(memo) if memo else ""
     return str(LABELS.get(row.kind, row.kind)), memo
 
 

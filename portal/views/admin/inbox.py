@@ -60,7 +60,8 @@ def refund_request(request_id):
     is_open = refund.status == RefundStatus.REQUESTED.value
     return render_template("admin/inbox/refund.html", refund=refund, user=user, account=user.account,
                            plan=refunds.preview(request_id) if is_open else None, is_open=is_open,
-                           payouts=refunds.payouts(request_id) if refund.amount_refunded else [])
+                           payouts=refunds.payouts(request_id) if refund.amount_refunded else [],
+                           refund_reason=refunds.reason_words)
 
 
 @bp.post("/refunds/<int:request_id>/approve", endpoint="refunds_approve")

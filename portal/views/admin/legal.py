@@ -74,7 +74,7 @@ def _editor(kind: LegalKind, draft: dict, errors: dict, preview=None, status: in
 @bp.route("/legal/<kind>", methods=["GET", "POST"])
 def legal_kind(kind: str):
     kind = _kind(kind)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         newest = legal.newest(kind)
         draft = {"version": "", "body": newest.body if newest else "", "significant": False, "effective_at": "",
                  "reason": ""}

@@ -117,7 +117,7 @@ def _form_page(template: str, status: int = 200, **context):
 
 @bp.route("/models/new", methods=["GET", "POST"])
 def models_new():
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return _form_page("admin/models/new.html", values={"max_output_tokens": "4096", "effective": "now"})
     form = request.form
     errors: dict = {}
@@ -288,7 +288,7 @@ def models_withdraw(model_id: int, price_id: int):
 
 @bp.route("/models/import", methods=["GET", "POST"])
 def models_import():
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return _form_page("admin/models/import.html", values={"effective": "now"})
     errors: dict = {}
     upload = request.files.get("file")

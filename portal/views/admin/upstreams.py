@@ -85,7 +85,7 @@ def _new_page(status: int = 200, values=None, errors=None):
 
 @bp.route("/upstreams/new", methods=["GET", "POST"])
 def upstreams_new():
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return _new_page()
     form = request.form
     try:

@@ -7,9 +7,10 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from ... import apilimits, moderation
+from ... import apilimits, moderation, refunds
 from ...database import atomic
 from ...errors import DomainError, InvalidInput
+from ..statement import describe as describe_row
 from ...extensions import db
 from ...i18n import number
 from ...models import ApiKey, User
@@ -32,8 +33,15 @@ def _user(user_id: int) -> User:
     return user
 
 
+def _said(message) -> str:
+    """An outcome's message as a sentence, in the page's language (it may be a lazy string)."""
+    text = str(message)
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "。")) else ".")
+
+
 def _page(user: User, status: int = 200, *, error: str = "", failed: str = ""):
-    return render_template("admin/users/show.html", p=moderation.profile(user), error=error, failed=failed), status
+    return render_template("admin/users/show.html", p=moderation.profile(user), error=error, failed=failed,
+                           describe=describe_row, refund_reason=refunds.reason_words), status
 
 
 @bp.get("/users/<int:user_id>")
@@ -53,7 +61,7 @@ def _act(user_id: int, name: str, action: Callable[[User], moderation.Outcome], 
         db.session.rollback()
         return _page(db.session.get(User, user.id), INVALID, error=str(exc), failed=name)
     moderation.send(outcome)
-    flash(outcome.message[:1].upper() + outcome.message[1:] + ".")
+    flash(_said(outcome.message))
     return redirect(url_for("admin.users_show", user_id=user_id), 303)
 
 
@@ -116,7 +124,7 @@ def users_refund(user_id: int):
     except DomainError as exc:
         db.session.rollback()
         return _page(_user(user_id), INVALID, error=str(exc), failed="refund")
-    flash(outcome.message[:1].upper() + outcome.message[1:] + ".")
+    flash(_said(outcome.message))
     return redirect(url_for("admin.refunds_show", request_id=request_id), 303)
 
 
