@@ -70,6 +70,16 @@ def latest(user: User) -> Optional[RefundRequest]:
                              .order_by(RefundRequest.id.desc()).limit(1))
 
 
+OPENED_BY_OPERATOR = "opened by the operator: "  # moderation.open_refund's reason starts so
+
+
+def reason_words(reason: Optional[str]) -> str:
+    """A request's stored reason for a page: what the software wrote in the reader's language."""
+    if reason and reason.startswith(OPENED_BY_OPERATOR):
+        return _("opened by the operator: %(reason)s", reason=reason[len(OPENED_BY_OPERATOR):])
+    return reason or ""
+
+
 def request(user: User, reason: str, *, close_account: bool = False) -> RefundRequest:
     """File a request for the user's unused balance, or return the one already open.
 

@@ -1,10 +1,13 @@
 """Readable error pages for the portal (the /v1 API answers JSON instead; see proxy)."""
+from urllib.parse import urlsplit
+
 from flask import current_app, jsonify, render_template, request, session, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 TITLES = {
     400: _l("Bad request"),
@@ -30,6 +33,11 @@ MESSAGES = {
 
 def error_page(exc: HTTPException):
     """The portal's page for an HTTP error, in the person's language."""
+    if isinstance(exc, MethodNotAllowed) and request.method in ("GET", "HEAD"):
+        page = page_of_form(request.path)
+        if page is not None:
+            from .htmx import redirect_to
+            return redirect_to(request.script_root + page)
     if isinstance(exc, CSRFError):
         title, message = _("Please try again"), _("This form expired or came from another site. Reload the page "
                                                   "and send it again.")
@@ -39,6 +47,39 @@ def error_page(exc: HTTPException):
         message = MESSAGES.get(exc.code, exc.description)
     return render_template("message.html", title=title, message=message,
                            action=(url_for("pages.home"), _("Go to the home page"))), exc.code
+
+
+# Blueprints whose POST-only URLs keep their 405 on GET: callers there are machines, not people.
+_MACHINE_BLUEPRINTS = ("proxy", "webhooks")
+
+
+def page_of_form(path: str) -> str | None:
+    """The page to send a GET of a URL that only takes a form: the nearest page above it.
+
+    A reload after a refused form, the back button or a bookmark asks for the URL the form was
+    posted to, and must not meet 405 (post/redirect/get); a GET never acts. /admin/users/5/limits
+    goes to /admin/users/5, /admin/models/3/prices/7/withdraw to /admin/models/3, /logout to /.
+    None when the URL is not a form's (another method) or belongs to a machine-facing blueprint.
+    """
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    try:
+        endpoint, _values = adapter.match(path, method="POST")
+    except (HTTPException, RequestRedirect):
+        return None
+    if endpoint.partition(".")[0] in _MACHINE_BLUEPRINTS:
+        return None
+    parts = path.rstrip("/").split("/")
+    while len(parts) > 1:
+        parts.pop()
+        candidate = "/".join(parts) or "/"
+        try:
+            adapter.match(candidate, method="GET")
+        except RequestRedirect as moved:  # the page's canonical address (a trailing slash)
+            return urlsplit(moved.new_url).path
+        except (MethodNotAllowed, NotFound):
+            continue
+        return candidate
+    return None
 
 
 def database_unavailable(exc: Exception):

@@ -56,10 +56,10 @@ class NewPasswordForm(FlaskForm):
 
 
 class ContactForm(FlaskForm):
-    email = EmailField("Your email", validators=[DataRequired(), Length(max=254)])
-    subject = StringField("Subject", validators=[DataRequired(), Length(max=200)])
-    message = TextAreaField("Message", validators=[DataRequired(), Length(max=5000)])
+    email = EmailField(_l("Your email"), validators=[DataRequired(), Length(max=254)])
+    subject = StringField(_l("Subject"), validators=[DataRequired(), Length(max=200)])
+    message = TextAreaField(_l("Message"), validators=[DataRequired(), Length(max=5000)])
 
 
 class ConsentForm(FlaskForm):
-    reason = TextAreaField("Anything you want us to know (optional)", validators=[Length(max=2000)])
+    reason = TextAreaField(_l("Anything you want us to know (optional)"), validators=[Length(max=2000)])

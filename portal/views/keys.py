@@ -185,7 +185,7 @@ def create():
 def rotate(key_id: int):
     """A new key with the same name and limits, the old one revoked: one click from a key flagged as shared."""
     key = _own(key_id)
-    if request.method == "GET":  # the address of a refused rotation, reloaded or typed: the keys page
+    if request.method in ("GET", "HEAD"):  # the address of a refused rotation, reloaded or typed: the keys page
         return redirect_to(url_for("keys.index"))
     if not FlaskForm().validate_on_submit():
         abort(400)
@@ -295,7 +295,7 @@ def limits(key_id: int):
                          "placeholder": number(ceiling) if ceiling else _("no limit")}
     form.max_concurrency.render_kw = {**form.max_concurrency.render_kw, "min": 1, "max": most,
                                       "placeholder": str(most)}
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         form.allowed_models.data = sorted(json.loads(key.allowed_models)) if key.allowed_models else []
         form.spend_cap_total.data = format_usd(key.spend_cap_total)[1:] if key.spend_cap_total else ""
         form.spend_cap_monthly.data = format_usd(key.spend_cap_monthly)[1:] if key.spend_cap_monthly else ""

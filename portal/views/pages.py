@@ -139,7 +139,7 @@ class MessageForm(ContactForm):
 
     # Left out (an older form, a script): a question.
     category = RadioField(_l("What is it about?"), default=ContactCategory.QUESTION.value,
-                          choices=[SelectChoice(value, label) for value, label in inbox.CATEGORIES.items()])
+                          choices=[SelectChoice(value, label) for value, label in inbox.CATEGORY_LABELS.items()])
     reference = StringField(_l("Key hint or request id (for abuse reports)"),
                             validators=[Length(max=inbox.MAX_REFERENCE)])
 
@@ -148,7 +148,7 @@ class MessageForm(ContactForm):
 @rerender_on_csrf_error
 def contact():
     form = MessageForm()
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         if current_user.is_authenticated:
             form.email.data = current_user.email
         if request.args.get("category") in inbox.CATEGORIES:  # "report abuse" links

@@ -77,3 +77,14 @@ def site(database, tmp_path_factory):
             forget_redis_keys(app)
     finally:
         auth.REGISTER_LIMIT_IP = limit
+
+
+def log_in_person(page, gateway: str, email: str) -> None:
+    """Log a person in with the factories' password and wait for their dashboard."""
+    from tests.factories import PASSWORD
+
+    page.goto(f"{gateway}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Dashboard").wait_for()

@@ -9,7 +9,7 @@ from portal.database import atomic
 from portal.extensions import db
 from portal.models import User
 from portal.pricing import Price
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, log_in_person
 from tests.factories import PASSWORD, make_user
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
@@ -38,11 +38,7 @@ def csp_errors(errors):
 
 
 def log_in(page, gateway):
-    page.goto(f"{gateway}/login")
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_role("heading", name="Dashboard").wait_for()
+    log_in_person(page, gateway, EMAIL)
 
 
 def fits(page) -> bool:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 WORDS = {
     "en": {"steps": "Make your first call", "quickstart": "Quickstart", "totals": "Totals",
            "by_model": "Spend by model", "by_key": "Spend by key", "filter": "Filter", "key": "Key"},
-    "zh": {"steps": "发起第一次调用", "quickstart": "快速入门", "totals": "合计",
+    "zh": {"steps": "发起第一次调用", "quickstart": "快速上手", "totals": "合计",
            "by_model": "按模型统计消费", "by_key": "按密钥统计消费", "filter": "筛选", "key": "密钥"},
 }
 

@@ -52,10 +52,11 @@ def user_who_accepted_the_terms(auth):
 
 
 def register(client, email="new@example.com", password="a long passphrase", accept=True):
+    """Send the sign-up form; a success (a 303 to the "check your inbox" page) is followed to that page."""
     data = {"email": email, "password": password}
     if accept:
         data["accept_terms"] = "y"
-    return client.post("/register", data=data)
+    return client.post("/register", data=data, follow_redirects=True)
 
 
 class MeetingCounters:

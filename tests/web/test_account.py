@@ -47,7 +47,7 @@ def test_two_factor_setup_and_disable(client, auth):
     assert "data:image/svg+xml" in page
     secret = page.split('data-testid="totp-secret">')[1].split("<")[0]
     assert client.post("/account/2fa", data={"code": "123456"}).status_code == 422
-    done = client.post("/account/2fa", data={"code": pyotp.TOTP(secret).now()})
+    done = client.post("/account/2fa", data={"code": pyotp.TOTP(secret).now()}, follow_redirects=True)
     codes = done.get_data(as_text=True).split('data-testid="recovery-codes">')[1].split("<")[0].split()
     assert len(codes) == 10 and user_row().totp_enabled_at is not None
     assert client.get("/account/").status_code == 200  # still logged in after the session reset

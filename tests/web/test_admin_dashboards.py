@@ -29,8 +29,13 @@ def test_the_console_home_shows_the_days_figures(client, auth, calls):
     page = client.get("/admin/")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    for svg in re.findall(r"<svg[^>]*>", html):
+    # The charts are images with a title; any other <svg> (the logo mark in base.html) is decoration, hidden.
+    charts = re.findall(r'<svg[^>]*class="plot"[^>]*>', html)
+    assert len(charts) == 4
+    for svg in charts:
         assert 'role="img"' in svg and "aria-labelledby" in svg
+    for svg in re.findall(r"<svg[^>]*>", html):
+        assert svg in charts or 'aria-hidden="true"' in svg
     assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="plot"') == 4
     assert "<title id=\"chart-revenue-title\">Revenue per day</title>" in html
     assert "$2.234567" in html  # spend of the period, in the figures and the table
@@ -82,8 +87,12 @@ def test_the_page_reads_rollups_and_today_alike(client, auth, calls):
 
 
 def console(page) -> str:
-    """The page's figures, without what changes from one request to the next (the CSRF token, ages)."""
-    body = page.get_data(as_text=True).split('<div class="console-body">', 1)[1]
+    """The page's figures, without what changes from one request to the next (the CSRF token, ages).
+
+    The console body ends before </main>: the footer (its language form and CSRF token) is not a figure.
+    """
+    body = page.get_data(as_text=True).split('<div class="console-body">', 1)[1].split("</main>", 1)[0]
+    body = re.sub(r'name="csrf_token" value="[^"]*"', 'name="csrf_token"', body)
     return re.sub(r"\d+ (seconds|minutes|hours|days)( old)?", "", body)
 
 

@@ -53,10 +53,16 @@ def test_the_walk_finds_the_forms(app):
     assert {"keys.create", "billing.checkout", "account.password", "pages.contact", "auth.logout"} <= endpoints
 
 
+# Choosing a language is allowed on purpose (portal/i18n.py): a suspended person should read the
+# explanation and the appeal form in their language. It changes the account's `locale` and nothing
+# else, which test_choosing_a_language_changes_only_the_language checks.
+LANGUAGE_SWITCH = "choose_language"
+
+
 def test_every_change_is_refused_with_the_reason_and_the_way_to_appeal(app, client, suspended):
     walked = 0
     for method, url, endpoint in changing_routes(app):
-        if endpoint in readonly.ALLOWED:
+        if endpoint in readonly.ALLOWED or endpoint == LANGUAGE_SWITCH:
             continue
         response = client.open(url, method=method, data={"name": "x"})
         page = response.get_data(as_text=True)
@@ -68,6 +74,26 @@ def test_every_change_is_refused_with_the_reason_and_the_way_to_appeal(app, clie
     assert db.session.scalar(select(func.count()).select_from(ApiKey)) == 0
     # Still logged in and still suspended: nothing above changed the account.
     assert client.get("/account/").status_code == 200
+
+
+def test_choosing_a_language_changes_only_the_language(app, client, suspended):
+    assert LANGUAGE_SWITCH in {endpoint for _, _, endpoint in changing_routes(app)}
+
+    def row():
+        db.session.rollback()  # a fresh transaction: see what the requests committed
+        user = db.session.get(User, suspended.id)
+        return ({column.key: getattr(user, column.key) for column in User.__table__.columns},
+                user.account.balance, db.session.scalar(select(func.count()).select_from(ApiKey)))
+
+    before = row()
+    response = client.post("/language", data={"lang": "zh", "next": "/account/", "name": "x"})
+    assert response.status_code == 303 and response.headers["Location"].endswith("/account/")
+    after = row()
+    assert before[0]["locale"] != "zh" and after[0]["locale"] == "zh"
+    assert {name for name in before[0] if before[0][name] != after[0][name]} == {"locale"}
+    assert after[0]["status"] == "suspended" and after[1:] == before[1:]
+    page = client.get("/account/")
+    assert page.status_code == 200 and 'data-testid="suspended-banner"' in page.get_data(as_text=True)
 
 
 def test_htmx_requests_are_sent_to_the_explanation(client, suspended):
@@ -103,7 +129,9 @@ def test_an_active_person_is_not_affected(client, auth):
     page = client.get("/dashboard/").get_data(as_text=True)
     assert "suspended-banner" not in page
     assert client.get("/account/suspended").status_code == 302
-    assert client.post("/keys/", data={"name": "x"}).status_code == 200
+    assert client.post("/keys/", data={"name": "x"}).status_code == 303  # post/redirect/get: made, then shown
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(ApiKey)) == 1
 
 
 def test_a_suspended_admin_is_kept_out_of_the_console(client, auth):

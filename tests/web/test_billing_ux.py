@@ -332,4 +332,4 @@ def test_a_code_refusal_in_chinese(client, auth):
     auth.user()
     to_chinese(client)
     html = client.post("/billing/codes/redeem", data={"code": "TG-ZZZZ-ZZZZ-ZZZZ-ZZZZ"}).get_data(as_text=True)
-    assert "无法识别此礼品码，请检查后重试。" in html and english_left(html) == []
+    assert "无法识别此兑换码，请检查后重试。" in html and english_left(html) == []

@@ -71,5 +71,5 @@ def test_chinese_dashboard(client, auth):
     client.post("/language", data={"lang": "zh", "next": "/dashboard/"})
     html = client.get("/dashboard/").get_data(as_text=True)
     steps = first_steps(html)
-    assert "发起第一次调用" in steps and "创建 API 密钥</a>" in steps and "快速入门</a>" in steps
+    assert "发起第一次调用" in steps and "创建 API 密钥</a>" in steps and "快速上手</a>" in steps
     assert "进行中调用的预扣金额" in html and 'data-testid="balance">US$0.00<' in html

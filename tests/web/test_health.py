@@ -137,7 +137,10 @@ def _login_and_sign_up(url: str, email: str, number: int) -> None:
     with requests.Session() as browser:
         answer = _form(browser, f"{url}/register", {"email": f"new{number}@example.com",
                                                    "password": "a long passphrase", "accept_terms": "y"})
-        assert answer.status_code == 200 and "new" in answer.text, answer.text  # "check your inbox"
+        # post/redirect/get: the sign-up answers 303 back to /register, which then says "check your inbox"
+        assert answer.status_code == 303 and answer.headers["Location"].endswith("/register"), answer.text
+        inbox = browser.get(url + "/register", timeout=30)
+        assert inbox.status_code == 200 and f"new{number}@example.com" in inbox.text, inbox.text
     db.session.rollback()
     assert db.session.scalar(select(User.id).where(User.email == f"new{number}@example.com")) is not None
 

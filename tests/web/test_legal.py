@@ -64,7 +64,8 @@ def test_declining_requests_a_refund_and_stops_keys(client, auth):
         apikeys.issue(user, "k")
     publish_terms("v9", significant=True)
     auth.login()
-    response = client.post("/consent", data={"decision": "decline", "reason": "too expensive"})
+    response = client.post("/consent", data={"decision": "decline", "reason": "too expensive"},
+                           follow_redirects=True)
     assert b"We received your refund request" in response.data and b"$2.50" in response.data
     db.session.rollback()
     refund = db.session.scalar(select(RefundRequest))

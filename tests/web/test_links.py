@@ -49,7 +49,7 @@ def test_reset_request_for_another_host_is_refused_and_mails_nothing(app, client
 @pytest.mark.parametrize("request_kwargs", SERVED)
 def test_reset_link_is_built_from_public_url(app, client, request_kwargs):
     make_user()
-    response = client.post("/forgot", data={"email": "person@example.com"}, **request_kwargs)
+    response = client.post("/forgot", data={"email": "person@example.com"}, follow_redirects=True, **request_kwargs)
     assert response.status_code == 200
     assert last_link(app, "person@example.com").startswith(f"{PUBLIC}/reset/")
 
@@ -89,7 +89,10 @@ def test_email_change_link_is_built_from_public_url(app, client, auth, request_k
 def test_new_key_page_shows_public_url(client, auth):
     make_user()
     auth.login(base_url="http://127.0.0.1:5555")
-    html = client.post("/keys/", data={"name": "laptop"}, base_url="http://127.0.0.1:5555").get_data(as_text=True)
+    # post/redirect/get: the new key (and its snippets) shows on the GET the create redirects to
+    html = client.post("/keys/", data={"name": "laptop"}, base_url="http://127.0.0.1:5555",
+                       follow_redirects=True).get_data(as_text=True)
+    assert 'data-testid="new-key"' in html
     assert f'OpenAI(base_url="{PUBLIC}/v1"' in html and f"curl {PUBLIC}/v1/chat/completions" in html
     assert "127.0.0.1" not in html
 

@@ -39,9 +39,9 @@ def test_the_low_balance_mail_of_a_chinese_account_is_chinese_with_us_dollars(ap
         db.session.get(Account, user.account.id).low_balance_threshold = 3_000_000
     assert notices.send_low_balance(user.account.id)
     [message] = mail_to(app, "zh@example.com")
-    assert message["Subject"] == "你的余额已低于 US$3.00"
+    assert message["Subject"] == "您的余额已低于 US$3.00"
     body = message.get_content()
-    assert "你的可用余额为 US$2.50，已低于你设置的提醒金额 US$3.00。" in body
+    assert "您的可用余额为 US$2.50，已低于您设置的提醒金额 US$3.00。" in body
     assert "余额不足以支付调用时" in body and "http://localhost/billing/" in body
     assert "Top up" not in body and "balance" not in body
 
@@ -63,11 +63,11 @@ def test_a_top_up_mail_is_chinese_with_a_chinese_date(app, fake_stripe):
     fake_stripe.pay(session_id, "card")
     payments.handle_event(fake_stripe.session_event("checkout.session.completed", session_id))
     [message] = mail_to(app, "zh@example.com")
-    assert message["Subject"] == "你充值的 US$25.00 已到账"
+    assert message["Subject"] == "您充值的 US$25.00 已到账"
     body = message.get_content()
-    assert "感谢充值：你充值的 US$25.00 已到账，当前余额为 US$25.00。" in body
+    assert "感谢充值：您充值的 US$25.00 已到账，当前余额为 US$25.00。" in body
     expires = db.session.get(Account, user.account.id).credits_expire_at
-    assert f"你的全部余额有效期至 {expires.year}年{expires.month}月{expires.day}日" in body
+    assert f"您的全部余额有效期至 {expires.year}年{expires.month}月{expires.day}日" in body
     assert "Thank you" not in body
 
 
@@ -80,8 +80,8 @@ def test_expiry_mails_from_the_job_carry_chinese_dates(app):
                       topup_at=topup_at)
     expiry.run(datetime(2028, 3, 30, 9, 30, tzinfo=UTC))  # the 7-day warning, outside any request
     [warning] = mail_to(app, "zh@example.com")
-    assert warning["Subject"] == "你的余额将于 2028年3月31日 过期"
-    assert "你的余额 US$5.00 将于 2028年3月31日（UTC 09:30）过期" in warning.get_content()
+    assert warning["Subject"] == "您的额度将于 2028年3月31日 过期"
+    assert "您的余额 US$5.00 将于 2028年3月31日（UTC 09:30）过期" in warning.get_content()
 
 
 def test_a_command_line_job_writes_in_the_account_language(app, cli):
@@ -90,9 +90,9 @@ def test_a_command_line_job_writes_in_the_account_language(app, cli):
     result = cli("users", "suspend", "zh@example.com", "--reason", "card testing")
     assert result.exit_code == 0, result.output
     [message] = mail_to(app, "zh@example.com")
-    assert message["Subject"] == "你的账户已被暂停"
+    assert message["Subject"] == "您的账户已被暂停"
     body = message.get_content()
-    assert "你的账户已被暂停。运营方给出的原因如下：" in body and "card testing" in body
+    assert "您的账户已被暂停。运营方给出的原因如下：" in body and "card testing" in body
 
 
 def test_the_sign_up_mail_is_in_the_language_the_person_signed_up_in(app, client):
@@ -103,9 +103,9 @@ def test_the_sign_up_mail_is_in_the_language_the_person_signed_up_in(app, client
     [english] = mail_to(app, "zh@example.com")
     assert english["Subject"] == "Confirm your email address" and "Welcome to" in english.get_content()
     [verify] = mail_to(app, "new@example.com")
-    assert verify["Subject"] == "请确认你的邮箱地址"
+    assert verify["Subject"] == "请确认您的邮箱地址"
     body = verify.get_content()
-    assert "打开此链接确认你的邮箱地址（链接 2 天内有效，仅可使用一次）：" in body and "/verify/" in body
+    assert "打开此链接确认您的邮箱地址（链接 2 天内有效，仅可使用一次）：" in body and "/verify/" in body
     # The choice is kept: later mail (and the portal) follow it on every device.
     db.session.rollback()
     locales = dict(db.session.execute(db.select(User.email, User.locale)).all())

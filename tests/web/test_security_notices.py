@@ -22,7 +22,7 @@ def notices_to(app, address=OWNER, subject=None) -> list:
     """The security notices mailed to `address` so far (waiting for the background sender)."""
     notices.drain()
     subjects = {"New sign-in to your account", "Your password was changed", "Your email address was changed",
-                "Two-factor authentication was turned off", "你的账户有新的登录"}
+                "Two-factor authentication was turned off", "您的账户有新的登录"}
     return [m for m in outbox(app) if m["To"] == address
             and (m["Subject"] in subjects or m["Subject"].startswith("A new API key was created"))
             and (subject is None or m["Subject"] == subject)]
@@ -72,10 +72,10 @@ def test_the_notice_is_in_the_account_language(app, client, auth):
     sign_in(client, auth, HOME)
     sign_in(client, auth, ABROAD)
     [notice] = notices_to(app)
-    assert notice["Subject"] == "你的账户有新的登录"
+    assert notice["Subject"] == "您的账户有新的登录"
     body = notice.get_content()
     assert f"来源地址：{ABROAD}" in body and "（UTC）" in body and "年" in body
-    assert "如果不是你本人，可能有人掌握了你的密码。请立即设置新密码：" in body
+    assert "如果不是您本人，可能有人掌握了您的密码。请立即设置新密码：" in body
 
 
 def test_a_new_key_is_told_with_its_name_and_never_its_secret(app, client, auth):
