@@ -86,8 +86,9 @@ def test_status_lists_versions_dates_and_counts(app, cli, document):
     assert "in force: version v1" in out
     assert f"scheduled: version v2 takes effect on {date}; notice mailed to 1 of 1" in out
     lines = {line.split()[0]: line.split() for line in out.splitlines()[3:]}
-    assert lines["v2"][-4:] == [date, "yes", "0", "0"]
-    assert lines["v1"][-5:] == ["at", "publication", "no", "1", "0"]
+    # the last column: the languages a version is published in
+    assert lines["v2"][-5:] == [date, "yes", "0", "0", "en"]
+    assert lines["v1"][-6:] == ["at", "publication", "no", "1", "0", "en"]
 
 
 def test_refund_policy_publish_with_a_date_asks_no_consent(app, cli, document):
