@@ -69,11 +69,15 @@ class _Catalogues(Domain):
     _built: dict[str, tuple[tuple, Translations]] = {}
 
     def get_translations(self):
+        # Called for every translated string: once built, a language costs one dict lookup.
         lang = language()
+        built = self._built.get(lang)
+        debug = current_app.debug
+        if built is not None and not debug:
+            return built[1]
         files = sorted((TRANSLATIONS / lang / "LC_MESSAGES").glob("*.po"))
         # In debug (make run while editing a catalogue) a changed file is read again.
-        signature = tuple((f.name, f.stat().st_mtime_ns) for f in files) if current_app.debug else ()
-        built = self._built.get(lang)
+        signature = tuple((f.name, f.stat().st_mtime_ns) for f in files) if debug else ()
         if built is not None and built[0] == signature:
             return built[1]
         with self._lock:

@@ -5,29 +5,22 @@ Anthropic routes: {"type": "error", "error": {"type", "message"}}.
 
 Messages are for people: English, or Simplified Chinese when the request's Accept-Language asks
 for it (SDKs send none: English). They are translated where the error is built, with `_` below,
-so a call that succeeds does no language work at all. `type` and `code` are for programs and
-never change with the language.
+so a call that succeeds does no language work at all; outside a request they stay English. `type`
+and `code` are for programs and never change with the language.
 """
 import json
 import math
 from typing import Optional
 
-from flask import has_app_context
-from flask_babel import gettext
+from flask_babel import gettext as _  # noqa: F401 (the proxy's modules translate with errors._)
+
+from portal.i18n import language
 
 from .redact import redact
 
 
-def _(message: str, **values) -> str:
-    """`message` (placeholders like %(name)s) in the client's language; English outside the app."""
-    if has_app_context():
-        return gettext(message, **values)
-    return message % values if values else message
-
-
 def sentences(*parts: str) -> str:
     """Sentences one after another: a space between them in English, none in Chinese."""
-    from portal.i18n import language
     return ("" if language() == "zh" else " ").join(part for part in parts if part)
 
 OPENAI = "openai"

@@ -58,7 +58,10 @@ def _pricing(model) -> dict | None:
     row = catalog.current_price(model.id)
     if row is None:
         return None
-    pricing = price_to_spec(catalog.as_price(row))
+    price = catalog.as_price(row)
+    # Also the way OpenRouter lists them (USD per token, beside ours per million), so tools that read
+    # OpenRouter's model list read this one.
+    pricing = {**model_catalog.openrouter_pricing(price), **price_to_spec(price)}
     upcoming = [{"effective_at": planned.effective_at.isoformat().replace("+00:00", "Z"),
                  **price_to_spec(catalog.as_price(planned))} for planned in catalog.upcoming_prices(model.id)]
     if upcoming:
@@ -73,13 +76,9 @@ def models():
     rows = [m for m in catalog.enabled_models() if caller.may_use(m.public_id) and m.upstream.enabled]
 
     def described(m) -> dict:
-        # Prices also the way OpenRouter lists them (USD per token, beside ours per million), and the
-        # limits under OpenRouter's names, so tools that read OpenRouter's model list read this one.
-        pricing, row = _pricing(m), catalog.current_price(m.id)
-        if pricing is not None and row is not None:
-            pricing = {**model_catalog.openrouter_pricing(catalog.as_price(row)), **pricing}
+        # The limits under OpenRouter's names too.
         window = m.context_window or catalog.DEFAULT_CONTEXT_WINDOW
-        return {"pricing": pricing, "context_length": window,
+        return {"pricing": _pricing(m), "context_length": window,
                 "top_provider": {"context_length": window, "max_completion_tokens": m.max_output_tokens}}
 
     if "anthropic-version" in request.headers:
