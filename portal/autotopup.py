@@ -210,25 +210,39 @@ def forget_card(account: Account) -> None:
 
 # -- settings ----------------------------------------------------------------------------------
 
-def configure(account: Account, *, enabled: bool, threshold: int, amount: int, monthly_limit: int) -> None:
-    """Save the person's automatic top-up settings; InvalidAmount names the field that is wrong.
+class InvalidSettings(InvalidAmount):
+    """Some automatic top-up settings are wrong: `problems` says what, by field, all at once (the
+    message and field are the first of them)."""
 
-    Fields: "auto_threshold" (0 or more), "auto_amount" (a top-up amount: TOPUP_MIN..TOPUP_MAX,
-    whole cents), "auto_limit" (at least the amount). Call within atomic().
+    def __init__(self, problems: dict[str, str]):
+        field, message = next(iter(problems.items()))
+        super().__init__(message, field=field)
+        self.problems = problems
+
+
+def configure(account: Account, *, enabled: bool, threshold: Optional[int], amount: Optional[int],
+              monthly_limit: Optional[int]) -> None:
+    """Save the person's automatic top-up settings, or raise InvalidSettings naming every wrong field.
+
+    Fields: "auto_threshold" (0 to MAX_SETTING), "auto_amount" (a top-up amount, topups.amount_problem),
+    "auto_limit" (at least the amount, at most MAX_SETTING). None (nothing that reads as an amount)
+    is wrong everywhere. Call within atomic().
     """
+    problems = {}
     if not _money(threshold) or threshold > MAX_SETTING:
-        raise InvalidAmount(_l("The threshold must be between $0.00 and %(max)s.", max=format_usd(MAX_SETTING)),
-                            field="auto_threshold")
-    try:
-        topups.check_amount(amount)
-    except InvalidAmount as exc:
-        raise InvalidAmount(str(exc), field="auto_amount") from None
+        problems["auto_threshold"] = _l("Enter an amount in US dollars up to %(max)s, like 5 or 2.50.",
+                                        max=topups.dollars(MAX_SETTING))
+    amount_problem = topups.amount_problem(amount)
+    if amount_problem is not None:
+        problems["auto_amount"] = amount_problem
     if not _money(monthly_limit) or monthly_limit > MAX_SETTING:
-        raise InvalidAmount(_l("The monthly ceiling must be between %(amount)s and %(max)s.",
-                               amount=format_usd(amount), max=format_usd(MAX_SETTING)), field="auto_limit")
-    if monthly_limit < amount:
-        raise InvalidAmount(_l("The monthly ceiling must be at least one top-up (%(amount)s).",
-                               amount=format_usd(amount)), field="auto_limit")
+        problems["auto_limit"] = _l("Enter an amount in US dollars up to %(max)s, like 100 or 250.",
+                                    max=topups.dollars(MAX_SETTING))
+    elif amount_problem is None and monthly_limit < amount:
+        problems["auto_limit"] = _l("Enter at least one top-up (%(amount)s), like 100: the monthly ceiling must "
+                                    "allow one charge.", amount=i18n.usd(amount))
+    if problems:
+        raise InvalidSettings(problems)
     db.session.execute(_account.update().where(_account.c.id == account.id).values(
         auto_topup_enabled=bool(enabled), auto_topup_threshold=threshold, auto_topup_amount=amount,
         auto_topup_monthly_limit=monthly_limit))

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 # Colour-blind-safe (Okabe-Ito) colours, in series order.
 COLOURS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9")
 WIDTH, HEIGHT = 640, 260
+NARROW = 360  # a chart meant for phones first: about 1:1 on a 390-px screen
 LEFT, RIGHT, TOP, BOTTOM = 72, 12, 12, 52  # room for the y labels, the x labels and the legend
 MAX_X_LABELS = 10
 FONT = 11
@@ -63,10 +64,11 @@ def _scale(series: Sequence[Series]) -> tuple[int, int]:
 
 
 def _frame(chart_id: str, title: str, description: str, body: list[str], legend: list[str], *,
-           width: int = WIDTH, height: int = HEIGHT, css_class: str = "plot") -> Markup:
+           width: int = WIDTH, height: int = HEIGHT) -> Markup:
     title_id, desc_id = f"{chart_id}-title", f"{chart_id}-desc"
+    css_class = "plot narrow" if width <= NARROW else "plot"  # app.css keeps a phone's chart from growing tall
     return Markup(
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="{escape(css_class)}" id="{escape(chart_id)}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" id="{escape(chart_id)}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-labelledby="{escape(title_id)} {escape(desc_id)}" '
         f'font-size="{FONT}">'
         f'<title id="{escape(title_id)}">{escape(title)}</title>'
@@ -102,18 +104,12 @@ def _axes(labels: Sequence[str], top: int, step: int, fmt: Callable[[int], str],
     return parts
 
 
-def _in_all(name: str, total: str, total_label: str | None) -> str:
-    if total_label is not None:  # the caller's own words
-        return f"{name}: {total}{total_label}"
-    return _("%(name)s: %(total)s in all", name=name, total=total)
-
-
-def _legend(series: Sequence[Series], fmt: Callable[[int], str], total_label: str | None) -> list[str]:
+def _legend(series: Sequence[Series], fmt: Callable[[int], str]) -> list[str]:
     parts, x = [], LEFT
     y = HEIGHT - 12
     for index, s in enumerate(series):
         colour = COLOURS[index % len(COLOURS)]
-        text = _in_all(s.name, fmt(sum(s.values)), total_label)
+        text = _("%(name)s: %(total)s in all", name=s.name, total=fmt(sum(s.values)))
         parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{colour}"/>'
                      f'<text class="legend" x="{x + 14}" y="{y}" fill="currentColor">{escape(text)}</text>')
         x += 24 + int(len(text) * FONT * 0.58)
@@ -133,8 +129,7 @@ def _describe(title: str, labels: Sequence[str], series: Sequence[Series], fmt: 
 
 
 def bar_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series], *,
-              fmt: Callable[[int], str] = str, total_label: str | None = None, width: int = WIDTH,
-              css_class: str = "plot") -> Markup:
+              fmt: Callable[[int], str] = str, width: int = WIDTH) -> Markup:
     """Bars per label, one per series side by side, on a y axis from zero."""
     _check(labels, series)
     top, step = _scale(series)
@@ -152,13 +147,11 @@ def bar_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequence
             body.append(f'<rect class="bar" x="{_number(x)}" y="{_number(TOP + plot_h - h)}" '
                         f'width="{_number(max(bar, 0.5))}" height="{_number(h)}" fill="{colour}">'
                         f'<title>{escape(labels[index])}, {escape(s.name)}: {escape(fmt(value))}</title></rect>')
-    return _frame(chart_id, title, _describe(title, labels, series, fmt), body, _legend(series, fmt, total_label),
-                  width=width, css_class=css_class)
+    return _frame(chart_id, title, _describe(title, labels, series, fmt), body, _legend(series, fmt), width=width)
 
 
 def line_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series], *,
-               fmt: Callable[[int], str] = str, total_label: str | None = None, width: int = WIDTH,
-               css_class: str = "plot") -> Markup:
+               fmt: Callable[[int], str] = str, width: int = WIDTH) -> Markup:
     """A line per series through its values, on a y axis from zero; dots when there are few points."""
     _check(labels, series)
     top, step = _scale(series)
@@ -175,8 +168,7 @@ def line_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequenc
             for (x, y), label, value in zip(points, labels, s.values):
                 body.append(f'<circle cx="{_number(x)}" cy="{_number(y)}" r="3" fill="{colour}">'
                             f'<title>{escape(label)}, {escape(s.name)}: {escape(fmt(value))}</title></circle>')
-    return _frame(chart_id, title, _describe(title, labels, series, fmt), body, _legend(series, fmt, total_label),
-                  width=width, css_class=css_class)
+    return _frame(chart_id, title, _describe(title, labels, series, fmt), body, _legend(series, fmt), width=width)
 
 
 def _shorten(name: str, room: float) -> str:
@@ -185,11 +177,8 @@ def _shorten(name: str, room: float) -> str:
     return name if len(name) <= fits else name[:fits - 1].rstrip() + "\u2026"
 
 
-NARROW = 360  # a chart meant for phones first: about 1:1 on a 390-px screen
-
-
 def hbar_chart(chart_id: str, title: str, items: Sequence[tuple[str, int]], *, fmt: Callable[[int], str] = str,
-               notes: Sequence[str] | None = None, width: int = NARROW, css_class: str = "plot narrow") -> Markup:
+               notes: Sequence[str] | None = None, width: int = NARROW) -> Markup:
     """A horizontal bar per named item (a model, a key), largest first as given, with its value, an x axis
     from zero with round ticks, and the total underneath.
 
@@ -235,7 +224,7 @@ def hbar_chart(chart_id: str, title: str, items: Sequence[tuple[str, int]], *, f
         description = _("%(title)s: %(parts)s; %(total)s in all.", title=title, parts=parts, total=total)
     else:
         description = _("%(title)s: nothing to show.", title=title)
-    return _frame(chart_id, title, description, body, [], width=width, height=height, css_class=css_class)
+    return _frame(chart_id, title, description, body, [], width=width, height=height)
 
 
 def _check(labels: Sequence[str], series: Sequence[Series]) -> None:

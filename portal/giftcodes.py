@@ -16,15 +16,15 @@ import unicodedata
 from datetime import datetime
 from typing import Optional
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext
 from sqlalchemy import bindparam, or_, select
 
-from . import ledger, ratelimit
+from . import i18n, ledger, ratelimit
 from .errors import DomainError, InvalidAmount, InvalidInput
 from .extensions import db
 from .models import EntryKind, GiftCode, User, UserStatus, utcnow
-from .money import format_usd
 from .ratelimit import Limit
 
 PREFIX = "TG"
@@ -197,5 +197,5 @@ def redeem(user: User, typed: str, ip: Optional[str] = None) -> ledger.Entry:
 
 
 def describe(amount: int) -> str:
-    """The message for a successful redemption."""
-    return f"Added {format_usd(amount)} to your balance."
+    """The message for a successful redemption, in the reader's language."""
+    return _("Added %(amount)s to your balance.", amount=i18n.usd(amount))

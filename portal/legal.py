@@ -154,9 +154,8 @@ def publish_translation(kind: LegalKind, version: str, lang: str, body: str, *, 
     what is in force or who must accept what, and mails no one. It cannot be replaced; a
     corrected text is a new version.
     """
-    from .i18n import LANGUAGES
-    if lang == ORIGINAL or lang not in LANGUAGES:
-        others = ", ".join(code for code in LANGUAGES if code != ORIGINAL)
+    if lang == ORIGINAL or lang not in i18n.LANGUAGES:
+        others = ", ".join(code for code in i18n.LANGUAGES if code != ORIGINAL)
         raise InvalidInput(f"a translation's language must be one of {others}, got {lang!r} (publish the English "
                            "text without a language)", field="lang")
     version = _clean_version(version)
@@ -257,17 +256,16 @@ def find(kind: LegalKind, version: str) -> Optional[LegalDocument]:
 _HEADING = re.compile(r"<(/?)h([1-6])\b")
 
 
-def render(document: Union[LegalDocument, str], *, demote: bool = False) -> Markup:
-    """Operator-written Markdown (a document, or a draft's text) as HTML; raw HTML in it is escaped, not trusted.
-
-    `demote`: every heading one level down (h1 to h2, ..., h6 stays h6), for a page whose own <h1>
-    comes before the document. Only Markdown makes tags here, so the headings are found exactly.
-    """
+def render(document: Union[LegalDocument, str]) -> Markup:
+    """Operator-written Markdown (a document, or a draft's text) as HTML; raw HTML in it is escaped, not trusted."""
     body = document if isinstance(document, str) else document.body
-    html = richtext.render(body, tables=True)
-    if demote:
-        html = Markup(_HEADING.sub(lambda m: f"<{m.group(1)}h{min(int(m.group(2)) + 1, 6)}", str(html)))
-    return html
+    return richtext.render(body, tables=True)
+
+
+def demote(html: Markup) -> Markup:
+    """Rendered Markdown with every heading one level down (h1 to h2, ..., h6 stays h6), for a page whose
+    own <h1> comes before the document. Only Markdown makes tags here, so the headings are found exactly."""
+    return Markup(_HEADING.sub(lambda m: f"<{m.group(1)}h{min(int(m.group(2)) + 1, 6)}", str(html)))
 
 
 def top_headings(html: str) -> int:

@@ -73,10 +73,10 @@ def listing(model: CatalogModel) -> Optional[Listing]:
                    routes=routes_for(model.upstream.protocol), example_cost=example_cost(price))
 
 
-def public_models(query: str = "") -> list[Listing]:
-    """Every model a key can call now (enabled, priced, its upstream on), by id; those matching `query`."""
+def public_models() -> list[Listing]:
+    """Every model a key can call now (enabled, priced, its upstream on), by id."""
     found = [listing(model) for model in catalog.enabled_models() if model.upstream.enabled]
-    return [item for item in found if item is not None and item.matches(query or "")]
+    return [item for item in found if item is not None]
 
 
 def usd_per_token(micro_per_million: int) -> str:

@@ -42,15 +42,19 @@ TWO_FACTOR_OFF = "two_factor_off"
 KINDS = (NEW_ADDRESS, KEY_CREATED, PASSWORD_CHANGED, EMAIL_CHANGED, TWO_FACTOR_OFF)
 
 
-def network_of(ip: Optional[str]) -> Optional[str]:
-    """The network an address belongs to for "have we seen it": IPv4 /24, IPv6 /64; None if not an address."""
+def network_of(ip: Optional[str], ipv4_prefix: int = 24) -> Optional[str]:
+    """The network an address belongs to: IPv4 /24 (for "have we seen it"; the throttles count single
+    IPv4 addresses, /32, written as the address), IPv6 /64, the size one host is routinely given.
+    An IPv4 address mapped into IPv6 counts as IPv4. None if `ip` is not an address."""
     try:
         address = ipaddress.ip_address((ip or "").strip())
     except ValueError:
         return None
     if address.version == 6 and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 64
+    if address.version == 4 and ipv4_prefix == 32:
+        return str(address)
+    prefix = ipv4_prefix if address.version == 4 else 64
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 

@@ -25,6 +25,8 @@ from flask import Flask, current_app, url_for
 from whitenoise import WhiteNoise
 from whitenoise.responders import Response, StaticFile
 
+from .logs import ROUTE_KEY
+
 URL_PREFIX = "/static/"
 YEAR = 365 * 24 * 3600
 SHORT = 300  # seconds: the plain names, which change in place
@@ -143,8 +145,6 @@ class StaticFiles(WhiteNoise):
         headers["Content-Security-Policy"] = "default-src 'none'"
 
     def __call__(self, environ, start_response):
-        from .logs import ROUTE_KEY
-
         if environ.get("PATH_INFO", "") in self.files:
             # The request metric's label (logs.RequestLog), as Flask's static route would give it.
             environ[ROUTE_KEY] = "/favicon.ico" if environ["PATH_INFO"] == "/favicon.ico" else "/static/<path:filename>"

@@ -15,8 +15,10 @@ payments.paid_in_past_year, shared with the operator's `users show`.
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Optional
 
+from babel.numbers import format_currency
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -25,8 +27,9 @@ from . import sitesettings, stripe_gateway
 from .database import atomic
 from .errors import DomainError, InvalidAmount
 from .extensions import db
+from .i18n import language, usd
 from .models import Account, Payment, PaymentSource, PaymentStatus, User, UserStatus, utcnow
-from .money import format_usd
+from .money import MICRO, format_usd
 
 HISTORY_LIMIT = 200
 
@@ -64,15 +67,33 @@ def available() -> bool:
     return stripe_gateway.gateway() is not None
 
 
-def check_amount(amount_micro: int) -> None:
-    """Refuse an amount outside TOPUP_MIN..TOPUP_MAX or not a whole number of cents."""
+def dollars(micro: int) -> str:
+    """A bound as people say it: "$5" for whole dollars, else exact ("$12.50"); in the reader's language."""
+    if micro % MICRO:
+        return usd(micro)
+    return format_currency(Decimal(micro // MICRO), "USD", locale=language(), format="¤#,##0", currency_digits=False)
+
+
+def amount_problem(amount_micro: Optional[int]) -> Optional[str]:
+    """What is wrong with a top-up amount (None: nothing), in words that say what to type.
+
+    The one rule for every top-up amount: TOPUP_MIN..TOPUP_MAX, whole cents. None (nothing that
+    reads as an amount was typed) is refused like an amount out of range.
+    """
     low, high = limits()
     if not isinstance(amount_micro, int) or isinstance(amount_micro, bool) or not low <= amount_micro <= high:
-        raise InvalidAmount(_l("Choose an amount from %(low)s to %(high)s.", low=format_usd(low), high=format_usd(high)),
-                            field="amount")
+        return _l("Enter an amount in US dollars between %(low)s and %(high)s, like 20 or 12.50.",
+                  low=dollars(low), high=dollars(high))
     if amount_micro % stripe_gateway.MICRO_PER_CENT:
-        raise InvalidAmount(_l("Use whole cents: %(amount)s cannot be paid by card.", amount=format_usd(amount_micro)),
-                            field="amount")
+        return _l("Enter whole cents, like 12.50: %(amount)s cannot be paid by card.", amount=usd(amount_micro))
+    return None
+
+
+def check_amount(amount_micro: Optional[int]) -> None:
+    """Refuse (InvalidAmount, field "amount") an amount that `amount_problem` finds wrong."""
+    problem = amount_problem(amount_micro)
+    if problem is not None:
+        raise InvalidAmount(problem, field="amount")
 
 
 def _check_user(user: User) -> None:

@@ -95,19 +95,23 @@ def offline_names():
     upstream resolves its host (portal.egress), so a few lost packets cost the suite half a minute
     at random. Tests that need a name to resolve replace `egress.resolver` themselves.
     """
-    import socket
-
     from portal import egress
     real = egress.resolver
-
-    def offline(host: str, port: int):
-        if host.lower().rstrip(".") == "localhost":
-            return real(host, port)
-        raise socket.gaierror(socket.EAI_NONAME, f"{host}: no network in the test suite")
-
-    egress.resolver = offline
+    egress.resolver = offline(real)
     yield
     egress.resolver = real
+
+
+def offline(resolve):
+    """A resolver that asks `resolve` about localhost only; any other name fails at once (no network here)."""
+    import socket
+
+    def resolver(host: str, port: int):
+        if host.lower().rstrip(".") == "localhost":
+            return resolve(host, port)
+        raise socket.gaierror(socket.EAI_NONAME, f"{host}: no network here")
+
+    return resolver
 
 
 @pytest.fixture(autouse=True, scope="session")

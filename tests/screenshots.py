@@ -12,7 +12,6 @@ instance folder, database or Redis is touched. Debian's chromium takes the pictu
 NAMEs (registry names, or prefixes like `console`) limit the pages.
 """
 import argparse
-import socket
 import sys
 import tempfile
 import time
@@ -27,15 +26,9 @@ def _quick_and_offline() -> None:
     from argon2 import PasswordHasher
 
     from portal import egress, users
+    from tests.conftest import offline
     users._hasher = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
-    real = egress.resolver
-
-    def offline(host: str, port: int):
-        if host.lower().rstrip(".") == "localhost":
-            return real(host, port)
-        raise socket.gaierror(socket.EAI_NONAME, f"{host}: screenshots run offline")
-
-    egress.resolver = offline
+    egress.resolver = offline(egress.resolver)
 
 
 def main(argv=None) -> int:

@@ -19,12 +19,16 @@ def _notify(document_id: int) -> None:
     click.echo(f"mailed the advance notice to {sent} {'person' if sent == 1 else 'people'}")
 
 
-def _publish(kind: LegalKind, path: str, version: str, significant: bool, effective: str | None,
-             reason: str | None) -> None:
+def _read(path: str) -> str:
     try:
-        body = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
+
+
+def _publish(kind: LegalKind, path: str, version: str, significant: bool, effective: str | None,
+             reason: str | None) -> None:
+    body = _read(path)
     try:
         with atomic():
             document = legal.publish(kind, version, body, significant=significant,
@@ -51,10 +55,7 @@ def _publish_translation(kind: LegalKind, path: str, version: str, lang: str, si
     if significant or effective:
         raise click.ClickException("a translation follows its English version's significance and dates: "
                                    "leave out --significant and --effective")
-    try:
-        body = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"cannot read {path}: {exc}") from None
+    body = _read(path)
     try:
         with atomic():
             document = legal.publish_translation(kind, version, lang, body, actor=Actor.cli(),

@@ -5,13 +5,6 @@ again (422) at the URL it was posted to, and each of those POST-only URLs also a
 303 to its section of the account page, so a reload, a bookmark or the back button never meets a
 405, and a reload of a successful POST never repeats it.
 """
-import base64
-import json
-
-from cryptography.fernet import Fernet
-from cryptography.fernet import InvalidToken as InvalidFernetToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import (Blueprint, Response, current_app, flash, make_response, redirect, render_template, request, session,
                    stream_with_context, url_for)
 from flask_babel import gettext as _
@@ -27,11 +20,13 @@ from ..email_links import InvalidToken
 from ..errors import DomainError, InvalidInput
 from ..extensions import db
 from ..models import User, utcnow
+from . import shown_once
 from .auth import end_session, start_session
 from .csrf import rerender_on_csrf_error
 from .forms import email_address, password_field
 
 bp = Blueprint("account", __name__, url_prefix="/account")
+_RECOVERY_CODES = "recovery_codes"  # session entry: new recovery codes, until the page after the setup shows them
 _YOUR_PASSWORD = _l("Enter your password to confirm it is you.")
 
 
@@ -172,7 +167,7 @@ def confirm_email(token: str):
 @login_required
 def two_factor_setup():
     if current_user.totp_enabled_at:
-        codes = _take_recovery_codes() if request.method == "GET" else None
+        codes = shown_once.take(_RECOVERY_CODES) if request.method == "GET" else None
         if codes:  # the one view the 303 below leads to; a reload goes to the account page
             return security.no_store(make_response(render_template("account/recovery_codes.html", codes=codes)))
         return redirect(url_for("account.index"))
@@ -188,37 +183,11 @@ def two_factor_setup():
         else:
             session.pop("totp_setup", None)
             start_session(db.session.get(User, current_user.id))
-            _keep_recovery_codes(codes)  # post/redirect/get: a reload never posts the code again
+            shown_once.keep(_RECOVERY_CODES, codes)  # post/redirect/get: a reload never posts the code again
             return security.no_store(redirect(url_for("account.two_factor_setup"), 303))
     uri = twofactor.provisioning_uri(current_user, secret)
     page = render_template("account/two_factor.html", form=form, secret=secret, qr=twofactor.qr_svg_data_uri(uri))
     return security.no_store(make_response(page, 422 if form.errors else 200))
-
-
-_RECOVERY_CODES = "recovery_codes"  # session entry: new recovery codes, until the page after the setup shows them
-_RECOVERY_CODES_SECONDS = 600
-
-
-def _codes_box() -> Fernet:
-    # The session cookie is signed, not encrypted: the codes go in it only as ciphertext.
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"tollgate recovery codes shown once",
-               info=b"fernet key v1").derive(current_app.config["SECRET_KEY"].encode())
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
-def _keep_recovery_codes(codes: list[str]) -> None:
-    session[_RECOVERY_CODES] = _codes_box().encrypt(json.dumps(codes).encode()).decode()
-
-
-def _take_recovery_codes() -> list[str] | None:
-    token = session.pop(_RECOVERY_CODES, None)
-    if not isinstance(token, str):
-        return None
-    try:
-        codes = json.loads(_codes_box().decrypt(token.encode(), ttl=_RECOVERY_CODES_SECONDS))
-    except (InvalidFernetToken, ValueError, TypeError):
-        return None
-    return codes if isinstance(codes, list) and all(isinstance(code, str) for code in codes) else None
 
 
 @bp.route("/2fa/disable", methods=["GET", "POST"])

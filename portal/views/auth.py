@@ -1,5 +1,4 @@
 """Registration, email verification, login (with 2FA), password reset, and terms re-consent."""
-import ipaddress
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
@@ -12,12 +11,13 @@ from flask_login.utils import login_url
 from .. import apikeys, i18n, legal, links, logins, mail, ratelimit, refunds, security_notices, twofactor, users
 from ..database import atomic
 from ..errors import DomainError, InvalidInput
-from ..extensions import db, login_manager
+from ..extensions import db, htmx, login_manager
 from ..i18n import usd
 from ..models import LegalKind, User
 from ..ratelimit import Limit
 from .csrf import rerender_on_csrf_error
 from .forms import ConsentForm, EmailForm, LoginForm, NewPasswordForm, RegisterForm, TwoFactorForm
+from .htmx import redirect_to
 
 bp = Blueprint("auth", __name__)
 login_manager.login_view = "auth.login"
@@ -91,11 +91,8 @@ def unauthorized():
     so the whole browser goes to the login page instead of the login page landing inside the page.
     """
     flash(str(login_manager.login_message))
-    if request.headers.get("HX-Request"):
-        response = current_app.response_class(status=204)
-        response.headers["HX-Redirect"] = url_for("auth.login", next=_page_behind_htmx())
-        response.headers["Vary"] = "HX-Request"
-        return response
+    if htmx:
+        return redirect_to(url_for("auth.login", next=_page_behind_htmx()))
     return redirect(login_url(login_manager.login_view, next_url=request.url))
 
 
@@ -130,15 +127,7 @@ def _throttled_source() -> str:
     One IPv6 host is routinely given a whole /64: counted per address, one machine would have
     billions of separate budgets for sign-ups, logins and reset mails.
     """
-    try:
-        address = ipaddress.ip_address(_client_ip())
-    except ValueError:
-        return _client_ip()
-    if address.version == 4:
-        return str(address)
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return security_notices.network_of(_client_ip(), ipv4_prefix=32) or _client_ip()
 
 
 def _login_limits(email: str) -> tuple[Limit, ...]:

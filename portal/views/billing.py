@@ -5,12 +5,10 @@ A refused form is the whole page again (422) at the URL it posted to; a GET of t
 reload or a bookmark asks) is sent back to the billing page, so nothing answers 405 and nothing
 is started twice.
 """
-from decimal import Decimal
 from typing import Optional
 from urllib.parse import urlsplit
 
 from babel.lists import format_list
-from babel.numbers import format_currency
 from flask import Blueprint, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -25,8 +23,7 @@ from ..errors import DomainError, InvalidAmount
 from ..extensions import db
 from ..i18n import language, usd
 from ..models import Account, User
-from ..money import MICRO, format_usd, parse_usd
-from ..stripe_gateway import MICRO_PER_CENT
+from ..money import format_usd, parse_usd
 from .csrf import rerender_on_csrf_error
 from .htmx import redirect_to, render
 
@@ -77,13 +74,6 @@ class RedeemForm(FlaskForm):
 
 # -- amounts as people type them ------------------------------------------------------------------
 
-def dollars(micro: int) -> str:
-    """A bound as people say it: "$5" for whole dollars, else exact ("$12.50"); in the page's language."""
-    if micro % MICRO:
-        return usd(micro)
-    return format_currency(Decimal(micro // MICRO), "USD", locale=language(), format="¤#,##0", currency_digits=False)
-
-
 def _typed(text: Optional[str]) -> Optional[int]:
     """Micro-dollars from what was typed ("12.50", "$7", "1,000"), or None if it is not an amount."""
     text = (text or "").strip().replace(",", "")
@@ -97,17 +87,6 @@ def _typed(text: Optional[str]) -> Optional[int]:
 
 def _field_text(micro: int) -> str:
     return format_usd(micro)[1:].replace(",", "")
-
-
-def topup_amount_error(amount: Optional[int]) -> Optional[str]:
-    """What is wrong with a top-up amount (None: nothing), in words that say what to type."""
-    low, high = topups.limits()
-    if amount is None or not low <= amount <= high:
-        return _("Enter an amount in US dollars between %(low)s and %(high)s, like 20 or 12.50.",
-                 low=dollars(low), high=dollars(high))
-    if amount % MICRO_PER_CENT:
-        return _("Enter whole cents, like 12.50: %(amount)s cannot be paid by card.", amount=usd(amount))
-    return None
 
 
 def _checkout_origin() -> str:
@@ -151,7 +130,7 @@ def page(status=200, block="content", form_error=None, **forms):
                       form=forms.pop("form", None) or TopupForm(formdata=None), alert=alert,
                       code_form=forms.pop("code_form", None) or RedeemForm(formdata=None),
                       configured=topups.available(), presets=topups.presets(), limits=topups.limits(),
-                      bounds=tuple(dollars(b) for b in topups.limits()),
+                      bounds=tuple(topups.dollars(b) for b in topups.limits()),
                       methods=methods, methods_text=_methods_text(methods), method_names=METHOD_NAMES,
                       dispute_states=DISPUTE_STATES, payments=topups.history(account.id),
                       paid_year=gross, paid_year_net=net, form_error=form_error)
@@ -169,8 +148,19 @@ def index():
     return page()
 
 
-def _amount(form: TopupForm) -> int:
-    """The amount chosen: a preset button, or the custom field; InvalidAmount (field "amount") otherwise."""
+# A GET of a form's POST URL: the billing page at that form (see the module's docstring).
+@bp.get("/checkout", endpoint="checkout_again", defaults={"anchor": "topup"})
+@bp.get("/alerts", endpoint="alerts_again", defaults={"anchor": "alerts"})
+@bp.get("/auto-topup", endpoint="auto_topup_again", defaults={"anchor": "autotopup"})
+@bp.get("/auto-topup/forget-card", endpoint="forget_card_again", defaults={"anchor": "autotopup"})
+@login_required
+def form_again(anchor: str):
+    return back_to_page(anchor)
+
+
+def _amount(form: TopupForm) -> Optional[int]:
+    """The amount chosen: a preset button, or what was typed in the custom field (None if it is not an
+    amount); InvalidAmount (field "amount") for a preset not offered or an empty field."""
     preset = request.form.get("preset")
     if preset is not None:
         amount = int(preset) if preset.isascii() and preset.isdigit() and len(preset) < 16 else None
@@ -180,12 +170,8 @@ def _amount(form: TopupForm) -> int:
     if not (form.amount.data or "").strip():
         low, high = topups.limits()
         raise InvalidAmount(_("Choose an amount, or enter one in US dollars between %(low)s and %(high)s, "
-                              "like 20 or 12.50.", low=dollars(low), high=dollars(high)), field="amount")
-    amount = _typed(form.amount.data)
-    problem = topup_amount_error(amount)
-    if problem:
-        raise InvalidAmount(problem, field="amount")
-    return amount
+                              "like 20 or 12.50.", low=topups.dollars(low), high=topups.dollars(high)), field="amount")
+    return _typed(form.amount.data)  # None, or out of range: start_checkout refuses it, saying what to type
 
 
 @bp.post("/checkout")
@@ -210,12 +196,6 @@ def checkout():
     return redirect_to(session.url)
 
 
-@bp.get("/checkout")
-@login_required
-def checkout_again():
-    return back_to_page("topup")
-
-
 @bp.get("/success")
 @login_required
 def success():
@@ -238,41 +218,17 @@ def alerts():
     form = AlertForm()
     if form.validate_on_submit():
         threshold = _typed(form.threshold.data)
-        if threshold is None or threshold > notices.MAX_LOW_BALANCE_THRESHOLD:
-            form.threshold.errors = [_("Enter an amount in US dollars up to %(max)s, like 1 or 2.50; 0 turns the "
-                                       "mail off.", max=dollars(notices.MAX_LOW_BALANCE_THRESHOLD))]
-        else:
+        try:
             with atomic():
-                notices.set_low_balance_threshold(_account(), threshold)
+                notices.set_low_balance_threshold(_account(), threshold)  # refuses None too
+        except InvalidAmount:
+            form.threshold.errors = [_("Enter an amount in US dollars up to %(max)s, like 1 or 2.50; 0 turns the "
+                                       "mail off.", max=topups.dollars(notices.MAX_LOW_BALANCE_THRESHOLD))]
+        else:
             flash(_("We will mail you once when your available balance falls below %(amount)s.", amount=usd(threshold))
                   if threshold else _("Low-balance mail is off."))
             return redirect_to(url_for("billing.index"))
     return page(422, "alerts", alert=form)
-
-
-@bp.get("/alerts")
-@login_required
-def alerts_again():
-    return back_to_page("alerts")
-
-
-def _auto_settings(form: AutoTopupForm) -> Optional[dict]:
-    """The three amounts, or None with an error on every field that is wrong (all at once)."""
-    most = dollars(autotopup.MAX_SETTING)
-    threshold, amount, limit = (_typed(f.data) for f in (form.auto_threshold, form.auto_amount, form.auto_limit))
-    if threshold is None or threshold > autotopup.MAX_SETTING:
-        form.auto_threshold.errors = [_("Enter an amount in US dollars up to %(max)s, like 5 or 2.50.", max=most)]
-    problem = topup_amount_error(amount)
-    if problem:
-        form.auto_amount.errors = [problem]
-    if limit is None or limit > autotopup.MAX_SETTING:
-        form.auto_limit.errors = [_("Enter an amount in US dollars up to %(max)s, like 100 or 250.", max=most)]
-    elif amount is not None and not problem and limit < amount:
-        form.auto_limit.errors = [_("Enter at least one top-up (%(amount)s), like 100: the monthly ceiling must "
-                                    "allow one charge.", amount=usd(amount))]
-    if form.auto_threshold.errors or form.auto_amount.errors or form.auto_limit.errors:
-        return None
-    return {"threshold": threshold, "amount": amount, "monthly_limit": limit}
 
 
 @bp.post("/auto-topup")
@@ -281,32 +237,26 @@ def _auto_settings(form: AutoTopupForm) -> Optional[dict]:
 def auto_topup():
     form = AutoTopupForm()
     if form.validate_on_submit():
-        values = _auto_settings(form)
-        if values is not None:
-            try:
-                with atomic():
-                    autotopup.configure(_account(), enabled=bool(form.auto_enabled.data), **values)
-            except InvalidAmount as exc:  # the domain's own check; the view's above says it better
-                field = getattr(form, exc.field or "auto_amount")
-                field.errors = [*field.errors, str(exc)]
+        threshold, amount, limit = (_typed(f.data) for f in (form.auto_threshold, form.auto_amount, form.auto_limit))
+        try:
+            with atomic():
+                autotopup.configure(_account(), enabled=bool(form.auto_enabled.data), threshold=threshold,
+                                    amount=amount, monthly_limit=limit)
+        except autotopup.InvalidSettings as exc:
+            for name, problem in exc.problems.items():
+                getattr(form, name).errors = [str(problem)]
+        else:
+            if not form.auto_enabled.data:
+                flash(_("Automatic top-up is off."))
             else:
-                if not form.auto_enabled.data:
-                    flash(_("Automatic top-up is off."))
-                else:
-                    message = _("Automatic top-up is on: %(amount)s when your available balance falls below "
-                                "%(threshold)s, at most %(limit)s a month.", amount=usd(values["amount"]),
-                                threshold=usd(values["threshold"]), limit=usd(values["monthly_limit"]))
-                    if not _account().auto_topup_payment_method:
-                        message += " " + _("It starts once you save a card with your next top-up.")
-                    flash(message)
-                return redirect_to(url_for("billing.index"))
+                message = _("Automatic top-up is on: %(amount)s when your available balance falls below "
+                            "%(threshold)s, at most %(limit)s a month.", amount=usd(amount),
+                            threshold=usd(threshold), limit=usd(limit))
+                if not _account().auto_topup_payment_method:
+                    message += " " + _("It starts once you save a card with your next top-up.")
+                flash(message)
+            return redirect_to(url_for("billing.index"))
     return page(422, "autotopup", auto=form)
-
-
-@bp.get("/auto-topup")
-@login_required
-def auto_topup_again():
-    return back_to_page("autotopup")
 
 
 @bp.post("/auto-topup/forget-card")
@@ -316,9 +266,3 @@ def forget_card():
     autotopup.forget_card(_account())
     flash(_("Your card is forgotten and automatic top-up is off."))
     return redirect_to(url_for("billing.index"))
-
-
-@bp.get("/auto-topup/forget-card")
-@login_required
-def forget_card_again():
-    return back_to_page("autotopup")

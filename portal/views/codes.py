@@ -11,7 +11,6 @@ from flask_login import current_user, login_required
 from .. import giftcodes
 from ..database import atomic
 from ..extensions import db, htmx
-from ..i18n import usd
 from ..models import User
 from .billing import RedeemForm, back_to_page, page
 from .csrf import rerender_on_csrf_error
@@ -45,7 +44,7 @@ def redeem():
             return redirect_to(back)
         form.code.errors = [message]
         return page(429 if throttled else 422, "codes", code_form=form)
-    flash(_("Added %(amount)s to your balance.", amount=usd(entry.amount)))
+    flash(giftcodes.describe(entry.amount))
     return redirect_to(back)
 
 

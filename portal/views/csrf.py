@@ -12,7 +12,7 @@ check fails (a form left open past the token's lifetime, a session that ended, a
 """
 from urllib.parse import urlsplit
 
-from flask import current_app, g, render_template, request, url_for
+from flask import current_app, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
@@ -70,15 +70,15 @@ def _back() -> str:
 
 def _again(view):
     """Run the view once more, its form without the token, so the form fails validation there."""
-    answer = _rest_of_before_request()
-    if answer is not None:
-        return current_app.make_response(answer)
     name = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-    # Every token field goes, a prefixed form's ("pw-csrf_token") too: nothing here can pass the check.
-    request.form = ImmutableMultiDict([(key, value) for key, value in request.form.items(multi=True)
-                                       if not key.endswith(name)])
-    g.csrf_expired = True
     try:
+        # Inside the try: a hook's abort (a blueprint's guard's 403) is answered as that error, not a 500.
+        answer = _rest_of_before_request()
+        if answer is not None:
+            return current_app.make_response(answer)
+        # Every token field goes, a prefixed form's ("pw-csrf_token") too: nothing here can pass the check.
+        request.form = ImmutableMultiDict([(key, value) for key, value in request.form.items(multi=True)
+                                           if not key.endswith(name)])
         response = current_app.make_response(view(**request.view_args))
     except HTTPException as exc:
         return current_app.make_response(current_app.handle_user_exception(exc))

@@ -1,6 +1,6 @@
 """The signed-in home: balance, holds, expiry, 30 days of spend and recent calls; on the first day,
 before any call, what to do next instead of an empty chart."""
-from flask import Blueprint, current_app, render_template, url_for
+from flask import Blueprint, render_template
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
@@ -21,14 +21,7 @@ def spend_chart(days: list):
     """Daily spend as bars with a money axis, the month's total in the legend."""
     return charts.bar_chart("daily-spend", _("Spend per day, last 30 days (UTC)"), [short_day(d) for d, _c in days],
                             [charts.Series(_("Spend"), [amount for _d, amount in days])], fmt=i18n.usd,
-                            width=CHART_WIDTH, css_class="plot narrow")
-
-
-def quickstart_url() -> str:
-    """The Quickstart page (issue 12 adds `pages.quickstart`; until it exists, its planned address)."""
-    if "pages.quickstart" in current_app.view_functions:
-        return url_for("pages.quickstart")
-    return "/quickstart"
+                            width=CHART_WIDTH)
 
 
 @bp.get("/")
@@ -39,8 +32,7 @@ def index():
                "status_label": usage.status_label}
     if not usage.has_calls(account.id):
         has_key = any(key.revoked_at is None for key in apikeys.list_for(current_user))
-        return render_template("dashboard/index.html", first_day=True, has_key=has_key,
-                               quickstart=quickstart_url(), **context)
+        return render_template("dashboard/index.html", first_day=True, has_key=has_key, **context)
     days = usage.daily_spend(account.id)
     return render_template("dashboard/index.html", first_day=False, chart=spend_chart(days),
                            month_total=sum(amount for _d, amount in days), recent=usage.recent(account.id), **context)

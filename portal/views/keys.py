@@ -5,16 +5,12 @@ secret once (kept encrypted in the session for that one view) and forgets it; a 
 and never makes another key. htmx swaps the panel with the secret in, the address staying /keys/.
 Forms check every field and say all that is wrong at once, in words that say what to type.
 """
-import base64
 import ipaddress
 import json
 import re
 from datetime import datetime, time, timezone
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import Blueprint, abort, current_app, request, session, url_for
+from flask import Blueprint, abort, current_app, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
@@ -30,13 +26,13 @@ from ..extensions import db, htmx
 from ..i18n import number
 from ..models import User, utcnow
 from ..money import format_usd, parse_usd
+from . import shown_once
 from .csrf import rerender_on_csrf_error
 from .htmx import redirect_to, render
 
 bp = Blueprint("keys", __name__, url_prefix="/keys")
 PAGE = "keys/index.html"
-_SHOWN_ONCE = "new_key"  # session entry: the secret of a key just made, until the keys page shows it
-_SHOWN_ONCE_SECONDS = 600  # after this a stale entry is dropped unread: the person saw the page or left
+_SHOWN_ONCE = "new_key"  # session entry: [name, secret] of a key just made, until the keys page shows it
 _MAX_AMOUNT_TEXT = 30
 
 
@@ -97,30 +93,6 @@ class LimitsForm(FlaskForm):
     max_tpm = _whole_number(_l("Tokens per minute"))
 
 
-# --- the secret of a new key, kept for one view of the keys page ---------------------------------
-
-def _box() -> Fernet:
-    # The session cookie is signed, not encrypted: the secret goes in it only as ciphertext.
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"tollgate new key shown once",
-               info=b"fernet key v1").derive(current_app.config["SECRET_KEY"].encode())
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
-def _keep_for_one_view(name: str, plaintext: str) -> None:
-    session[_SHOWN_ONCE] = _box().encrypt(json.dumps([name, plaintext]).encode()).decode()
-
-
-def _take_shown_once() -> tuple[str, str] | None:
-    token = session.pop(_SHOWN_ONCE, None)
-    if not isinstance(token, str):
-        return None
-    try:
-        name, plaintext = json.loads(_box().decrypt(token.encode(), ttl=_SHOWN_ONCE_SECONDS))
-    except (InvalidToken, ValueError, TypeError):
-        return None
-    return name, plaintext
-
-
 # --- pages ---------------------------------------------------------------------------------------
 
 def _keys_page(status=200, **extra):
@@ -143,7 +115,7 @@ def _shown(name: str, plaintext: str):
                             request.remote_addr, key_name=name)
     if htmx:
         return _with_secret(name, plaintext)
-    _keep_for_one_view(name, plaintext)
+    shown_once.keep(_SHOWN_ONCE, [name, plaintext])
     return security.no_store(redirect_to(url_for("keys.index")))
 
 
@@ -157,7 +129,7 @@ def _own(key_id: int):
 @bp.get("/")
 @login_required
 def index():
-    shown = _take_shown_once()
+    shown = shown_once.take(_SHOWN_ONCE)  # only this module wrote it, in a signed cookie
     return _with_secret(*shown) if shown else _keys_page()
 
 
@@ -180,13 +152,11 @@ def create():
     return _shown(key_name, plaintext)
 
 
-@bp.route("/<int:key_id>/rotate", methods=["GET", "POST"])
+@bp.post("/<int:key_id>/rotate")  # a GET (a refused rotation reloaded) goes to /keys/: errors.page_of_form
 @login_required
 def rotate(key_id: int):
     """A new key with the same name and limits, the old one revoked: one click from a key flagged as shared."""
     key = _own(key_id)
-    if request.method in ("GET", "HEAD"):  # the address of a refused rotation, reloaded or typed: the keys page
-        return redirect_to(url_for("keys.index"))
     if not FlaskForm().validate_on_submit():
         abort(400)
     try:
@@ -221,7 +191,7 @@ def rename(key_id: int):
 def revoke(key_id: int):
     key = _own(key_id)
     form = FlaskForm()
-    if request.method == "POST" and form.validate_on_submit():
+    if form.validate_on_submit():
         with atomic():
             apikeys.revoke(key)
         return redirect_to(url_for("keys.index"))
@@ -295,7 +265,7 @@ def limits(key_id: int):
                          "placeholder": number(ceiling) if ceiling else _("no limit")}
     form.max_concurrency.render_kw = {**form.max_concurrency.render_kw, "min": 1, "max": most,
                                       "placeholder": str(most)}
-    if request.method in ("GET", "HEAD"):
+    if not form.is_submitted():
         form.allowed_models.data = sorted(json.loads(key.allowed_models)) if key.allowed_models else []
         form.spend_cap_total.data = format_usd(key.spend_cap_total)[1:] if key.spend_cap_total else ""
         form.spend_cap_monthly.data = format_usd(key.spend_cap_monthly)[1:] if key.spend_cap_monthly else ""

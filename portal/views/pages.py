@@ -67,8 +67,7 @@ def quickstart():
     fallback = listed[0].public_id if listed else "MODEL_ID"
     return render_template("pages/quickstart.html", base_url=f"{root}/v1", site_root=root, models=listed,
                            key=PLACEHOLDER_KEY, openai_model=by_protocol["openai"] or fallback,
-                           anthropic_model=by_protocol["anthropic"] or fallback,
-                           example_input=model_catalog.EXAMPLE_INPUT)
+                           anthropic_model=by_protocol["anthropic"] or fallback)
 
 
 @bp.get("/models")
@@ -97,7 +96,7 @@ def legal_text(document: LegalDocument, *, demote: bool = False) -> SimpleNamesp
     html = legal.render(shown)
     own_heading = not demote and legal.top_headings(html) == 1
     if not own_heading:
-        html = legal.render(shown, demote=True)
+        html = legal.demote(html)
     return SimpleNamespace(html=html, untranslated=untranslated, lang=shown.lang, own_heading=own_heading)
 
 

@@ -15,8 +15,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_login import current_user, login_required
 
-from .. import apikeys, catalog, charts, usage
-from .. import i18n
+from .. import apikeys, catalog, charts, i18n, usage
 from ..money import format_usd
 from ..pricing import TOKEN_CLASSES
 from .converters import ID_MAX

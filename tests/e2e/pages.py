@@ -1,7 +1,6 @@
 """Every page of the portal, in one registry: who sees it, at which address, and how to get there.
 
-The accessibility checks (test_axe.py), the phone-width checks (test_no_scroll.py) and `make
-screenshots` walk this list. A test (test_axe.py's `test_every_page_is_in_the_registry`) matches
+The accessibility and phone-width checks (test_axe.py) and `make screenshots` walk this list. A test (test_axe.py's `test_every_page_is_in_the_registry`) matches
 each entry's address against the app's URL map, and fails when a GET endpoint is in neither the
 registry nor `SKIPPED` (with the reason): a new page cannot be left out by accident.
 
@@ -215,7 +214,6 @@ SKIPPED = {
     "codes.redeem_again": "GET only redirects to the billing page",
     "refunds.cancel_again": "GET only redirects to the refund page",
     "auth.resend_verification_again": "GET only redirects to the dashboard (resending is a POST from it)",
-    "keys.rotate": "GET only redirects to the keys page (rotating is a POST from it)",
 }
 
 

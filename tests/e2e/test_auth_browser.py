@@ -9,7 +9,7 @@ from portal import logins
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import User
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, log_in_person
 from tests.factories import PASSWORD, make_user
 from tests.web.helpers import last_link, publish_terms
 
@@ -96,10 +96,7 @@ def test_account_forms_without_javascript(app, gateway, browser, size, lang):
     make_user()
     context, page, _ = browser_page(browser, size, lang, javascript=False)
     try:
-        page.goto(f"{gateway}/login")
-        page.locator("#email").fill("person@example.com")
-        page.locator("#password").fill(PASSWORD)
-        page.get_by_role("button", name=words["log_in"], exact=True).click()
+        log_in_person(page, gateway)
         page.goto(f"{gateway}/account/")
 
         # A wrong password: the errors at the top of the page, at the URL the form was posted to.
@@ -126,6 +123,8 @@ def test_account_forms_without_javascript(app, gateway, browser, size, lang):
         page.locator("#account-language").select_option(other)
         page.get_by_role("button", name=words["save_language"]).click()
         assert page.url == f"{gateway}/account/#language"
+        # The page in the other language (waited for: the click does not wait for the new page to load).
+        page.get_by_role("button", name=WORDS[other]["change"]).wait_for()
         assert page.get_by_role("button", name=WORDS[other]["change"]).count() == 1
     finally:
         context.close()

@@ -1,5 +1,8 @@
 """axe-core on every page of the registry (tests/e2e/pages.py): no "serious" or "critical" violation,
 logged out and in, on a desktop (1280x800) and a phone (390x844), light and dark, English and Chinese.
+And on the same page loads, at 390 px no page scrolls sideways (`document.documentElement.scrollWidth`
+stays within the window), in both languages, logged out and in; a failure names the page and the
+elements that stick out.
 
 axe-core comes from npm (tests/clients/package.json, installed by `make clients`). It is handed to
 the browser context as an init script (Playwright's `add_init_script`: the DevTools protocol's
@@ -17,6 +20,8 @@ loading the page, whatever rules it runs, so the plan is pairwise rather than ev
   portal pages: English at desktop-light and phone-dark, Chinese at phone-light and desktop-dark:
                 every size with every scheme, and each language at both sizes and in both schemes;
   console pages: English at desktop-light and phone-dark, Chinese at desktop-light.
+After the plan's passes each page is measured at the phone's width (resized to it if the plan ended
+elsewhere), so every page is measured in each language whatever the plan.
 AXE_FULL=1 checks every page at all eight combinations (slower; for a release check).
 """
 import os
@@ -48,6 +53,16 @@ if os.environ.get("AXE_FULL"):
     PLAN = {part: {"en": EVERY, "zh": EVERY} for part in PLAN}
 
 
+# Elements whose right edge is past the window (the widest first): what to fix when a page is too wide.
+WIDE = """() => [...document.querySelectorAll('body *')]
+    .map(e => [e, e.getBoundingClientRect().right])
+    .filter(([e, right]) => right > window.innerWidth + 0.5)
+    .sort((a, b) => b[1] - a[1]).slice(0, 6)
+    .map(([e, right]) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+         + (typeof e.className === 'string' && e.className ? '.' + e.className.trim().split(/\\s+/).join('.') : '')
+         + ' (right edge ' + Math.round(right) + 'px)')"""
+
+
 def axe_source() -> str:
     return AXE.read_text()
 
@@ -75,9 +90,24 @@ def describe(where: str, violation: dict) -> str:
     return f"{where}: {violation['id']} [{violation['impact']}] at {targets}{more}: {first}"
 
 
-def check_pages(browser, site, entries, lang: str, plan) -> list[str]:
-    """Open each page once in `lang` and run axe at each (size, scheme) of `plan`; the problems found."""
-    problems = []
+def too_wide(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+
+
+def sideways(page, where: str) -> list[str]:
+    """The page, measured on a phone: how it sticks out, if it is wider than the window."""
+    if page.viewport_size != pages.SIZES["phone"]:
+        page.set_viewport_size(pages.SIZES["phone"])
+    if not too_wide(page):
+        return []
+    width = page.evaluate("document.documentElement.scrollWidth")
+    return [f"{where}: {width}px wide; sticking out: " + ", ".join(page.evaluate(WIDE))]
+
+
+def check_pages(browser, site, entries, lang: str, plan) -> tuple[list[str], list[str]]:
+    """Open each page once in `lang`, run axe at each (size, scheme) of `plan`, then measure it on a
+    phone; the axe problems and the pages too wide, found."""
+    problems, wide = [], []
     for who, group in pages.by_person(entries).items():
         first_size, first_scheme = plan[0]
         context = with_axe(pages.new_context(browser, first_size, first_scheme, lang))
@@ -92,18 +122,24 @@ def check_pages(browser, site, entries, lang: str, plan) -> list[str]:
                     page.emulate_media(color_scheme=scheme)
                     where = f"{entry.name} ({page.url}, {size}, {scheme}, {lang})"
                     problems += [describe(where, v) for v in severe(run_axe(page))]
+                wide += sideways(page, f"{entry.name} ({page.url}, {lang})")
         finally:
             context.close()
         problems += [f"{who} ({lang}): {e}" for e in context.errors if "Content Security Policy" in e]
-    return problems
+    return problems, wide
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("part", ["portal", "console"])
-def test_no_serious_accessibility_violations(site, browser, part, lang):
+def test_no_serious_accessibility_violations_and_no_sideways_scroll_on_a_phone(site, browser, part, lang):
     entries = [p for p in pages.PAGES if p.console == (part == "console")]
-    problems = check_pages(browser, site, entries, lang, PLAN[part][lang])
-    assert not problems, f"{len(problems)} serious or critical axe violations:\n" + "\n".join(problems)
+    problems, wide = check_pages(browser, site, entries, lang, PLAN[part][lang])
+    found = []
+    if problems:
+        found.append(f"{len(problems)} serious or critical axe violations:\n" + "\n".join(problems))
+    if wide:
+        found.append("pages wider than a 390-px phone:\n" + "\n".join(wide))
+    assert not found, "\n\n".join(found)
 
 
 def test_axe_runs_under_the_pages_csp(site, browser):
@@ -137,13 +173,29 @@ def test_axe_finds_a_violation(site, browser):
         context.close()
 
 
+def test_the_check_sees_a_wide_page(site, browser):
+    """The width check can fail: a page made wider than the phone is caught, and what sticks out named."""
+    context = pages.new_context(browser, "phone", "light", "en")
+    try:
+        page = context.new_page()
+        page.goto(site.base + "/")
+        assert not sideways(page, "home")
+        page.evaluate("""() => { const d = document.createElement('div'); d.className = 'too-wide';
+            d.textContent = 'x'; document.querySelector('main').append(d);
+            document.styleSheets[0].insertRule('.too-wide { width: 500px; }'); }""")
+        [problem] = sideways(page, "home")
+        assert "div.too-wide" in problem, problem
+    finally:
+        context.close()
+
+
 def test_every_page_is_in_the_registry(app):
     """Every GET endpoint a browser can open is in the registry, or skipped with a reason."""
     world = pages.World()
     covered = {pages.endpoint_of(app, entry, world) for entry in pages.PAGES}
     missing = sorted(set(pages.page_endpoints(app)) - covered - set(pages.SKIPPED))
     assert not missing, (f"GET pages in neither tests/e2e/pages.py's PAGES nor its SKIPPED: {missing} "
-                         f"(add an entry, so axe, the phone-width test and `make screenshots` see the page)")
+                         f"(add an entry, so axe, the phone-width check and `make screenshots` see the page)")
     stale = sorted(set(pages.SKIPPED) - set(pages.page_endpoints(app)))
     assert not stale, f"SKIPPED names endpoints the app no longer has: {stale}"
     names = [entry.name for entry in pages.PAGES]

@@ -12,8 +12,8 @@ from portal.database import atomic
 from portal.extensions import db
 from portal.models import EntryKind, Payment, User
 from tests.conftest import stripe_settings
-from tests.e2e.conftest import CHROMIUM
-from tests.factories import PASSWORD, make_user
+from tests.e2e.conftest import CHROMIUM, fits, log_in_person
+from tests.factories import make_user
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="Debian's chromium is not installed (make test and .ci/run install it)")
@@ -45,10 +45,6 @@ def person(lang: str) -> User:
     return user
 
 
-def fits(page, size) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth") <= size["width"], page.url
-
-
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "nojs"])
 @pytest.mark.parametrize("size", ["desktop", "phone"])
@@ -59,15 +55,11 @@ def test_billing_a_refused_top_up_and_the_statement(app, gateway, browser, fake_
     page = context.new_page()
     errors = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.goto(f"{gateway}/login")
-    page.get_by_label("Email").fill("person@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/dashboard/")
+    log_in_person(page, gateway)
 
     page.goto(f"{gateway}/billing/")
     page.get_by_role("heading", name=words["billing"], exact=True).wait_for()
-    fits(page, viewport)
+    assert fits(page), page.url
     balance = page.get_by_test_id("balance").locator(".money")
     assert balance.inner_text() == ("$12.34" if lang == "en" else "US$12.34")
     assert balance.get_attribute("title") == ("$12.345629" if lang == "en" else "US$12.345629")
@@ -83,7 +75,7 @@ def test_billing_a_refused_top_up_and_the_statement(app, gateway, browser, fake_
     assert words["error"] in summary.inner_text()
     assert page.locator("#amount-error").inner_text() == words["error"]
     assert page.get_by_label(words["amount"]).input_value() == "3"
-    fits(page, viewport)
+    assert fits(page), page.url
     assert page.url.endswith("/billing/" if javascript else "/billing/checkout")
     # The reload: a GET of where the browser is, which is the billing page again, with nothing started.
     page.goto(page.url)
@@ -94,7 +86,7 @@ def test_billing_a_refused_top_up_and_the_statement(app, gateway, browser, fake_
 
     page.goto(f"{gateway}/statement/")
     page.get_by_role("heading", name=words["statement"], exact=True).wait_for()
-    fits(page, viewport)
+    assert fits(page), page.url
     assert words["usage"] in page.locator("table.cards").inner_text()
     context.close()
     assert not [e for e in errors if "Content Security Policy" in e], errors

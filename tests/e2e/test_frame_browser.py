@@ -9,8 +9,8 @@ from portal.database import atomic
 from portal.extensions import db
 from portal.models import User
 from portal.pricing import Price
-from tests.e2e.conftest import CHROMIUM, log_in_person
-from tests.factories import PASSWORD, make_user
+from tests.e2e.conftest import CHROMIUM, fits, log_in_person
+from tests.factories import make_user
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="Debian's chromium is not installed (make test and .ci/run install it)")
@@ -37,15 +37,6 @@ def csp_errors(errors):
     return [e for e in errors if "Content Security Policy" in e]
 
 
-def log_in(page, gateway):
-    log_in_person(page, gateway, EMAIL)
-
-
-def fits(page) -> bool:
-    page.wait_for_load_state("load")
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-
-
 def shoot(page, name):
     if SCREENSHOTS:
         page.screenshot(path=os.path.join(SCREENSHOTS, f"{name}.png"), full_page=True)
@@ -67,11 +58,7 @@ def test_pages_fit_a_phone(app, gateway, browser, lang):
             assert fits(page), path
         page.goto(f"{gateway}/")
         assert page.evaluate("document.documentElement.lang") == ("zh-Hans" if lang == "zh" else "en")
-        page.goto(f"{gateway}/login")
-        page.locator("input[name=email]").fill(EMAIL)
-        page.locator("input[name=password]").fill(PASSWORD)
-        page.locator("main form button[type=submit]").first.click()
-        page.wait_for_url(f"{gateway}/dashboard/")
+        log_in_person(page, gateway, EMAIL)
         for path in ("/dashboard/", "/keys/", "/usage/", "/billing/", "/statement/", "/account/"):
             page.goto(f"{gateway}{path}")
             shoot(page, f"{lang}-phone-in{path.rstrip('/').replace('/', '-')}")
@@ -124,7 +111,7 @@ def test_a_failed_htmx_request_shows_a_banner_and_swaps_raise_no_csp_errors(app,
     context, errors = open_context(browser, viewport={"width": 1100, "height": 900})
     page = context.new_page()
     try:
-        log_in(page, gateway)
+        log_in_person(page, gateway, EMAIL)
         page.get_by_role("link", name="API keys").click()
         # A swap that works: the new key appears in place, and htmx settles it.
         page.get_by_label("Name", exact=True).fill("laptop")
@@ -165,11 +152,7 @@ def test_the_banner_speaks_the_pages_language(app, gateway, browser):
     context, errors = open_context(browser, viewport={"width": 1100, "height": 900})
     page = context.new_page()
     try:
-        page.goto(f"{gateway}/login")
-        page.locator("input[name=email]").fill(EMAIL)
-        page.locator("input[name=password]").fill(PASSWORD)
-        page.locator("main form button[type=submit]").first.click()
-        page.wait_for_url(f"{gateway}/dashboard/")
+        log_in_person(page, gateway, EMAIL)
         page.goto(f"{gateway}/keys/")
         page.route("**/keys/**", lambda route: route.abort() if route.request.method == "POST" else route.continue_())
         page.locator("main form[hx-post] button[type=submit]").first.click()

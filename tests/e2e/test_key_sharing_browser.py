@@ -11,7 +11,7 @@ from portal import apikeys
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import ApiKey, User
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, fits
 from tests.factories import PASSWORD, make_model, make_user
 from tests.web.helpers import call_from
 
@@ -60,12 +60,6 @@ def log_in(page, gateway: str) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", name="Dashboard").wait_for()
-
-
-def fits(page) -> bool:
-    """No sideways scrolling of the page, once it is laid out with its stylesheet."""
-    page.wait_for_load_state("load")
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def inside_the_screen(page, locator) -> bool:

@@ -8,9 +8,8 @@ from sqlalchemy import select
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import ApiKey, User
-from tests.e2e.conftest import CHROMIUM
-from tests.e2e.test_key_sharing_browser import fits
-from tests.factories import PASSWORD, make_model, make_user
+from tests.e2e.conftest import CHROMIUM, fits, log_in_person
+from tests.factories import make_model, make_user
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="Debian's chromium is not installed (make test and .ci/run install it)")
@@ -33,15 +32,6 @@ def owner(app):
     return user.id
 
 
-def log_in(page, gateway: str) -> None:
-    # By the inputs' ids: the labels are in the page's language.
-    page.goto(f"{gateway}/login")
-    page.locator("#email").fill(EMAIL)
-    page.locator("#password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url("**/dashboard/")
-
-
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
 @pytest.mark.parametrize("screen", SCREENS, ids=list(SCREENS))
@@ -54,7 +44,7 @@ def test_create_a_key_then_reload_and_a_refused_limits_form(app, gateway, browse
     errors = []
     context.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page = context.new_page()
-    log_in(page, gateway)
+    log_in_person(page, gateway, EMAIL)
     page.goto(f"{gateway}/keys/")
     assert fits(page), "the empty keys page scrolls sideways"
 

@@ -7,7 +7,7 @@ import pytest
 from portal import ledger, users
 from portal.database import atomic
 from portal.models import EntryKind
-from tests.e2e.conftest import CHROMIUM, log_in_person
+from tests.e2e.conftest import CHROMIUM, fits, log_in_person
 from tests.factories import make_user
 from tests.web.test_usage import make_calls
 
@@ -16,14 +16,6 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 
 EMAIL = "person@example.com"
 LONG_MODEL = "a-model-with-a-very-long-identifier-from-a-vendor-that-likes-dates-2025-10-01-preview"
-
-
-def log_in(page, gateway):
-    log_in_person(page, gateway, EMAIL)
-
-
-def no_sideways_scroll(page, width: int) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth") <= width, page.url
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -35,7 +27,7 @@ def test_desktop_calls_table_and_narrow_chart(app, gateway, browser, scheme):
     context = browser.new_context(viewport={"width": 1100, "height": 900}, color_scheme=scheme)
     try:
         page = context.new_page()
-        log_in(page, gateway)
+        log_in_person(page, gateway, EMAIL)
         chart = page.locator("svg#daily-spend")
         assert "narrow" in chart.get_attribute("class")
         assert chart.bounding_box()["width"] <= 30 * 16 + 1  # .plot.narrow: 30rem, not the card's width
@@ -49,7 +41,7 @@ def test_desktop_calls_table_and_narrow_chart(app, gateway, browser, scheme):
         assert cost.is_visible() and box["x"] + box["width"] <= edge["x"] + edge["width"] + 1
         model = table.locator("tbody tr").first.locator("td[data-label=Model] code")
         assert model.inner_text() == LONG_MODEL  # wrapped, not cut
-        no_sideways_scroll(page, 1100)
+        assert fits(page), page.url
     finally:
         context.close()
 
@@ -61,12 +53,12 @@ def test_phone_filters_and_snippets(app, gateway, browser, scheme):
     context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme=scheme)
     try:
         page = context.new_page()
-        log_in(page, gateway)
+        log_in_person(page, gateway, EMAIL)
         page.goto(f"{gateway}/usage/")
         for name in ("key", "model"):
             box = page.locator(f"form.filters select[name={name}]").bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= 390, name
-        no_sideways_scroll(page, 390)
+        assert fits(page), page.url
 
         page.goto(f"{gateway}/quickstart")
         pre = page.locator(".snippet pre").first
@@ -74,7 +66,7 @@ def test_phone_filters_and_snippets(app, gateway, browser, scheme):
         assert pre.evaluate("el => getComputedStyle(el).overflowX") == "auto"
         box = pre.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390
-        no_sideways_scroll(page, 390)
+        assert fits(page), page.url
         # The code's colours keep contrast in both schemes (the same pair: --pre-ink on --pre-bg).
         colours = pre.evaluate("el => [getComputedStyle(el).color, getComputedStyle(el).backgroundColor]")
         assert colours[0] != colours[1]

@@ -12,8 +12,8 @@ from portal import apikeys
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import ApiKey, User
-from tests.e2e.conftest import CHROMIUM
-from tests.e2e.test_key_sharing_browser import PHONE, fits, inside_the_screen, log_in
+from tests.e2e.conftest import CHROMIUM, fits
+from tests.e2e.test_key_sharing_browser import PHONE, inside_the_screen, log_in
 from tests.factories import make_model, make_user
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),

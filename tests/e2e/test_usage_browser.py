@@ -7,8 +7,8 @@ import pytest
 from portal import ledger, users
 from portal.database import atomic
 from portal.models import EntryKind
-from tests.e2e.conftest import CHROMIUM
-from tests.factories import PASSWORD, make_user
+from tests.e2e.conftest import CHROMIUM, fits, log_in_person
+from tests.factories import make_user
 from tests.web.test_usage import make_calls
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
@@ -25,10 +25,6 @@ WORDS = {
 EMAIL = "person@example.com"
 
 
-def no_sideways_scroll(page, width: int) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth") <= width, page.url
-
-
 @pytest.mark.parametrize("lang", ["en", "zh"])
 @pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
 @pytest.mark.parametrize("width", [1100, 390])
@@ -40,11 +36,7 @@ def test_see_your_money(app, gateway, browser, width, js, lang):
     try:
         page = context.new_page()
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{gateway}/login")
-        page.get_by_label("Email").fill(EMAIL)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        page.get_by_role("heading", name="Dashboard").wait_for()
+        log_in_person(page, gateway, EMAIL)
         if lang == "zh":
             page.get_by_role("button", name="简体中文").click()
             page.get_by_role("heading", name="控制台").wait_for()
@@ -55,7 +47,7 @@ def test_see_your_money(app, gateway, browser, width, js, lang):
         assert steps.get_by_role("link", name=words["quickstart"]).is_visible()
         assert steps.get_by_test_id("first-topup").is_visible()  # the balance is zero
         assert page.locator("svg.plot").count() == 0
-        no_sideways_scroll(page, width)
+        assert fits(page), page.url
 
         with atomic():
             ledger.credit(users.find_user(EMAIL).account.id, 20_000_000, EntryKind.GRANT, memo="test credit")
@@ -66,7 +58,7 @@ def test_see_your_money(app, gateway, browser, width, js, lang):
         daily = page.locator("svg#daily-spend")
         daily.wait_for()
         assert daily.locator("text.tick").count() >= 3 and daily.locator("text.label").count() >= 2
-        no_sideways_scroll(page, width)
+        assert fits(page), page.url
 
         page.goto(f"{gateway}/usage/")
         totals = page.get_by_role("region", name=words["totals"])
@@ -81,7 +73,7 @@ def test_see_your_money(app, gateway, browser, width, js, lang):
             box = chart.bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= width
         assert page.locator("svg#spend-by-model text.label", has_text="…").count() == 1  # the long name, cut
-        no_sideways_scroll(page, width)
+        assert fits(page), page.url
 
         # The same filter for the table, the totals and the charts.
         select = page.locator("form.filters select[name=key]")
@@ -92,7 +84,7 @@ def test_see_your_money(app, gateway, browser, width, js, lang):
         page.wait_for_url("**/usage/?key=*")
         page.get_by_test_id("total-calls").filter(has_text="2").wait_for()
         assert page.locator("svg#spend-by-key text.label").count() == 1
-        no_sideways_scroll(page, width)
+        assert fits(page), page.url
     finally:
         context.close()
     assert not [e for e in errors if "Content Security Policy" in e], errors

@@ -1,5 +1,5 @@
 """Fixtures for portal tests: `auth` logs a test client in and out through the real forms;
-`password_checks` records the password hashes verified."""
+`csrf_on` turns CSRF protection on; `password_checks` records the password hashes verified."""
 import pytest
 
 from portal import users
@@ -53,6 +53,13 @@ class Auth:
 @pytest.fixture
 def auth(client):
     return Auth(client)
+
+
+@pytest.fixture
+def csrf_on(app):
+    """Turns CSRF protection on, as in production (the app is the test's own). Call it once logged in:
+    the login form needs a token too once it is on."""
+    return lambda: app.config.update(WTF_CSRF_ENABLED=True)
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from portal import legal
 from portal.database import atomic
 from portal.extensions import db
-from portal.models import LegalKind, User
+from portal.models import LegalKind, User, utcnow
 from tests.factories import make_user
 
 LINK = re.compile(r"https?://\S+")
@@ -49,6 +50,27 @@ def user_who_accepted_the_terms(auth):
         legal.accept(db.session.get(User, user.id), legal.current(LegalKind.TERMS), "127.0.0.1")
     assert auth.login().status_code == 302
     return user
+
+
+def something_on_every_console_page() -> dict:
+    """A customer (alice@example.com, $5 of credit, a call an hour ago) with a refund request open; a
+    contact message, an incident and terms v1: a row on every console page. Returns them by name."""
+    from portal import inbox, status
+    from portal.audit import Actor
+    from tests.domain.test_dashboards import Calls
+    from tests.domain.test_refunds_approval import ask  # (here: that module imports this one)
+    from tests.factories import make_model
+
+    model = make_model("echo-1")
+    person = make_user("alice@example.com", credit=5_000_000)
+    Calls().add(person, model, utcnow() - timedelta(hours=1), cost=1_234_567)
+    refund_id = ask(person)
+    message_id = inbox.submit(email="bob@example.com", subject="Invoice", message="Where is it?",
+                              category="billing").message.id
+    with atomic():
+        incident_id = status.add(Actor.cli(), "Slow answers", "Being looked at.").id
+        legal.publish(LegalKind.TERMS, "v1", "# Terms\n\nBe kind.")
+    return {"model": model, "person": person, "refund": refund_id, "message": message_id, "incident": incident_id}
 
 
 def register(client, email="new@example.com", password="a long passphrase", accept=True):

@@ -6,19 +6,15 @@ console's navigation are Chinese, and no ISO date written by a leftover strftime
 actions name what they act on.
 """
 import re
-from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from portal import apikeys, inbox, legal, status
-from portal.audit import Actor
+from portal import apikeys
 from portal.database import atomic
-from portal.models import LegalKind, utcnow
-from tests.domain.test_dashboards import Calls
-from tests.domain.test_refunds_approval import ask, pay_by_hand
-from tests.factories import make_model, make_user
+from tests.domain.test_refunds_approval import pay_by_hand
+from tests.web.helpers import something_on_every_console_page
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "admin"
 ISO_DAY = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
@@ -88,20 +84,11 @@ def console(client, auth):
     admin = auth.admin()
     with client.session_transaction() as session:
         session["lang"] = "zh"
-    model = make_model("echo-1")
-    person = make_user("alice@example.com", credit=5_000_000)
-    Calls().add(person, model, utcnow() - timedelta(hours=1), cost=1_234_567)
-    pay_by_hand(person, 3_000_000, reference="wire-1")
+    world = something_on_every_console_page()
+    pay_by_hand(world["person"], 3_000_000, reference="wire-1")
     with atomic():
-        apikeys.issue(person, "laptop")
-    refund_id = ask(person)
-    message_id = inbox.submit(email="bob@example.com", subject="Invoice", message="Where is it?",
-                              category="billing").message.id
-    with atomic():
-        incident_id = status.add(Actor.cli(), "Slow answers", "Being looked at.").id
-        legal.publish(LegalKind.TERMS, "v1", "# Terms\n\nBe kind.")
-    return {"admin": admin, "person": person, "model": model, "refund": refund_id, "message": message_id,
-            "incident": incident_id}
+        apikeys.issue(world["person"], "laptop")
+    return {"admin": admin, **world}
 
 
 def pages(ids) -> dict[str, str]:

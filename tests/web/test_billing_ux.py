@@ -19,9 +19,9 @@ from portal.models import Account, GiftCode, Payment, RefundRequest
 from tests.conftest import stripe_settings
 from tests.domain.test_refunds_approval import USD, pay_by_hand
 from tests.factories import PASSWORD
+from tests.web.test_billing import AMOUNT_HELP, checkout_requests
 
 HX = {"HX-Request": "true"}
-AMOUNT_HELP = "Enter an amount in US dollars between $5 and $500, like 20 or 12.50."
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def count(model) -> int:
 
 
 def checkouts(fake) -> int:
-    return len([r for r in fake.requests if r["method"] == "POST" and r["path"] == "/v1/checkout/sessions"])
+    return len(checkout_requests(fake))
 
 
 def account(user) -> Account:

@@ -2,7 +2,6 @@
 or a page with a way back; htmx gets a short 400; and nothing is ever done (portal/views/csrf.py)."""
 import re
 
-import pytest
 from sqlalchemy import func, select
 
 from portal import apikeys, users
@@ -14,13 +13,6 @@ from tests.web.helpers import publish_terms
 
 TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 EXPIRED = "This form was open too long and has expired. Check it and send it again."
-
-
-@pytest.fixture
-def csrf_on(app):
-    """Call it once logged in (the login form needs a token too once it is on)."""
-    yield lambda: app.config.update(WTF_CSRF_ENABLED=True)
-    app.config["WTF_CSRF_ENABLED"] = False
 
 
 def keys_count() -> int:
@@ -125,6 +117,13 @@ def test_the_skipped_hooks_still_run_before_the_form_is_shown_again(client, auth
     response = client.post("/keys/", data={"name": "laptop"})
     assert response.status_code == 302 and "/consent" in response.headers["Location"]
     assert keys_count() == 0
+
+
+def test_a_skipped_hook_that_refuses_answers_with_its_error(client, csrf_on):
+    """A later hook that aborts (text the database cannot hold: 400) is answered as that error, never a 500."""
+    csrf_on()
+    response = client.post("/login", data={"csrf_token": "stale", "email": "a\x00b@example.com", "password": "x"})
+    assert response.status_code == 400
 
 
 def test_chinese_wording(client, auth, csrf_on):

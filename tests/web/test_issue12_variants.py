@@ -11,7 +11,6 @@
 6. money: headline amounts of debts, exact amounts in both languages.
 """
 import re
-from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,15 +18,12 @@ import pytest
 from flask_babel import force_locale
 from sqlalchemy import func, select
 
-from portal import apikeys, i18n, inbox, legal, status
-from portal.audit import Actor
+from portal import apikeys, i18n
 from portal.database import atomic
 from portal.extensions import db
-from portal.models import ApiKey, LegalKind, ModelPrice, RateCounter, User, utcnow
-from tests.domain.test_dashboards import Calls
-from tests.domain.test_refunds_approval import ask
-from tests.factories import PASSWORD, make_model, make_user
-from tests.web.helpers import publish_terms, register
+from portal.models import ApiKey, ModelPrice, RateCounter, User
+from tests.factories import PASSWORD, make_user
+from tests.web.helpers import publish_terms, register, something_on_every_console_page
 
 # Blueprints whose callers are programs (SDKs, Stripe): their POST-only URLs keep 405 on GET.
 MACHINES = ("proxy", "webhooks")
@@ -46,23 +42,16 @@ def world(client, auth):
     """An admin (logged in, owning a key) and a customer with something on every console page;
     the value of each URL argument that names one of them."""
     admin = auth.admin()
-    model = make_model("echo-1")
-    person = make_user("alice@example.com", credit=5_000_000)
-    Calls().add(person, model, utcnow() - timedelta(hours=1), cost=1_234_567)
+    shown = something_on_every_console_page()
+    person, model = shown["person"], shown["model"]
     with atomic():
         own_key = apikeys.issue(db.session.get(User, admin.id), "laptop")[0].id
         their_key = apikeys.issue(db.session.get(User, person.id), "phone")[0].id
-    refund_id = ask(person)
-    message_id = inbox.submit(email="bob@example.com", subject="Invoice", message="Where is it?",
-                              category="billing").message.id
-    with atomic():
-        incident_id = status.add(Actor.cli(), "Slow answers", "Being looked at.").id
-        legal.publish(LegalKind.TERMS, "v1", "# Terms\n\nBe kind.")
     price_id = db.session.scalar(select(ModelPrice.id).where(ModelPrice.model_id == model.id))
     return {"admin": admin, "person": person, "own_key": own_key, "their_key": their_key, "values": {
         "user_id": person.id, "model_id": model.id, "upstream_id": model.upstream_id, "price_id": price_id,
-        "request_id": refund_id, "message_id": message_id, "incident_id": incident_id, "kind": "terms",
-        "version": "v1", "token": "not-a-token", "name": "logo"}}
+        "request_id": shown["refund"], "message_id": shown["message"], "incident_id": shown["incident"],
+        "kind": "terms", "version": "v1", "token": "not-a-token", "name": "logo"}}
 
 
 def form_urls(app, world) -> list[tuple[str, str]]:
@@ -257,12 +246,6 @@ def test_declining_new_terms_redirects_and_a_reload_declines_nothing_more(client
 
 TOKEN = re.compile(r'name="(?:[\w-]+-)?csrf_token"(?: type="hidden")? value="([^"]+)"')
 TYPED_PASSWORD = "typed secret passphrase 42"
-
-
-@pytest.fixture
-def csrf_on(app):
-    yield lambda: app.config.update(WTF_CSRF_ENABLED=True)
-    app.config["WTF_CSRF_ENABLED"] = False
 
 
 def _marked(app, endpoint) -> bool:

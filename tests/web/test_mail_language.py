@@ -31,14 +31,21 @@ def mail_to(app, address: str) -> list:
     return [m for m in outbox(app) if m["To"] == address]
 
 
-def test_the_low_balance_mail_of_a_chinese_account_is_chinese_with_us_dollars(app):
-    """Sent by the background sender after a charge: no request, only the app."""
-    user = make_user("zh@example.com", credit=2_500_000)
-    chinese(user)
+def low_balance_mail(app, address: str, zh: bool):
+    """$2.50 left under a $3.00 alert: the one mail the background sender sends (no request, only the app)."""
+    user = make_user(address, credit=2_500_000)
+    if zh:
+        chinese(user)
     with atomic():
         db.session.get(Account, user.account.id).low_balance_threshold = 3_000_000
     assert notices.send_low_balance(user.account.id)
-    [message] = mail_to(app, "zh@example.com")
+    [message] = mail_to(app, address)
+    return message
+
+
+def test_the_low_balance_mail_of_a_chinese_account_is_chinese_with_us_dollars(app):
+    """Sent by the background sender after a charge: no request, only the app."""
+    message = low_balance_mail(app, "zh@example.com", zh=True)
     assert message["Subject"] == "您的余额已低于 US$3.00"
     body = message.get_content()
     assert "您的可用余额为 US$2.50，已低于您设置的提醒金额 US$3.00。" in body
@@ -47,11 +54,7 @@ def test_the_low_balance_mail_of_a_chinese_account_is_chinese_with_us_dollars(ap
 
 
 def test_an_account_without_a_choice_gets_english(app):
-    user = make_user("en@example.com", credit=2_500_000)
-    with atomic():
-        db.session.get(Account, user.account.id).low_balance_threshold = 3_000_000
-    notices.send_low_balance(user.account.id)
-    [message] = mail_to(app, "en@example.com")
+    message = low_balance_mail(app, "en@example.com", zh=False)
     assert message["Subject"] == "Your balance is below $3.00"
     assert "Your available balance is $2.50, below the $3.00" in message.get_content()
 
@@ -114,12 +117,7 @@ def test_the_sign_up_mail_is_in_the_language_the_person_signed_up_in(app, client
 
 def test_the_signature_is_translated(app):
     app.config["CONTACT_EMAIL"] = "help@example.com"
-    user = make_user("zh@example.com", credit=2_500_000)
-    chinese(user)
-    with atomic():
-        db.session.get(Account, user.account.id).low_balance_threshold = 3_000_000
-    notices.send_low_balance(user.account.id)
-    [message] = mail_to(app, "zh@example.com")
+    message = low_balance_mail(app, "zh@example.com", zh=True)
     assert "联系邮箱：help@example.com" in message.get_content()
 
 
