@@ -81,16 +81,24 @@ def _upstream_state(upstream: Upstream) -> dict:
     """What the audit log keeps of an upstream (the credential only as set or not: audit masks api_key)."""
     return {"protocol": upstream.protocol, "base_url": upstream.base_url, "dialect": upstream.dialect,
             "api_key": upstream.api_key, "enabled": upstream.enabled,
-            "allow_private_host": upstream.allow_private_host}
+            "allow_private_host": upstream.allow_private_host, "chat_only": upstream.chat_only}
+
+
+def _chat_only(protocol: str, chat_only: Optional[bool]) -> bool:
+    if chat_only and protocol != Protocol.OPENAI.value:
+        raise InvalidInput("only an openai upstream can be chat-only (the flag says it lacks the Responses API)",
+                           field="chat_only")
+    return bool(chat_only)
 
 
 def add_upstream(name: str, protocol: str, base_url: Optional[str] = None,
                  api_key: Optional[str] = None, dialect: Optional[str] = None, *, allow_private_host: bool = False,
-                 actor: Optional[Actor] = None, reason: Optional[str] = None) -> Upstream:
+                 chat_only: bool = False, actor: Optional[Actor] = None, reason: Optional[str] = None) -> Upstream:
     """Register an upstream provider. OpenAI-style base URLs end in /v1; Anthropic-style are the host root.
 
     Without a `dialect`, it is guessed from the base URL's host (portal.dialects.guess). The base
     URL must pass the egress rules: a host on a private address needs `allow_private_host`.
+    `chat_only`: an OpenAI-compatible upstream without the Responses API (proxy/translate/).
     Audited when an `actor` is given (the console and the CLI always give one).
     """
     name = clean_name(name, "upstream name", 64)
@@ -111,7 +119,8 @@ def add_upstream(name: str, protocol: str, base_url: Optional[str] = None,
     if db.session.scalar(select(Upstream.id).where(Upstream.name == name)) is not None:
         raise AlreadyExists(f"upstream {name!r} already exists")
     upstream = Upstream(name=name, protocol=proto.value, base_url=base_url, api_key=api_key or None,
-                        dialect=dialect, enabled=True, allow_private_host=bool(allow_private_host))
+                        dialect=dialect, enabled=True, allow_private_host=bool(allow_private_host),
+                        chat_only=_chat_only(proto.value, chat_only))
     db.session.add(upstream)
     db.session.flush()
     if actor is not None:
@@ -122,18 +131,19 @@ def add_upstream(name: str, protocol: str, base_url: Optional[str] = None,
 
 def update_upstream(name: str, base_url: Optional[str] = None, api_key: Optional[str] = None,
                     dialect: Optional[str] = None, *, allow_private_host: Optional[bool] = None,
-                    actor: Optional[Actor] = None, reason: Optional[str] = None) -> Upstream:
+                    chat_only: Optional[bool] = None, actor: Optional[Actor] = None,
+                    reason: Optional[str] = None) -> Upstream:
     """Change an upstream's base URL, credential (e.g. rotating a leaked provider key; '' removes it),
-    dialect and/or whether its host may be private. Each None is kept.
+    dialect, whether its host may be private and/or whether it is chat-only. Each None is kept.
 
     A dialect that was the guess for the old base URL is guessed again for the new one; one the
     operator chose is kept. The base URL (new, or the current one when the private-host allowance is
     taken away) is checked against the egress rules.
     """
     upstream = find_upstream(name)
-    if base_url is None and api_key is None and dialect is None and allow_private_host is None:
+    if base_url is None and api_key is None and dialect is None and allow_private_host is None and chat_only is None:
         raise InvalidInput("nothing to change: give --base-url, --api-key and/or --dialect "
-                           "(or --allow-private-host/--no-allow-private-host)")
+                           "(or --allow-private-host/--no-allow-private-host, --chat-only/--no-chat-only)")
     echo = upstream.protocol == Protocol.ECHO.value
     if echo and (base_url is not None or api_key is not None or allow_private_host):
         raise InvalidInput("the echo upstream is built in: it has no base URL or API key", field="base_url")
@@ -153,6 +163,8 @@ def update_upstream(name: str, base_url: Optional[str] = None, api_key: Optional
         upstream.allow_private_host = allow
     if api_key is not None:
         upstream.api_key = api_key or None
+    if chat_only is not None:
+        upstream.chat_only = _chat_only(upstream.protocol, chat_only)
     after = _upstream_state(upstream)
     credential = None
     if api_key is not None and (api_key or None) != old_key:
@@ -561,10 +573,12 @@ class UpstreamInfo:
     api_key: Optional[str] = field(repr=False)  # never in logs or tracebacks
     dialect: str = "generic-openai"
     allow_private_host: bool = False  # portal.egress: may its host resolve to a private address
+    chat_only: bool = False  # an openai upstream without the Responses API (by its flag or its dialect)
 
 
 def _info(up: Upstream) -> UpstreamInfo:
-    return UpstreamInfo(up.id, up.name, up.protocol, up.base_url, up.api_key, up.dialect, up.allow_private_host)
+    return UpstreamInfo(up.id, up.name, up.protocol, up.base_url, up.api_key, up.dialect, up.allow_private_host,
+                        up.protocol == Protocol.OPENAI.value and (bool(up.chat_only) or up.dialect in dialects.CHAT_ONLY))
 
 
 def upstream_info(upstream_id: int) -> Optional[UpstreamInfo]:

@@ -4,6 +4,9 @@ from urllib.parse import urlsplit
 
 OPENAI_COMPATIBLE = ("openai", "deepseek", "dashscope", "moonshot", "xai", "openrouter", "generic-openai")
 DIALECTS = ("anthropic", *OPENAI_COMPATIBLE)
+# OpenAI-compatible providers without the Responses API: /v1/responses reaches them as chat
+# completions (proxy/translate/). An upstream of another dialect is marked so by its chat_only flag.
+CHAT_ONLY = ("deepseek", "moonshot", "dashscope", "xai")
 
 # OpenAI-protocol hosts. Anthropic-protocol upstreams (Anthropic's own, and DeepSeek's, Moonshot's
 # or DashScope's Anthropic-compatible endpoints) all report usage in Anthropic's shape.

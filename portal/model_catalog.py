@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Optional
 
 from . import catalog
-from .models import CatalogModel, Protocol
+from .models import CatalogModel
 from .pricing import TOKENS_PER_PRICE_UNIT, UNITS_PER_FEE, Price, Usage, quote
 
 # The scales below assume these (docs/billing.md): prices per million tokens, fees per thousand uses.
@@ -49,11 +49,11 @@ class Listing:
 
 
 def routes_for(protocol: str) -> tuple[str, ...]:
-    """The /v1 paths a model served over `protocol` answers (the built-in echo model answers every one)."""
+    """The /v1 paths a model served over `protocol` answers, natively or translated (proxy/translate/)."""
     from proxy.protocols import ROUTES  # the route table is the proxy's; import late (it imports the app)
+    from proxy.translate import upstream_route
 
-    return tuple(f"/v1{route.path}" for route in ROUTES.values()
-                 if protocol == Protocol.ECHO.value or route.protocol.value == protocol)
+    return tuple(f"/v1{route.path}" for route in ROUTES.values() if upstream_route(route.name, protocol) is not None)
 
 
 def example_cost(price: Price) -> int:

@@ -244,6 +244,9 @@ class Upstream(db.Model):
     # How the upstream reports usage (proxy.metering.DIALECTS): set by the operator or guessed
     # from the base URL's host.
     dialect: Mapped[str] = mapped_column(String(32), default="generic-openai", server_default="generic-openai")
+    # An OpenAI-compatible upstream without the Responses API (its dialect may say so too:
+    # proxy.dialects.CHAT_ONLY): /v1/responses calls reach it translated to chat completions.
+    chat_only: Mapped[bool] = mapped_column(default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def __repr__(self) -> str:  # never show the credential

@@ -136,7 +136,7 @@ def _add_first(name: str) -> str:
 
 
 def _routes(where: str, spec: dict, model_id: str, upstreams: Collection[str]) -> tuple[Route, ...]:
-    """The model's `routes`, each checked: a known upstream of the model's protocol, listed once,
+    """The model's `routes`, each checked: a known upstream (of any protocol but echo: proxy/translate/), listed once,
     priority and weight in range (`upstreams` maps each name to its protocol)."""
     listed = spec["routes"]
     if not isinstance(listed, list):
@@ -156,9 +156,10 @@ def _routes(where: str, spec: dict, model_id: str, upstreams: Collection[str]) -
         if name not in upstreams:
             raise InvalidInput(f"{at}.upstream: no upstream named {name!r}; {_add_first(name)}")
         theirs = upstreams.get(name) if isinstance(upstreams, Mapping) else None
-        if protocol is not None and theirs != protocol:
-            raise InvalidInput(f"{at}.upstream: {name!r} speaks {theirs}, but {model_id!r} is served over the "
-                               f"{protocol} API of {spec['upstream']!r}; every route of a model speaks its protocol")
+        if protocol is not None and theirs != protocol and "echo" in (theirs, protocol):
+            raise InvalidInput(f"{at}.upstream: {name!r} speaks {theirs}, but {model_id!r} is served by "
+                               f"{spec['upstream']!r} ({protocol}); the built-in echo upstream shares no model's "
+                               "routes")
         if any(r.upstream == name for r in found):
             raise InvalidInput(f"{at}.upstream: {name!r} is listed twice; keep one")
         upstream_model = route.get("upstream_model")

@@ -3,7 +3,8 @@
 The model's own upstream (CatalogModel.upstream_id and upstream_model, what `catalog.set_model`
 sets) is always one of its routes, its "primary"; others are added here. The proxy tries the
 lowest priority number first, by weight among equals, and fails over to the next (proxy/routing.py).
-All of a model's routes speak one wire protocol; the model's price is the same whichever serves.
+Routes may speak different wire protocols (OpenAI's and Anthropic's): the proxy translates each call
+to the protocol of the upstream it tries (proxy/translate/). The model's price is the same whichever serves.
 """
 from typing import Optional
 
@@ -14,7 +15,7 @@ from . import audit, catalog
 from .audit import Actor
 from .errors import AlreadyExists, InvalidInput
 from .extensions import db
-from .models import CatalogModel, ModelRoute, Upstream
+from .models import CatalogModel, ModelRoute, Protocol, Upstream
 
 MAX_PRIORITY = 1000
 MAX_WEIGHT = 1000
@@ -87,9 +88,9 @@ def add_route(public_id: str, upstream_name: str, *, upstream_model: Optional[st
     priority = _number(priority, "priority", 0, MAX_PRIORITY)
     weight = _number(weight, "weight", 1, MAX_WEIGHT)
     name = catalog.clean_name(upstream_model or model.public_id, "upstream model name", 128)
-    if upstream.protocol != model.upstream.protocol:
-        raise InvalidInput(f"the model {public_id!r} is served over the {model.upstream.protocol} API; the upstream "
-                           f"{upstream.name!r} speaks {upstream.protocol}", field="upstream")
+    if Protocol.ECHO.value in (upstream.protocol, model.upstream.protocol) and upstream.protocol != model.upstream.protocol:
+        raise InvalidInput(f"the built-in echo upstream answers for no real model, and no real upstream for "
+                           f"{public_id!r}: the model and {upstream.name!r} cannot share routes", field="upstream")
     if not _rows(model.id):
         sync_primary(model, None)  # a model from before routes: its own upstream becomes a row first
     if any(row.upstream_id == upstream.id for row in _rows(model.id)):

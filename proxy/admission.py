@@ -16,8 +16,9 @@ from portal.config import call_limits
 from portal.errors import AccountNotVerified, AccountSuspended, KeyExpired, KeyRejected, UnknownModel
 from portal.models import utcnow
 
+from . import translate
 from .errors import ApiError, _, sentences
-from .protocols import ROUTES_FOR_PROTOCOL, Route
+from .protocols import ROUTES, Route
 
 RETRY_AFTER_SECONDS = "1"
 
@@ -84,11 +85,16 @@ def choose_model(caller: apikeys.Caller, route: Route, document: dict, models: M
         raise ApiError(503, str(exc), code="model_unavailable") from None
     except UnknownModel as exc:
         raise ApiError(404, str(exc)) from None
-    protocol = model.upstream.protocol
-    if protocol != "echo" and protocol != route.protocol.value:
+    # Translation (proxy/translate/) lets most routes reach any upstream; those that cannot serve
+    # this route (embeddings from an Anthropic upstream) are left out of this call's routes.
+    routes = tuple(r for r in model.routes if translate.serves(route.name, r.upstream))
+    if not routes:
+        protocol = model.upstream.protocol
+        served = [f"/v1{r.path}" for r in ROUTES.values() if r.billed and translate.serves(r.name, model.upstream)]
         raise ApiError(400, _("The model '%(model)s' is served over the %(protocol)s API; call %(route)s instead.",
-                              model=public_id, protocol=protocol,
-                              route=ROUTES_FOR_PROTOCOL.get(protocol) or _("another route")))
+                              model=public_id, protocol=protocol, route=", ".join(served) or _("another route")))
+    if routes != model.routes:
+        model = replace(model, routes=routes, upstream=routes[0].upstream, upstream_model=routes[0].upstream_model)
     return model
 
 

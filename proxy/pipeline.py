@@ -19,12 +19,13 @@ from portal.i18n import language
 from portal.money import format_usd
 from portal.pricing import Usage
 
-from . import holds, metering, rates, routing
+from . import holds, metering, rates, routing, translate
 from .admission import Capacity, Limits, ModelCache, Slot, authenticate, choose_model, sentence
 from .breaker import Breakers
 from .errors import ApiError, _, upstream_error
 from .metering import StreamMeter, UsageRejected
 from .protocols import ROUTES, Route
+from .translate import count as local_count
 from .relay import LEFT, relay
 from .rewrite import Rewritten, parse_body, rewrite
 from .upstreams import Timeouts, UpstreamUnavailable
@@ -59,6 +60,19 @@ class Reply:
     streamed: bool = False
     charge: Optional[int] = None  # micro-dollars charged, for a complete response (X-Charge-Micro-USD)
     headers: Optional[dict] = None  # more response headers (the rate limits')
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """A call as one kind of upstream gets it: on which route, with what body, translated by what."""
+
+    route: Route          # the upstream's route: its path, and how its answers are metered
+    body: Rewritten       # what goes to the upstream
+    translator: object = None  # proxy.translate's, when the upstream speaks another protocol than the client
+
+    @property
+    def translated(self) -> bool:
+        return self.translator is not None
 
 
 def _is_event_stream(content_type: str) -> bool:
@@ -103,13 +117,14 @@ class Gateway:
                        model_max_output=model.max_output_tokens, priced_tiers=model.price.service_tiers,
                        unpriced_tier=model.unpriced_tier)
         plan = self._plan(req, route, model, body) if route.billed else None
+        outbounds = self._outbounds(req, route, model, body)  # a request the upstream cannot take: 400 now
         db.session.close()  # nothing below needs the database until the hold: give the connection back
         quota = rates.admit(caller, req.shape)  # 429 once a per-minute limit is used up
         slot = self.capacity.take(caller)
         slot.quota = quota  # its tokens are counted when the call settles (_finish)
         if not route.billed:  # counted against the limits too: its answer carries the headers as well
             try:
-                reply = self._free(req, route, model, body)
+                reply = self._free(req, route, model, outbounds)
             except ApiError as exc:
                 exc.headers.update(rates.headers(quota, req.shape))
                 raise
@@ -122,12 +137,37 @@ class Gateway:
             slot.release()
             raise
         try:
-            reply = self._forward(call, slot, req, route, model, body)
+            reply = self._forward(call, slot, req, route, model, body, outbounds)
         except ApiError as exc:
             exc.headers["X-Request-Id"] = call.request_id  # the usage record says what happened
             exc.headers.update(rates.headers(quota, req.shape))  # an admitted call's standing, as on success
             raise
         return replace(reply, headers={**(reply.headers or {}), **rates.headers(quota, req.shape)})
+
+    @staticmethod
+    def _kind(upstream: catalog.UpstreamInfo) -> tuple:
+        return upstream.protocol, upstream.chat_only, upstream.dialect
+
+    def _outbounds(self, req: CallRequest, route: Route, model, body: Rewritten) -> dict:
+        """The call as each kind of upstream among the model's routes gets it (proxy/translate/), by
+        `_kind`: translated once per kind, before any money moves, so a request that cannot be
+        carried to an upstream is refused with nothing held."""
+        outbounds: dict = {}
+        for choice in model.routes:
+            kind = self._kind(choice.upstream)
+            if kind in outbounds:
+                continue
+            name = translate.upstream_route(route.name, choice.upstream.protocol, choice.upstream.chat_only)
+            call = translate.Call(model.public_id, choice.upstream.dialect, body.max_output, body.client_wants_usage)
+            translator = translate.translator(route.name, choice.upstream, call)
+            if translator is None:
+                outbounds[kind] = Outbound(ROUTES[route.name], body, None) if name != translate.ESTIMATE else None
+                continue
+            document = translator.request(body.document)
+            sent = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+            outbounds[kind] = Outbound(ROUTES[translator.upstream_route], replace(body, body=sent, document=document),
+                                       translator)
+        return outbounds
 
     def _plan(self, req: CallRequest, route: Route, model, body: Rewritten) -> holds.Plan:
         """What the call could cost (docs/billing.md, "Holds"), or a 400 for input the model may not
@@ -202,21 +242,27 @@ class Gateway:
                  needed=format_usd(exc.needed), where=where, held=held_all, model=model.public_id, at=at,
                  available=available, billing=billing, lower=lower_one)
 
-    def _send(self, req: CallRequest, route: Route, upstream: catalog.UpstreamInfo, body: Rewritten):
+    def _send(self, req: CallRequest, route: Route, upstream: catalog.UpstreamInfo, body: Rewritten,
+              translated: bool = False):
         if upstream.protocol == "echo":
             return self.echo.send(route=route.name, body=body.document, stream=body.stream,
                                   max_output=body.max_output)
+        # A translated call carries none of the client's protocol headers or query (Claude Code's
+        # ?beta=true and anthropic-beta mean nothing to an OpenAI upstream, and the reverse).
         return self.http.send(protocol=upstream.protocol, base_url=upstream.base_url,
-                              api_key=upstream.api_key, path=route.path, query=req.query,
-                              body=body.body, client_headers=req.headers, timeouts=self.timeouts,
-                              allow_private_host=upstream.allow_private_host,
+                              api_key=upstream.api_key, path=route.path, query=None if translated else req.query,
+                              body=body.body, client_headers={} if translated else req.headers,
+                              timeouts=self.timeouts, allow_private_host=upstream.allow_private_host,
                               upstream_name=upstream.name)
 
     def _attempted(self, attempts: list, upstream: catalog.UpstreamInfo, result: str, tried: float,
-                   failed: Optional[bool]) -> None:
-        """Note one upstream attempt for the usage record, the metrics and the upstream's circuit."""
+                   failed: Optional[bool], outbound: Optional[Outbound] = None) -> None:
+        """Note one upstream attempt for the usage record, the metrics and the upstream's circuit; a
+        translated attempt names the upstream route it was carried to (the receipt shows it)."""
         seconds = time.monotonic() - tried
         attempts.append({"upstream": upstream.name, "result": result, "ms": int(seconds * 1000)})
+        if outbound is not None and outbound.translated:
+            attempts[-1]["translated_to"] = "/v1" + outbound.route.path
         metrics.upstream_attempt(upstream.name, result)
         if failed:
             metrics.upstream_timing(upstream.name, seconds)
@@ -235,7 +281,7 @@ class Gateway:
         return fresh
 
     def _forward(self, call: calls.OpenCall, slot: Slot, req: CallRequest, route: Route, model,
-                 body: Rewritten) -> Reply:
+                 body: Rewritten, outbounds: dict) -> Reply:
         """Send the call to its routes in turn (proxy/routing.py) until one answers, at most
         UPSTREAM_MAX_ATTEMPTS, failing over only before any output: on a connect failure, a
         timeout before the headers, a 5xx or a 429. One hold, one usage record listing the attempts."""
@@ -250,19 +296,21 @@ class Gateway:
             # The last candidate goes even when another call took its half-open probe meanwhile.
             if not self.breakers.claim(upstream.name, force=forced or last):
                 continue
-            sent = routing.for_route(body, choice)
+            outbound = outbounds[self._kind(upstream)]
+            sent = routing.for_route(outbound.body, choice)
             tried = time.monotonic()
             try:
-                response = self._send(req, route, upstream, sent)
+                response = self._send(req, outbound.route, upstream, sent, outbound.translated)
                 if response.status in (401, 403) and upstream.protocol != "echo":
                     fresh = self._fresh_credential(upstream)
                     if fresh is not None:  # a rotated key: once more on the same upstream, with the new one
                         response.close()
-                        self._attempted(attempts, upstream, "auth_retry", tried, None)
+                        self._attempted(attempts, upstream, "auth_retry", tried, None, outbound)
                         upstream, tried = fresh, time.monotonic()
-                        response = self._send(req, route, upstream, sent)
+                        response = self._send(req, outbound.route, upstream, sent, outbound.translated)
             except UpstreamUnavailable as exc:
-                self._attempted(attempts, upstream, "timeout" if exc.timeout else "connect_error", tried, True)
+                self._attempted(attempts, upstream, "timeout" if exc.timeout else "connect_error", tried, True,
+                                outbound)
                 if not last:
                     log.warning("upstream %s unreachable for %s; trying the next", upstream.name, call.request_id)
                     continue
@@ -274,7 +322,7 @@ class Gateway:
                 raise
             retry = response.status >= 500 or response.status == 429
             self._attempted(attempts, upstream, "ok" if response.status < 300 else f"status_{response.status}",
-                            tried, retry)
+                            tried, retry, outbound)
             if retry and not last:
                 log.warning("upstream %s answered %s for %s; trying the next", upstream.name, response.status,
                             call.request_id)
@@ -287,7 +335,8 @@ class Gateway:
             raise self._fail(call, slot, started, response, upstream)
         self.router.served(conversation, upstream.id)
         if body.stream and _is_event_stream(response.content_type):
-            meter = StreamMeter(route.name, upstream.dialect)
+            # Metered in the upstream's format, on the upstream's route, whatever the client called.
+            meter = StreamMeter(outbound.route.name, upstream.dialect)
 
             def settle(status, usage, estimated, error, first_byte):
                 if meter.usage_rejected and usage is not None:
@@ -295,12 +344,15 @@ class Gateway:
                 self._finish(call, slot, started, calls.Outcome(status, usage, estimated, response.status, error),
                              first_byte)
 
+            reshape = (translate.Reshaper(outbound.translator.events(), route.name) if outbound.translated
+                       else None)
             events = relay(response, meter, request_id=call.request_id, body_bytes=len(req.body),
-                           strip_usage=route.stream_usage_opt_in and not body.client_wants_usage,
+                           strip_usage=route.stream_usage_opt_in and not body.client_wants_usage and not reshape,
                            error_shape=req.shape, settle=settle, drain_seconds=self.drain_seconds,
-                           client_disconnected=req.client_disconnected, secret=upstream.api_key)
-            return Reply(response.status, response.content_type, events, call.request_id, streamed=True)
-        return self._complete(call, slot, started, answered, response, req, route, upstream.dialect)
+                           client_disconnected=req.client_disconnected, secret=upstream.api_key, reshape=reshape)
+            content_type = translate.EVENT_STREAM if reshape else response.content_type
+            return Reply(response.status, content_type, events, call.request_id, streamed=True)
+        return self._complete(call, slot, started, answered, response, req, outbound, upstream.dialect)
 
     def _finish(self, call: calls.OpenCall, slot: Slot, started: float, outcome: calls.Outcome,
                 first_byte: Optional[float] = None) -> int:
@@ -340,7 +392,7 @@ class Gateway:
                                                         error=error.message))
         return error
 
-    def _complete(self, call, slot, started, answered: float, response, req: CallRequest, route: Route,
+    def _complete(self, call, slot, started, answered: float, response, req: CallRequest, outbound: Outbound,
                   dialect: str) -> Reply:
         try:
             raw = response.read(MAX_RESPONSE_BYTES)
@@ -348,12 +400,31 @@ class Gateway:
             raise self._gone(call, slot, started, exc, "upstream_failed") from None
         finally:
             response.close()
-        usage, estimated = self._metered(call, route, raw, response.content_type, len(req.body), dialect)
+        usage, estimated = self._metered(call, outbound.route, raw, response.content_type, len(req.body), dialect)
         # A client gone before the answer came (a proxy's read timeout ran out) gets nothing; the call
         # is charged by the disconnect rule (docs/billing.md): the usage the upstream reported.
         status = LEFT if req.client_disconnected is not None and req.client_disconnected() else "ok"
         cost = self._finish(call, slot, started, calls.Outcome(status, usage, estimated, response.status), answered)
+        if outbound.translated:
+            return self._translated(call, outbound, raw, req.shape, cost)
         return Reply(response.status, response.content_type, raw, call.request_id, charge=cost)
+
+    @staticmethod
+    def _translated(call: calls.OpenCall, outbound: Outbound, raw: bytes, shape: str, cost: int) -> Reply:
+        """A complete answer in the client's protocol. One that cannot be read was charged like a native
+        one (_metered); the client hears so, in its own error shape."""
+        try:
+            document = json.loads(raw)
+            body = outbound.translator.response(document) if isinstance(document, dict) else None
+        except (ValueError, ApiError):
+            body = None
+        if body is None:
+            log.warning("call %s: a successful upstream answer that cannot be translated", call.request_id)
+            error = ApiError(502, _("The upstream's answer could not be read; it was charged as the call's receipt "
+                                    "shows (GET /v1/generations/%(id)s).", id=call.request_id))
+            return Reply(502, "application/json", json.dumps(error.body(shape)).encode(), call.request_id, charge=cost)
+        return Reply(200, "application/json", json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+                     call.request_id, charge=cost)
 
     @staticmethod
     def _metered(call: calls.OpenCall, route: Route, raw: bytes, content_type: str,
@@ -386,7 +457,7 @@ class Gateway:
                      units=metering.units_from_body(route.name, document),
                      service_tier=tier if isinstance(tier, str) else None), True
 
-    def _free(self, req: CallRequest, route: Route, model, body: Rewritten) -> Reply:
+    def _free(self, req: CallRequest, route: Route, model, outbounds: dict) -> Reply:
         """A call that costs nothing (count_tokens): forwarded within a capacity slot, no hold, no record.
 
         It fails over like a billed call (_forward): the router's plan (no affinity: counting
@@ -399,9 +470,12 @@ class Gateway:
             last, upstream = index == len(plan) - 1, choice.upstream
             if not self.breakers.claim(upstream.name, force=forced or last):
                 continue
+            outbound = outbounds[self._kind(upstream)]
+            if outbound is None:  # an upstream that cannot count: the gateway estimates (proxy/translate/count.py)
+                return self._estimated_count(req)
             tried = time.monotonic()
             try:
-                response = self._send(req, route, upstream, routing.for_route(body, choice))
+                response = self._send(req, route, upstream, routing.for_route(outbound.body, choice))
                 try:
                     raw = response.read(MAX_ERROR_BYTES)
                 finally:
@@ -420,3 +494,9 @@ class Gateway:
                 raise upstream_error(response.status, raw, upstream.api_key, getattr(response, "retry_after", None))
             return Reply(response.status, response.content_type, raw)
         raise ApiError(502, _("No upstream could take the call."))  # unreachable: the last route always goes
+
+    @staticmethod
+    def _estimated_count(req: CallRequest) -> Reply:
+        document = parse_body(req.body)
+        body = {"input_tokens": local_count.estimate(document), "estimated": True}
+        return Reply(200, "application/json", json.dumps(body).encode(), headers=dict([local_count.HEADER]))

@@ -45,11 +45,6 @@ ROUTES = {route.name: route for route in (
     Route(COUNT_TOKENS, "/messages/count_tokens", Protocol.ANTHROPIC, ANTHROPIC, billed=False),
 )}
 
-ROUTES_FOR_PROTOCOL = {
-    protocol: " or ".join(f"/v1{r.path}" for r in ROUTES.values() if r.protocol == protocol and r.billed)
-    for protocol in (Protocol.OPENAI, Protocol.ANTHROPIC)
-}
-
 
 def error_shape(path: str) -> str:
     """The error shape a client of `path` (a full request path) expects."""

@@ -70,11 +70,14 @@ class Stream:
 
 def relay(response, meter: StreamMeter, *, request_id: str, body_bytes: int, strip_usage: bool,
           error_shape: str, settle: Settle, drain_seconds: float = 0,
-          client_disconnected: Optional[Callable[[], bool]] = None, secret: Optional[str] = None) -> Stream:
+          client_disconnected: Optional[Callable[[], bool]] = None, secret: Optional[str] = None,
+          reshape=None) -> Stream:
     """`client_disconnected`: the server's way to ask whether the client hung up (waitress's), if any.
-    `secret`: the upstream's credential, removed from any error event before it is relayed."""
+    `secret`: the upstream's credential, removed from any error event before it is relayed.
+    `reshape`: a translated call's stream translation (proxy.translate.Reshaper): each upstream
+    event is metered as the upstream sent it, then goes to the client as what this makes of it."""
     return Stream(_Relay(response, meter, request_id, body_bytes, strip_usage, error_shape, settle, drain_seconds,
-                         client_disconnected, secret))
+                         client_disconnected, secret, reshape))
 
 
 def without_secret(raw: bytes, secret: Optional[str]) -> bytes:
@@ -106,8 +109,12 @@ class _Relay:
 
     def __init__(self, response, meter: StreamMeter, request_id: str, body_bytes: int, strip_usage: bool,
                  error_shape: str, settle: Settle, drain_seconds: float,
-                 client_disconnected: Optional[Callable[[], bool]] = None, secret: Optional[str] = None):
+                 client_disconnected: Optional[Callable[[], bool]] = None, secret: Optional[str] = None,
+                 reshape=None):
         self.response, self.meter, self.request_id = response, meter, request_id
+        self.reshape = reshape
+        self._event = None                # the upstream event last metered (parsed once, for reshape too)
+        self._untranslatable = False      # a translation failed mid-stream: the client has its error
         self._secret = secret
         self.body_bytes, self.strip_usage, self.error_shape = body_bytes, strip_usage, error_shape
         self.drain_seconds = drain_seconds
@@ -125,8 +132,9 @@ class _Relay:
     # -- settling, exactly once ----------------------------------------------------------------
 
     def _feed(self, raw: bytes) -> bool:
+        self._event = parse(raw)
         try:
-            return self.meter.feed(parse(raw))
+            return self.meter.feed(self._event)
         except UsageRejected as exc:
             log.warning("call %s: refused upstream usage %s", self.request_id, exc)
             self.meter.usage_rejected = True
@@ -142,6 +150,22 @@ class _Relay:
 
     def _finish(self, status: str, usage: Optional[Usage], estimated: bool, error: Optional[str]) -> None:
         self._settle(status, usage, estimated, error, self.first_byte)
+
+    def _out(self, raw: bytes) -> bytes:
+        """What the client gets for the upstream event just metered: the event itself, or its translation.
+
+        A translation that fails (an upstream stream the client's format cannot carry) ends what the
+        client gets with an error event; the upstream is still read to its end and metered."""
+        if self.reshape is None:
+            return without_secret(raw, self._secret)
+        if self._untranslatable:
+            return b""
+        try:
+            return without_secret(self.reshape.feed(self._event), self._secret)
+        except ApiError as exc:
+            log.warning("call %s: the stream could not be translated: %s", self.request_id, exc.message)
+            self._untranslatable = True
+            return exc.sse_event(self.error_shape)
 
     # -- relaying, on the server's thread --------------------------------------------------------
 
@@ -163,7 +187,9 @@ class _Relay:
                         if self.meter.finished and self._claim():
                             usage, estimated = self.meter.charge(self.body_bytes)
                             self._finish("ok", usage, estimated, None)
-                        yield without_secret(raw, self._secret)
+                        out = self._out(raw)
+                        if out:
+                            yield out
                 if self._left is not None:  # this thread drains, until the deadline wakes it
                     handed_off = True
                     self._drain()
@@ -172,7 +198,13 @@ class _Relay:
                 rest = self._splitter.rest()
                 if rest.strip():
                     self._feed(rest)
-                    yield without_secret(rest, self._secret)
+                    out = self._out(rest)
+                    if out:
+                        yield out
+                if self.reshape is not None and not self._untranslatable:
+                    tail = self.reshape.finish()
+                    if tail:
+                        yield tail
                 if not self.meter.finished:
                     status, error = "upstream_truncated", "the upstream ended the stream before its last event"
                     yield ApiError(502, _("The upstream provider ended the stream early; only the output "

@@ -5,6 +5,14 @@ usage to report, delays between events, failures before and after the first byte
 usage, chunked or close-delimited streams, and error bodies that echo the caller's key.
 Usage comes in the shape of the provider named by `dialect` (see proxy/dialects.py), complete
 and streamed, as each provider documents it.
+
+What the model "says" can be scripted in each protocol's own words: text, tool calls (`tool_calls`,
+their JSON arguments streamed in `fragment`-character pieces: OpenAI's tool_calls deltas with the
+index, id and name first and then argument fragments; Anthropic's tool_use block with
+input_json_delta fragments), reasoning (`thinking`: DeepSeek's `reasoning_content` on the chat
+route, a thinking block with thinking_delta and signature_delta on Anthropic's) and the finish
+reason (`finish`, in the upstream's vocabulary). Tool calls and reasoning are on the chat and
+Messages routes only.
 """
 import json
 import queue
@@ -21,6 +29,18 @@ POLL = 0.01
 # Random-looking, like real credentials: no run of them is an English word a message could contain.
 OPENAI_KEY = "sk-proj-Vq7ZtK3xWm9LpR2bNc8HjY4s"
 ANTHROPIC_KEY = "sk-ant-api03-Gx5QwT8zKd2MvB7nLr4YpJ6c"
+
+
+@dataclass
+class ToolCall:
+    """A tool call the model makes: its arguments an object (sent as JSON) or JSON text as is."""
+
+    name: str
+    arguments: object = field(default_factory=dict)
+    id: Optional[str] = None
+
+    def arguments_json(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
 
 
 @dataclass
@@ -64,6 +84,17 @@ class Behaviour:
     # server_tool_use), search_sources (xAI's num_sources_used).
     units: dict = field(default_factory=dict)
     service_tier: Optional[str] = None  # the tier the response says served it
+    # What the model says besides `text` (chat and Messages routes). With tool calls and an empty
+    # `text`, no text at all: content null (chat), no text block (Messages).
+    tool_calls: list = field(default_factory=list)  # ToolCall, in order
+    fragment: int = 4                  # stream: characters of tool arguments per delta
+    thinking: Optional[str] = None     # reasoning text: reasoning_content (chat), a thinking block (Messages)
+    signature: str = "EqQBCkYIBxgCKkBfake+signature=="  # the thinking block's (Messages)
+    # The finish reason as the upstream words it: chat's stop / length / tool_calls / content_filter,
+    # Messages' end_turn / max_tokens / tool_use / stop_sequence / refusal. None: tool_calls (tool_use)
+    # when there are tool calls, else stop (end_turn).
+    finish: Optional[str] = None
+    stop_sequence: Optional[str] = None  # Messages: the stop sequence met, with finish="stop_sequence"
 
 
 @dataclass
@@ -221,6 +252,39 @@ def _tool_items(b: Behaviour) -> list:
     return items
 
 
+def _call_id(b: Behaviour, i: int, prefix: str) -> str:
+    return b.tool_calls[i].id or f"{prefix}fake{i}"
+
+
+def _finish(route: str, b: Behaviour) -> str:
+    if b.finish is not None:
+        return b.finish
+    if route == "chat":
+        return "tool_calls" if b.tool_calls else "stop"
+    return "tool_use" if b.tool_calls else "end_turn"
+
+
+def _pieces(text: str, size: int) -> list:
+    return [text[i:i + size] for i in range(0, len(text), max(size, 1))]
+
+
+def _words(text: str) -> list:
+    words = text.split()
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
+def _blocks(b: Behaviour) -> list:
+    """A complete Anthropic message's content."""
+    content = []
+    if b.thinking is not None:
+        content.append({"type": "thinking", "thinking": b.thinking, "signature": b.signature})
+    if b.text or not b.tool_calls:
+        content.append({"type": "text", "text": b.text})
+    content += [{"type": "tool_use", "id": _call_id(b, i, "toolu_"), "name": call.name,
+                 "input": json.loads(call.arguments_json())} for i, call in enumerate(b.tool_calls)]
+    return content
+
+
 def _sse(data, event=None) -> bytes:
     return (f"event: {event}\n" if event else "").encode() + b"data: " + json.dumps(data).encode() + b"\n\n"
 
@@ -228,9 +292,15 @@ def _sse(data, event=None) -> bytes:
 def _complete(route: str, doc: dict, b: Behaviour) -> dict:
     model = doc.get("model")
     if route == "chat":
+        message = {"role": "assistant", "content": b.text if b.text or not b.tool_calls else None}
+        if b.thinking is not None:
+            message["reasoning_content"] = b.thinking
+        if b.tool_calls:
+            message["tool_calls"] = [{"id": _call_id(b, i, "call_"), "type": "function",
+                                      "function": {"name": call.name, "arguments": call.arguments_json()}}
+                                     for i, call in enumerate(b.tool_calls)]
         body = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": b.text},
-                             "finish_reason": "stop"}]}
+                "choices": [{"index": 0, "message": message, "finish_reason": _finish(route, b)}]}
         body.update(_tier(b))
     elif route == "responses":
         body = {"id": "resp_fake", "object": "response", "created_at": 1, "status": "completed", "model": model,
@@ -246,24 +316,33 @@ def _complete(route: str, doc: dict, b: Behaviour) -> dict:
     elif route == "count_tokens":
         return {"input_tokens": b.input}
     else:
-        body = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": b.text}], "stop_reason": "end_turn", "stop_sequence": None}
+        body = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": _blocks(b),
+                "stop_reason": _finish(route, b), "stop_sequence": b.stop_sequence}
     if not b.omit_usage:
         body["usage"] = _usage(route, b)
     return body
 
 
 def _events(route: str, doc: dict, b: Behaviour) -> list:
-    words = b.text.split()
-    deltas = [w if i == 0 else " " + w for i, w in enumerate(words)]
+    deltas = _words(b.text)
     model = doc.get("model")
     if route == "chat":
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model, **_tier(b)}
         events = [_sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                              "finish_reason": None}]})]
-        events += [_sse({**base, "choices": [{"index": 0, "delta": {"content": d}, "finish_reason": None}]})
-                   for d in deltas]
-        last = {"index": 0, "delta": {}, "finish_reason": "stop"}
+
+        def chunk(delta: dict) -> bytes:
+            return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+
+        # DeepSeek streams its reasoning first, with content null, then the answer.
+        events += [chunk({"content": None, "reasoning_content": d}) for d in _words(b.thinking or "")]
+        events += [chunk({"content": d}) for d in deltas]
+        for i, call in enumerate(b.tool_calls):
+            events.append(chunk({"tool_calls": [{"index": i, "id": _call_id(b, i, "call_"), "type": "function",
+                                                 "function": {"name": call.name, "arguments": ""}}]}))
+            events += [chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+                       for piece in _pieces(call.arguments_json(), b.fragment)]
+        last = {"index": 0, "delta": {}, "finish_reason": _finish(route, b)}
         if b.dialect == "moonshot" and not b.omit_usage:  # Moonshot: always, inside the last chunk's choice
             last["usage"] = _usage(route, b)
         events.append(_sse({**base, "choices": [last]}))
@@ -306,13 +385,30 @@ def _events(route: str, doc: dict, b: Behaviour) -> list:
                "stop_reason": None, "stop_sequence": None}
     if not b.omit_usage:
         message["usage"] = start_usage
-    events = [_sse({"type": "message_start", "message": message}, "message_start"),
-              _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                   "content_block_start")]
-    events += [_sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": d}},
-                    "content_block_delta") for d in deltas]
-    events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
-    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+    events = [_sse({"type": "message_start", "message": message}, "message_start")]
+    index = 0
+
+    def block(start: dict, deltas_: list) -> list:
+        return [_sse({"type": "content_block_start", "index": index, "content_block": start}, "content_block_start"),
+                *(_sse({"type": "content_block_delta", "index": index, "delta": d}, "content_block_delta")
+                  for d in deltas_),
+                _sse({"type": "content_block_stop", "index": index}, "content_block_stop")]
+
+    if b.thinking is not None:
+        events += block({"type": "thinking", "thinking": "", "signature": ""},
+                        [{"type": "thinking_delta", "thinking": d} for d in _words(b.thinking)]
+                        + [{"type": "signature_delta", "signature": b.signature}])
+        index += 1
+    if b.text or not b.tool_calls:
+        events += block({"type": "text", "text": ""}, [{"type": "text_delta", "text": d} for d in deltas])
+        index += 1
+    for i, call in enumerate(b.tool_calls):
+        # Anthropic opens a tool's input with an empty fragment, then sends the JSON in pieces.
+        pieces = ["", *_pieces(call.arguments_json(), b.fragment)]
+        events += block({"type": "tool_use", "id": _call_id(b, i, "toolu_"), "name": call.name, "input": {}},
+                        [{"type": "input_json_delta", "partial_json": p} for p in pieces])
+        index += 1
+    delta = {"type": "message_delta", "delta": {"stop_reason": _finish(route, b), "stop_sequence": b.stop_sequence}}
     if not b.omit_usage:
         delta["usage"] = {"output_tokens": b.output + b.reasoning}
         if b.dialect == "anthropic":  # its message_delta usage is cumulative and repeats the input figures

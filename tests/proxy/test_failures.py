@@ -247,8 +247,14 @@ def test_revoked_suspended_and_unverified(app, gateway, key):
     ("/v1/chat/completions", b'{"model": "nope", "messages": []}', 404, "'nope' does not exist"),
     ("/v1/chat/completions", b'{"model": "gpt-test", "max_tokens": -1}', 400, "max_tokens must be a positive whole number"),
     ("/v1/chat/completions", b'{"model": "gpt-test", "max_tokens": 1.5}', 400, "max_tokens must be a positive whole number"),
-    ("/v1/chat/completions", b'{"model": "claude-test", "messages": []}', 400, "call /v1/messages instead"),
-    ("/v1/messages", b'{"model": "gpt-test", "max_tokens": 5}', 400, "served over the openai API"),
+    # Translated routes (proxy/translate/) check what they carry before anything is held.
+    ("/v1/embeddings", b'{"model": "claude-test", "input": "x"}', 400,
+     "call /v1/chat/completions, /v1/responses, /v1/messages instead"),
+    ("/v1/chat/completions", b'{"model": "claude-test", "messages": {"role": "user"}}', 400,
+     "messages must be a list, got an object"),
+    ("/v1/messages", b'{"model": "gpt-test", "max_tokens": 5}', 400, "messages must be a list, got null"),
+    ("/v1/responses", b'{"model": "claude-test", "input": "hi", "previous_response_id": "resp_1"}', 400,
+     "previous_response_id is not supported for this model"),
     ("/v1/messages", b'{"model": "claude-test", "messages": []}', 400, "max_tokens: Field required"),
     ("/v1/chat/completions", b'{"model": "gpt-test", "stream": true, "stream_options": 3}', 400, "stream_options"),
 ])
