@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Optional
 
-from . import catalog
+from . import catalog, routes
 from .models import CatalogModel
 from .pricing import TOKENS_PER_PRICE_UNIT, UNITS_PER_FEE, Price, Usage, quote
 
@@ -48,17 +48,24 @@ class Listing:
         return all(word in haystack for word in query.lower().split())
 
 
-def routes_for(protocol: str) -> tuple[str, ...]:
-    """The /v1 paths a model served over `protocol` answers, natively or translated (proxy/translate/)."""
+def routes_for(*protocols: str) -> tuple[str, ...]:
+    """The /v1 paths a model served over any of `protocols` answers, natively or translated (proxy/translate/)."""
     from proxy.protocols import ROUTES  # the route table is the proxy's; import late (it imports the app)
     from proxy.translate import upstream_route
 
-    return tuple(f"/v1{route.path}" for route in ROUTES.values() if upstream_route(route.name, protocol) is not None)
+    return tuple(f"/v1{route.path}" for route in ROUTES.values()
+                 if any(upstream_route(route.name, protocol) is not None for protocol in protocols))
 
 
 def example_cost(price: Price) -> int:
     """What EXAMPLE_INPUT input tokens with EXAMPLE_OUTPUT output tokens cost, in micro-dollars."""
     return quote(price, Usage(input=EXAMPLE_INPUT, output=EXAMPLE_OUTPUT))
+
+
+def _protocols(model: CatalogModel) -> set[str]:
+    """The protocols of the model's enabled routes (a model whose routes mix them answers the union)."""
+    found = {route.upstream.protocol for route in routes.routes_of(model) if route.upstream.enabled}
+    return found or {model.upstream.protocol}
 
 
 def listing(model: CatalogModel) -> Optional[Listing]:
@@ -70,7 +77,7 @@ def listing(model: CatalogModel) -> Optional[Listing]:
     return Listing(public_id=model.public_id, protocol=model.upstream.protocol,
                    context_window=model.context_window or catalog.DEFAULT_CONTEXT_WINDOW,
                    max_output_tokens=model.max_output_tokens, price=price, price_since=row.effective_at,
-                   routes=routes_for(model.upstream.protocol), example_cost=example_cost(price))
+                   routes=routes_for(*_protocols(model)), example_cost=example_cost(price))
 
 
 def public_models() -> list[Listing]:

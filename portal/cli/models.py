@@ -256,6 +256,12 @@ def models_route():
     """A model's upstreams: the lowest priority first, by weight among equals, the next on failure."""
 
 
+def _other_api(model, upstream) -> str:
+    """The API an upstream speaks when it is not the model's own upstream's (calls through it are translated:
+    proxy/translate/), else ""."""
+    return "" if upstream.protocol == model.upstream.protocol else upstream.protocol
+
+
 @domain_command(models_route, "list")
 @click.argument("model")
 def models_route_list(model):
@@ -263,9 +269,11 @@ def models_route_list(model):
     found = catalog.find_model(model)
     for route in routes.routes_of(found):
         own = " (the model's own upstream)" if route.upstream_id == found.upstream_id else ""
+        other = _other_api(found, route.upstream)
+        translated = f" [speaks {other}: calls are translated]" if other else ""
         state = "" if route.upstream.enabled else " [upstream disabled]"
         click.echo(f"{route.upstream.name}\t{route.upstream_model}\tpriority {route.priority}\tweight {route.weight}"
-                   f"{own}{state}")
+                   f"{own}{translated}{state}")
 
 
 @domain_command(models_route, "add")
@@ -278,11 +286,13 @@ def models_route_list(model):
               help="Share of calls among routes of the same priority.")
 @click.option("--reason", **_REASON)
 def models_route_add(model, upstream, upstream_model, priority, weight, reason):
-    """Let UPSTREAM serve MODEL too (same price; all of a model's upstreams speak one protocol)."""
+    """Let UPSTREAM serve MODEL too, at the same price (an upstream of the other API too: calls are translated)."""
     route = routes.add_route(model, upstream, upstream_model=upstream_model, priority=priority, weight=weight,
                              actor=Actor.cli(), reason=reason)
+    other = _other_api(catalog.find_model(model), route.upstream)
+    translated = f"; {upstream} speaks {other}: calls through it are translated" if other else ""
     click.echo(f"{model} may now be served by {upstream} as {route.upstream_model} (priority {route.priority}, "
-               f"weight {route.weight}); running servers see it within MODEL_CACHE_SECONDS")
+               f"weight {route.weight}){translated}; running servers see it within MODEL_CACHE_SECONDS")
 
 
 @domain_command(models_route, "set")

@@ -10,12 +10,26 @@ from . import domain_command, shown, upstreams_cli
 _DIALECTS = click.Choice([*dialects.DIALECTS, "echo"])
 _PRIVATE_HELP = ("Allow the base URL's host to be on a private, loopback or link-local address (a model server on "
                  "your own network). Without it such hosts are refused, when saved and at every call.")
+_CHAT_ONLY_HELP = ("An OpenAI-compatible upstream without the Responses API: /v1/responses calls reach it "
+                   f"translated to chat completions. The {', '.join(dialects.CHAT_ONLY)} dialects are chat-only "
+                   "whatever this says.")
 
 
 def _credential(upstream) -> str:
     if secretbox.is_unreadable(upstream.api_key):
         return "credential unreadable (enter it again)"
     return "credential set" if upstream.api_key else "no credential"
+
+
+def _marks(upstream) -> list[str]:
+    """What sets the upstream apart, as the confirmations and the list show it: its private-host
+    allowance, and "chat completions only" with why (its flag, its dialect: catalog.UpstreamInfo)."""
+    marks = ["private host allowed"] if upstream.allow_private_host else []
+    why = [*(["flag"] if upstream.chat_only else []),
+           *([f"dialect {upstream.dialect}"] if upstream.dialect in dialects.CHAT_ONLY else [])]
+    if upstream.protocol == "openai" and why:
+        marks.append(f"chat completions only ({', '.join(why)})")
+    return marks
 
 
 def _key_from(api_key):
@@ -29,13 +43,15 @@ def _key_from(api_key):
 @click.option("--api-key", help="The upstream credential; '-' reads it from standard input (keeps it out of shell history).")
 @click.option("--dialect", type=_DIALECTS, help="How it reports usage (default: guessed from the base URL's host).")
 @click.option("--allow-private-host/--no-allow-private-host", default=False, help=_PRIVATE_HELP)
+@click.option("--chat-only", is_flag=True, help=_CHAT_ONLY_HELP)
 @click.option("--reason", help="Kept in the audit log.")
-def upstreams_add(name, protocol, base_url, api_key, dialect, allow_private_host, reason):
+def upstreams_add(name, protocol, base_url, api_key, dialect, allow_private_host, chat_only, reason):
     """Register an upstream provider (its credential is stored encrypted and never shown again)."""
     upstream = catalog.add_upstream(name, protocol, base_url, _key_from(api_key), dialect,
-                                    allow_private_host=allow_private_host, actor=Actor.cli(), reason=reason)
+                                    allow_private_host=allow_private_host, chat_only=chat_only, actor=Actor.cli(),
+                                    reason=reason)
     click.echo(f"added upstream {upstream.name} ({upstream.protocol}{', ' + upstream.base_url if upstream.base_url else ''}"
-               f", dialect {upstream.dialect}{', private host allowed' if upstream.allow_private_host else ''})")
+               f", dialect {upstream.dialect}{''.join(', ' + mark for mark in _marks(upstream))})")
 
 
 @domain_command(upstreams_cli, "update")
@@ -44,16 +60,18 @@ def upstreams_add(name, protocol, base_url, api_key, dialect, allow_private_host
 @click.option("--api-key", help="A new credential; '-' reads it from standard input; '' removes it.")
 @click.option("--dialect", type=_DIALECTS, help="How it reports usage.")
 @click.option("--allow-private-host/--no-allow-private-host", default=None, help=_PRIVATE_HELP)
+@click.option("--chat-only/--no-chat-only", default=None, help=_CHAT_ONLY_HELP)
 @click.option("--reason", help="Kept in the audit log.")
-def upstreams_update(name, base_url, api_key, dialect, allow_private_host, reason):
-    """Change an upstream's base URL, credential, dialect or private-host allowance.
+def upstreams_update(name, base_url, api_key, dialect, allow_private_host, chat_only, reason):
+    """Change an upstream's base URL, credential, dialect, private-host allowance or chat-only flag.
 
     Takes effect in this process at once, in other running servers within MODEL_CACHE_SECONDS.
     """
     upstream = catalog.update_upstream(name, base_url, _key_from(api_key), dialect,
-                                       allow_private_host=allow_private_host, actor=Actor.cli(), reason=reason)
+                                       allow_private_host=allow_private_host, chat_only=chat_only, actor=Actor.cli(),
+                                       reason=reason)
     click.echo(f"updated upstream {upstream.name} ({upstream.base_url or 'built in'}, dialect {upstream.dialect}, "
-               f"{_credential(upstream)}{', private host allowed' if upstream.allow_private_host else ''})")
+               f"{_credential(upstream)}{''.join(', ' + mark for mark in _marks(upstream))})")
 
 
 def _switch(name: str, enabled: bool, reason):
@@ -106,7 +124,7 @@ def upstreams_list():
     for u in catalog.list_upstreams():
         h = health.get(u.id, upstream_health.Health())
         click.echo(f"{u.name}\t{u.protocol}\t{u.base_url or '-'}\t{_credential(u)}\tdialect {u.dialect}")
-        state = ["enabled" if u.enabled else "DISABLED", *(["private host allowed"] if u.allow_private_host else [])]
+        state = ["enabled" if u.enabled else "DISABLED", *_marks(u)]
         click.echo(f"  {', '.join(state)}; last hour: {h.calls} calls, {h.error_percent} errors, latency p50 "
                    f"{_ms(h.p50_latency_ms)}, first byte p50 {_ms(h.p50_first_byte_ms)}")
 

@@ -207,7 +207,8 @@ def test_upstreams_update_dialect(cli):
     ok(cli("upstreams", "add", "gw", "--protocol", "openai", "--base-url", "https://api.openai.com/v1", "--api-key", "k"))
     ok(cli("upstreams", "add", "echo", "--protocol", "echo"))
     out = ok(cli("upstreams", "update", "gw", "--dialect", "xai"))  # the dialect alone is a change
-    assert out.strip() == "updated upstream gw (https://api.openai.com/v1, dialect xai, credential set)"
+    assert out.strip() == ("updated upstream gw (https://api.openai.com/v1, dialect xai, credential set, "
+                           "chat completions only (dialect xai))")  # xai has no Responses API
     ok(cli("upstreams", "update", "gw", "--base-url", "https://api.deepseek.com"))
     assert dialects()["gw"] == "xai"  # chosen by the operator: kept
     ok(cli("upstreams", "update", "gw", "--dialect", "deepseek"))
@@ -358,5 +359,13 @@ def test_models_import_restores_routes_audited_and_csv_export_says_it_has_none(u
     assert {"upstream": "spare", "upstream_model": "openai/m", "priority": 2, "weight": 3} in exported
     result = cli("models", "export", str(tmp_path / "catalog.csv"))
     assert result.exit_code == 0 and "a CSV price list has no routes" in result.output
-    (tmp_path / "bad.json").write_text(json.dumps({"models": [{**routed, "routes": [{"upstream": "anthropic"}]}]}))
-    refused(cli("models", "import", str(tmp_path / "bad.json")), "'anthropic' speaks anthropic")
+    # A route to an upstream of the other API is imported (calls through it are translated); the echo
+    # upstream shares no model's routes.
+    mixed = {**routed, "routes": [{"upstream": "anthropic", "upstream_model": "claude-m", "priority": 2}]}
+    (tmp_path / "mixed.json").write_text(json.dumps({"models": [mixed]}))
+    assert ok(cli("models", "import", str(tmp_path / "mixed.json"))) == "m\tupdated\n"
+    assert "anthropic\tclaude-m\tpriority 2\tweight 1 [speaks anthropic: calls are translated]" in ok(
+        cli("models", "route", "list", "m"))
+    ok(cli("upstreams", "add", "echo", "--protocol", "echo"))
+    (tmp_path / "bad.json").write_text(json.dumps({"models": [{**routed, "routes": [{"upstream": "echo"}]}]}))
+    refused(cli("models", "import", str(tmp_path / "bad.json")), "the built-in echo upstream shares no model's routes")

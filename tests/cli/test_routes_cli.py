@@ -47,8 +47,21 @@ def test_add_set_and_remove_a_route(cli, model):
                                     ("model.route_remove", "main is gone")]
 
 
+def test_a_route_to_an_upstream_of_the_other_api_is_translated(cli, model):
+    out = ok(cli("models", "route", "add", model, "claude", "--upstream-model", "claude-x", "--priority", "2",
+                 "--reason", "a fallback of the other kind"))
+    assert "served by claude as claude-x (priority 2, weight 1); claude speaks anthropic: calls through it are " \
+           "translated;" in out
+    assert ok(cli("models", "route", "list", model)).splitlines() == [
+        "main\tgpt-x-main\tpriority 1\tweight 1 (the model's own upstream)",
+        "claude\tclaude-x\tpriority 2\tweight 1 [speaks anthropic: calls are translated]"]
+    assert audit_actions()[-1] == ("model.route_add", "a fallback of the other kind")
+
+
 def test_refusals(cli, model):
-    refused(cli("models", "route", "add", model, "claude"), "speaks anthropic")
+    with atomic():
+        catalog.add_upstream("echo", "echo")
+    refused(cli("models", "route", "add", model, "echo"), "the built-in echo upstream answers for no real model")
     refused(cli("models", "route", "add", model, "main"), "already")
     refused(cli("models", "route", "add", model, "nowhere"), "no upstream named 'nowhere'")
     refused(cli("models", "route", "remove", model, "main"), "only upstream")

@@ -1,4 +1,5 @@
-"""`flask upstreams ...`: the private-host allowance, enable/disable, test, list with health, rotate-keys."""
+"""`flask upstreams ...`: the private-host allowance, the chat-only flag, enable/disable, test, list with health,
+rotate-keys."""
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select, text
@@ -101,3 +102,48 @@ def test_rotate_keys_moves_credentials_to_the_first_key(app, cli):
     app.config["UPSTREAM_KEYS_SECRET"] = (Fernet.generate_key().decode(),)
     refused(cli("upstreams", "rotate-keys"), "could not be decrypted with any key (oai)")
     assert "credential unreadable" in ok(cli("upstreams", "list"))
+
+
+def test_chat_only_is_set_shown_cleared_and_audited(app, cli):
+    out = ok(cli("upstreams", "add", "vllm", "--protocol", "openai", "--base-url", "https://llm.example.com/v1",
+                 "--chat-only"))
+    assert out == "added upstream vllm (openai, https://llm.example.com/v1, dialect generic-openai, " \
+                  "chat completions only (flag))\n"
+    assert "  enabled, chat completions only (flag); last hour:" in ok(cli("upstreams", "list"))
+    assert catalog.upstream_info(catalog.find_upstream("vllm").id).chat_only is True
+    out = ok(cli("upstreams", "update", "vllm", "--no-chat-only", "--reason", "it has /v1/responses now"))
+    assert out == "updated upstream vllm (https://llm.example.com/v1, dialect generic-openai, no credential)\n"
+    db.session.rollback()
+    assert catalog.find_upstream("vllm").chat_only is False
+    assert "chat completions only" not in ok(cli("upstreams", "list"))
+    ok(cli("upstreams", "update", "vllm", "--chat-only"))
+    db.session.rollback()
+    entries = db.session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(e.action, e.before and e.before["chat_only"], e.after["chat_only"]) for e in entries] == [
+        ("upstream.add", None, True), ("upstream.update", True, False), ("upstream.update", False, True)]
+    assert entries[1].reason == "it has /v1/responses now"
+
+
+def test_a_chat_only_dialect_says_so_whatever_the_flag(app, cli):
+    out = ok(cli("upstreams", "add", "ds", "--protocol", "openai", "--base-url", "https://api.deepseek.com"))
+    assert "dialect deepseek, chat completions only (dialect deepseek))" in out
+    assert "chat completions only (flag, dialect deepseek)" in ok(cli("upstreams", "update", "ds", "--chat-only"))
+    # Clearing the flag leaves the dialect's answer, and the confirmation shows it.
+    assert "chat completions only (dialect deepseek)" in ok(cli("upstreams", "update", "ds", "--no-chat-only"))
+    ok(cli("upstreams", "add", "oai", "--protocol", "openai", "--base-url", "https://api.openai.com/v1"))
+    listing = ok(cli("upstreams", "list"))
+    assert "  enabled, chat completions only (dialect deepseek); last hour" in listing
+    assert "oai\topenai\thttps://api.openai.com/v1\tno credential\tdialect openai\n  enabled; last hour" in listing
+
+
+@pytest.mark.parametrize("protocol, base_url", [("anthropic", "https://api.anthropic.com"), ("echo", None)])
+def test_chat_only_is_refused_on_an_upstream_not_speaking_openai(app, cli, protocol, base_url):
+    where = ["--base-url", base_url] if base_url else []
+    refused(cli("upstreams", "add", "x", "--protocol", protocol, *where, "--chat-only"),
+            "only an openai upstream can be chat-only")
+    assert catalog.list_upstreams() == []
+    ok(cli("upstreams", "add", "x", "--protocol", protocol, *where))
+    refused(cli("upstreams", "update", "x", "--chat-only"), "only an openai upstream can be chat-only")
+    db.session.rollback()
+    assert catalog.find_upstream("x").chat_only is False
+    assert [a for a, _ in actions()] == ["upstream.add"]

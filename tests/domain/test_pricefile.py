@@ -261,6 +261,7 @@ def spares(upstreams):
     with atomic():
         catalog.add_upstream("spare", "openai", "https://openrouter.ai/api/v1")
         catalog.add_upstream("backup", "openai", "https://llm.example/v1")
+        catalog.add_upstream("echo", "echo")
 
 
 def routes_now(public_id="m"):
@@ -315,10 +316,21 @@ def test_a_file_without_routes_keeps_them_and_a_plain_model_exports_none(spares)
     assert routes_now() == before
 
 
+def test_routes_may_mix_the_two_apis(spares):
+    """A model on an OpenAI-style upstream may fail over to an Anthropic-style one: calls through it are translated."""
+    mixed = {**ROUTED, "routes": [*ROUTED["routes"][:2], {"upstream": "anthropic", "upstream_model": "claude-m",
+                                                          "priority": 3}]}
+    assert load(json.dumps({"models": [mixed]})) == [("m", "created")]
+    assert routes_now() == [("anthropic", "claude-m", 3, 1), ("openai", "gpt-m", 2, 1),
+                            ("spare", "openai/gpt-m", 1, 3)]
+    exported = pricefile.export()["models"][0]["routes"]
+    assert {"upstream": "anthropic", "upstream_model": "claude-m", "priority": 3, "weight": 1} in exported
+
+
 @pytest.mark.parametrize("listed, message", [
     ([{"upstream": "nope"}], "models[1] (m).routes[0].upstream: no upstream named 'nope'; add it first"),
-    ([{"upstream": "anthropic"}], "models[1] (m).routes[0].upstream: 'anthropic' speaks anthropic, but 'm' is "
-                                  "served over the openai API of 'openai'"),
+    ([{"upstream": "echo"}], "models[1] (m).routes[0].upstream: 'echo' speaks echo, but 'm' is served by 'openai' "
+                             "(openai); the built-in echo upstream shares no model's routes"),
     ([{"upstream": "spare"}, {"upstream": "spare"}], "models[1] (m).routes[1].upstream: 'spare' is listed twice"),
     ([{"upstream": "spare", "priority": -1}], "models[1] (m).routes[0].priority must be a whole number from 0 to"),
     ([{"upstream": "spare", "weight": 0}], "models[1] (m).routes[0].weight must be a whole number from 1 to"),

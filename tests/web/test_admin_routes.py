@@ -1,5 +1,7 @@
-"""The console's routes on a model's page (add, change, remove, each audited with its reason) and
-the circuit states it, the upstreams list and /status show."""
+"""The console's routes on a model's page (add, change, remove, each audited with its reason; either
+API, never echo with a real upstream) and the circuit states it, the upstreams list and /status show."""
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -17,6 +19,7 @@ def admin(auth):
         catalog.add_upstream("main", "openai", "https://api.openai.com/v1", "sk-main-secret-Hq2")
         catalog.add_upstream("spare", "openai", "https://openrouter.ai/api/v1", "sk-spare-secret-Zt9")
         catalog.add_upstream("claude", "anthropic", "https://api.anthropic.com", "sk-claude")
+        catalog.add_upstream("echo", "echo")
         catalog.set_model("m", "main", Price(input=2_000_000, output=8_000_000))
     return auth.admin()
 
@@ -37,14 +40,29 @@ def upstream_id(name):
     return catalog.find_upstream(name).id
 
 
-def test_the_page_lists_the_routes_and_offers_only_upstreams_of_its_protocol(client, admin):
+def test_the_page_lists_the_routes_and_offers_upstreams_of_either_api_not_echo(client, admin):
     page = client.get(f"/admin/models/{model_id()}").get_data(as_text=True)
     text = text_of(page)
-    assert "Upstreams routes, tried in order" in text and "main (own)" in text
+    assert "Upstreams routes, tried in order" in text and "main (own) openai" in text
     adding = page[page.index('id="add-route"'):]
     adding = adding[:adding.index("</form>")]
-    assert '<option value="spare">' in adding and "claude" not in adding and "main" not in adding
+    assert re.findall(r'<option value="([^"]+)">([^<]+)</option>', adding) == [("claude", "claude (anthropic)"),
+                                                                            ("spare", "spare (openai)")]
+    assert 'data-testid="mixed-routes"' not in page
     assert "sk-main-secret" not in page
+
+
+def test_a_route_to_an_upstream_of_the_other_api_is_added_and_the_page_says_calls_are_translated(client, admin):
+    response = client.post(f"/admin/models/{model_id()}/routes", data={
+        "upstream": "claude", "upstream_model": "claude-m", "priority": "2", "reason": "fallback of the other kind"})
+    assert response.status_code == 302
+    assert listed() == [("main", "m", 1, 1), ("claude", "claude-m", 2, 1)]
+    assert audited("model.route_add")[0][0] == "fallback of the other kind"
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "claude (own)" not in text_of(page) and "claude anthropic" in text_of(page)
+    assert "Its upstreams speak different APIs: each call is translated to the API of the upstream that serves it" \
+        in text_of(page)
+    assert 'data-testid="mixed-routes"' in page
 
 
 def test_add_change_and_remove_a_route(client, admin):
@@ -73,7 +91,7 @@ def test_add_change_and_remove_a_route(client, admin):
 @pytest.mark.parametrize("form, error", [
     ({"upstream": "spare", "priority": "1", "weight": "1"}, "Give a reason"),
     ({"upstream": "spare", "priority": "1", "weight": "0", "reason": "x"}, "weight must be from 1 to 1000"),
-    ({"upstream": "claude", "reason": "x"}, "speaks anthropic"),
+    ({"upstream": "echo", "reason": "x"}, "the built-in echo upstream answers for no real model"),
     ({"upstream": "main", "reason": "x"}, "already"),
 ])
 def test_a_refused_route_is_a_form_error_and_changes_nothing(client, admin, form, error):

@@ -1,4 +1,5 @@
-"""Console: upstreams. List with health, add, edit, credentials never shown, enable/disable, test connection."""
+"""Console: upstreams. List with health, add, edit (the chat-only flag too), credentials never shown, enable/disable,
+test connection."""
 import json
 import re
 import threading
@@ -13,6 +14,7 @@ from portal.database import atomic
 from portal.extensions import db
 from portal.models import AuditEntry, Upstream, UsageRecord, utcnow
 from tests.factories import make_user
+from tests.web.test_admin_models import text_of
 
 SECRET = "sk-proj-ConsoleSecret0123456789abcdef"
 
@@ -136,6 +138,75 @@ def test_allowing_a_private_host_is_explicit_and_audited(client, auth):
                                  "credential": "keep"})
     assert response.status_code == 422 and "private" in response.get_data(as_text=True)
     assert upstream("local").allow_private_host is True
+
+
+def test_chat_only_is_set_on_add_shown_and_cleared_on_edit(client, auth):
+    auth.admin()
+    form = client.get("/admin/upstreams/new").get_data(as_text=True)
+    assert 'name="chat_only" value="yes"' in form and "Chat completions only (no Responses API)" in form
+    response = client.post("/admin/upstreams/new", data={"name": "vllm", "protocol": "openai",
+                                                         "base_url": "https://llm.example.com/v1", "chat_only": "yes"})
+    assert response.status_code == 303 and upstream("vllm").chat_only is True
+    up_id = upstream("vllm").id
+    page = client.get(f"/admin/upstreams/{up_id}").get_data(as_text=True)
+    assert "Responses API no: marked chat completions only" in text_of(page)
+    assert re.search(r'name="chat_only" value="yes" checked', page)
+    listing = text_of(client.get("/admin/upstreams").get_data(as_text=True))
+    assert "openai · https://llm.example.com/v1 · chat completions only" in listing
+    # Unticked (a form without the box sends nothing): cleared, audited.
+    edit = f"/admin/upstreams/{up_id}/edit"
+    base = {"base_url": "https://llm.example.com/v1", "dialect": "generic-openai", "credential": "keep"}
+    response = client.post(edit, data={**base, "reason": "it serves /v1/responses now"})
+    assert response.status_code == 303 and upstream("vllm").chat_only is False
+    page = client.get(f"/admin/upstreams/{up_id}").get_data(as_text=True)
+    assert "Responses API yes" in text_of(page) and not re.search(r'name="chat_only" value="yes" checked', page)
+    assert "chat completions only" not in text_of(client.get("/admin/upstreams").get_data(as_text=True))
+    response = client.post(edit, data=base, follow_redirects=True)
+    assert "Nothing changed" in response.get_data(as_text=True)
+    entries = db.session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(e.action, e.after["chat_only"]) for e in entries] == [("upstream.add", True), ("upstream.update", False)]
+    assert entries[1].reason == "it serves /v1/responses now"
+    assert "chat_only : True → False" in text_of(page)  # its page lists the change
+
+
+def test_chat_only_is_refused_on_an_anthropic_upstream_and_absent_from_its_form(client, auth):
+    auth.admin()
+    response = client.post("/admin/upstreams/new", data={"name": "claude", "protocol": "anthropic",
+                                                         "base_url": "https://api.anthropic.com", "chat_only": "yes"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and "Only an OpenAI-style upstream can be chat completions only" in html
+    assert re.search(r'name="chat_only" value="yes" checked aria-invalid="true"', html)  # kept, and marked
+    assert db.session.scalar(select(Upstream)) is None and audit_actions() == []
+    with atomic():
+        catalog.add_upstream("claude", "anthropic", "https://api.anthropic.com")
+    page = client.get(f"/admin/upstreams/{upstream('claude').id}").get_data(as_text=True)
+    assert 'name="chat_only"' not in page and "Responses API" not in page
+    # A crafted box on its edit form is not the anthropic upstream's to have: nothing changes.
+    response = client.post(f"/admin/upstreams/{upstream('claude').id}/edit", follow_redirects=True, data={
+        "base_url": "https://api.anthropic.com", "dialect": "anthropic", "credential": "keep", "chat_only": "yes"})
+    assert "Nothing changed" in response.get_data(as_text=True) and upstream("claude").chat_only is False
+
+
+def test_a_chat_only_dialect_says_so_on_its_page_and_in_the_list(client, auth):
+    auth.admin()
+    with atomic():
+        catalog.add_upstream("ds", "openai", "https://api.deepseek.com")
+    page = client.get(f"/admin/upstreams/{upstream('ds').id}").get_data(as_text=True)
+    text = text_of(page)
+    assert "Responses API no: chat completions only, by its dialect ( deepseek )" in text
+    assert "Calls to /v1/responses reach it translated to chat completions." in text
+    assert "This one's dialect, deepseek , is chat completions only whatever the box says." in text
+    assert not re.search(r'name="chat_only" value="yes" checked', page)  # the flag itself is not set
+    assert "· chat completions only" in text_of(client.get("/admin/upstreams").get_data(as_text=True))
+
+
+def test_chat_only_in_chinese(client, auth):
+    auth.admin()
+    response = client.post("/admin/upstreams/new", headers={"Accept-Language": "zh"}, data={
+        "name": "claude", "protocol": "anthropic", "base_url": "https://api.anthropic.com", "chat_only": "yes"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and "只有 OpenAI 风格的上游可以设为仅支持对话补全" in html
+    assert "仅支持对话补全（无 Responses API）" in html
 
 
 def test_edit_replace_and_remove_the_credential(client, auth):

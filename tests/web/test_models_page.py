@@ -38,11 +38,13 @@ def test_every_public_model_with_limits_prices_example_and_routes(client):
     assert ("Input: $3.00 Output: $15.00 Cache read: $0.30 Cache write (5 minutes): $3.75 "
             "Cache write (1 hour): $6.00 Reasoning: the output price") in sonnet
     assert "A 2,000-token prompt with a 500-token answer costs $0.0135." in sonnet
-    assert re.findall(r"<code>(/v1/[^<]+)</code>", row(html, "claude-sonnet")) == ["/v1/messages",
-                                                                                "/v1/messages/count_tokens"]
-    assert re.findall(r"<code>(/v1/[^<]+)</code>", row(html, "gpt-odd")) == ["/v1/chat/completions", "/v1/responses",
-                                                                          "/v1/embeddings"]
+    # Each model takes the other API's routes too, translated (proxy/translate/); embeddings only from OpenAI.
+    assert re.findall(r"<code>(/v1/[^<]+)</code>", row(html, "claude-sonnet")) == [
+        "/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens"]
+    assert re.findall(r"<code>(/v1/[^<]+)</code>", row(html, "gpt-odd")) == [
+        "/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/messages", "/v1/messages/count_tokens"]
     assert len(re.findall(r"<code>(/v1/[^<]+)</code>", row(html, "echo-1"))) == 5  # the echo model takes every route
+    assert "a call in the other API than its provider's is translated, and charged the same" in text_of(html)
     assert '<table class="cards"' in html and 'data-label="Example cost"' in html
     assert 'href="/pricing"' in html and 'href="/models"' in client.get("/pricing").get_data(as_text=True)
 
@@ -61,8 +63,9 @@ def test_search_filters_on_the_server(client):
     found = client.get("/models?q=Sonnet").get_data(as_text=True)
     assert re.findall(r'<tr data-model="([^"]+)">', found) == ["claude-sonnet"]
     assert "1 of 3 models match “Sonnet”." in text_of(found) and 'value="Sonnet"' in found
-    by_route = client.get("/models?q=/v1/responses").get_data(as_text=True)
+    by_route = client.get("/models?q=/v1/embeddings").get_data(as_text=True)
     assert re.findall(r'<tr data-model="([^"]+)">', by_route) == ["echo-1", "gpt-odd"]
+    assert len(re.findall(r'<tr data-model="', client.get("/models?q=/v1/messages").get_data(as_text=True))) == 3
     none = client.get("/models?q=nothing-like-it").get_data(as_text=True)
     assert "<table" not in none and "No model matches “nothing-like-it”." in text_of(none)
     assert 'class="empty"' in none and 'href="/models"' in none

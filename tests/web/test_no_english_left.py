@@ -51,6 +51,7 @@ ALLOWED = {
     "priority", "flex",
     # Brand, product and language names.
     "Stripe", "OpenAI", "Anthropic", "Claude", "Code", "Codex", "curl", "Python", "Echo",
+    "Responses",  # OpenAI's Responses API, a product name as its Chinese documentation keeps it
     # The language switcher names each language in its own language.
     "English",
     # What an operator types in a console limit field to go back to the configured default.

@@ -1,5 +1,5 @@
 """Console: upstreams. A list with the last hour's health; add, edit (base URL, dialect, credential
-replaced or removed, private-host allowance), enable or disable, and "Test connection".
+replaced or removed, private-host allowance, chat completions only), enable or disable, and "Test connection".
 
 Every change calls the same catalog function as `flask upstreams ...` with the acting admin, which
 audits it in the same transaction; a change clears this process's model cache when it commits
@@ -64,6 +64,25 @@ def _dialect_choices() -> list[tuple[str, str]]:
     return [(d, d) for d in dialects.DIALECTS]
 
 
+def _chat_only(form, protocol: str) -> bool:
+    """The "chat completions only" box; only an OpenAI-style upstream can have it (catalog.add_upstream)."""
+    ticked = form.get("chat_only") == "yes"
+    if ticked and protocol != Protocol.OPENAI.value:
+        raise InvalidInput(_("Only an OpenAI-style upstream can be chat completions only: an Anthropic-style one "
+                             "speaks the Messages API, and the echo upstream every route. Untick the box."),
+                           field="chat_only")
+    return ticked
+
+
+def chat_only_reason(upstream: Upstream) -> str | None:
+    """Why an upstream has no Responses API (catalog.UpstreamInfo.chat_only): "dialect", "flag" or None."""
+    if upstream.protocol != Protocol.OPENAI.value:
+        return None
+    if upstream.dialect in dialects.CHAT_ONLY:
+        return "dialect"
+    return "flag" if upstream.chat_only else None
+
+
 @bp.get("/upstreams")
 def upstreams():
     page = paginate(db.session, select(Upstream).order_by(Upstream.name), page_number(request.args.get("page")))
@@ -73,14 +92,14 @@ def upstreams():
                   ) if ids else {}
     return render_template("admin/upstreams/index.html", page=page, health=upstream_health.recent(),
                            empty=upstream_health.Health(), models=models, credential_state=_credential_state,
-                           circuits=routes.circuit_states())
+                           circuits=routes.circuit_states(), chat_only_reason=chat_only_reason)
 
 
 def _new_page(status: int = 200, values=None, errors=None):
     values = dict(values or {"protocol": "openai"})
     values.pop("api_key", None)  # never sent back, not even what was just typed
     return render_template("admin/upstreams/new.html", values=values, errors=errors or {}, protocols=PROTOCOLS,
-                           dialects=_dialect_choices()), status
+                           dialects=_dialect_choices(), chat_only_dialects=dialects.CHAT_ONLY), status
 
 
 @bp.route("/upstreams/new", methods=["GET", "POST"])
@@ -95,7 +114,8 @@ def upstreams_new():
             upstream = catalog.add_upstream(
                 form.get("name") or "", protocol, None if echo else (form.get("base_url") or "").strip() or None,
                 None if echo else _credential(form), form.get("dialect") or None,
-                allow_private_host=form.get("allow_private_host") == "yes", actor=actor(), reason=_note(form))
+                allow_private_host=form.get("allow_private_host") == "yes", chat_only=_chat_only(form, protocol),
+                actor=actor(), reason=_note(form))
             name, upstream_id = upstream.name, upstream.id
     except DomainError as exc:
         db.session.rollback()
@@ -107,7 +127,8 @@ def upstreams_new():
 
 def _show(upstream: Upstream, status: int = 200, values=None, errors=None, switch_errors=None):
     defaults = {"base_url": upstream.base_url or "", "dialect": upstream.dialect, "credential": "keep",
-                "allow_private_host": "yes" if upstream.allow_private_host else ""}
+                "allow_private_host": "yes" if upstream.allow_private_host else "",
+                "chat_only": "yes" if upstream.chat_only else ""}
     if values is not None:
         defaults = {k: v for k, v in values.items() if k != "api_key"}
     models = list(db.session.scalars(select(CatalogModel).where(CatalogModel.upstream_id == upstream.id)
@@ -116,7 +137,8 @@ def _show(upstream: Upstream, status: int = 200, values=None, errors=None, switc
                            dialects=_dialect_choices(), credential=_credential_state(upstream),
                            health=upstream_health.recent().get(upstream.id, upstream_health.Health()),
                            models=models, entries=audit.for_target("upstream", upstream.name, limit=20),
-                           changes=audit.changes, switch_errors=switch_errors or {}), status
+                           changes=audit.changes, switch_errors=switch_errors or {},
+                           chat_only=chat_only_reason(upstream), chat_only_dialects=dialects.CHAT_ONLY), status
 
 
 @bp.get("/upstreams/<int:upstream_id>")
@@ -151,12 +173,15 @@ def upstreams_edit(upstream_id: int):
         allow = None if echo else form.get("allow_private_host") == "yes"
         if allow == upstream.allow_private_host:
             allow = None
-        if base_url is None and api_key is None and dialect is None and allow is None:
+        chat_only = _chat_only(form, upstream.protocol) if upstream.protocol == Protocol.OPENAI.value else None
+        if chat_only == upstream.chat_only:
+            chat_only = None
+        if base_url is None and api_key is None and dialect is None and allow is None and chat_only is None:
             flash(_("Nothing changed."))
             return redirect(url_for("admin.upstreams_show", upstream_id=upstream_id), code=303)
         with atomic():
             catalog.update_upstream(upstream.name, base_url, api_key, dialect, allow_private_host=allow,
-                                    actor=actor(), reason=_note(form))
+                                    chat_only=chat_only, actor=actor(), reason=_note(form))
     except DomainError as exc:
         db.session.rollback()
         return _show(_upstream(upstream_id), 422, values=form, errors=_errors_of(exc, "base_url"))
