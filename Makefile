@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test setup dev-setup browser nginx clients migrate seed bench clean screenshots
+.PHONY: run test setup dev-setup browser nginx clients clis migrate seed bench clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +63,17 @@ $(CLIENTS_STAMP): tests/clients/package-lock.json
 
 clients: $(CLIENTS_STAMP)
 
-test: dev-setup browser nginx clients
+# The Claude Code and Codex CLIs, pinned, which tests/clis/ runs end to end against the gateway
+# (both ship native binaries inside their npm packages: about 650 MB). Installed like the clients.
+CLIS_STAMP := tests/clis/node_modules/.installed
+$(CLIS_STAMP): tests/clis/package-lock.json
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/clis --no-audit --no-fund && touch $@; \
+	else echo "node and npm are not installed: the Claude Code and Codex CLI tests will be skipped"; fi
+
+clis: $(CLIS_STAMP)
+
+test: dev-setup browser nginx clients clis
 	$(BIN)/ruff check --quiet --select F,E9 portal proxy tests bench migrations wsgi.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

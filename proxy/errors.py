@@ -13,6 +13,7 @@ import math
 from typing import Optional
 
 from flask_babel import gettext as _  # noqa: F401 (the proxy's modules translate with errors._)
+from flask_babel import lazy_gettext as _l  # noqa: F401 (words looked up only if a refusal shows them)
 
 from portal.i18n import language
 

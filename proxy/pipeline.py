@@ -24,7 +24,7 @@ from .admission import Capacity, Limits, ModelCache, Slot, authenticate, choose_
 from .breaker import Breakers
 from .errors import ApiError, _, upstream_error
 from .metering import StreamMeter, UsageRejected
-from .protocols import ROUTES, Route
+from .protocols import MESSAGES, ROUTES, Route
 from .translate import count as local_count
 from .relay import LEFT, relay
 from .rewrite import Rewritten, parse_body, rewrite
@@ -334,6 +334,9 @@ class Gateway:
         if response.status >= 300:
             raise self._fail(call, slot, started, response, upstream)
         self.router.served(conversation, upstream.id)
+        # Anthropic answers name the model as the client called it (translate.PublicModel says why).
+        rename = (model.public_id if route.name == MESSAGES and not outbound.translated
+                  and sent.document.get("model") != model.public_id else None)
         if body.stream and _is_event_stream(response.content_type):
             # Metered in the upstream's format, on the upstream's route, whatever the client called.
             meter = StreamMeter(outbound.route.name, upstream.dialect)
@@ -345,14 +348,14 @@ class Gateway:
                              first_byte)
 
             reshape = (translate.Reshaper(outbound.translator.events(), route.name) if outbound.translated
-                       else None)
+                       else translate.PublicModel(rename) if rename else None)
             events = relay(response, meter, request_id=call.request_id, body_bytes=len(req.body),
                            strip_usage=route.stream_usage_opt_in and not body.client_wants_usage and not reshape,
                            error_shape=req.shape, settle=settle, drain_seconds=self.drain_seconds,
                            client_disconnected=req.client_disconnected, secret=upstream.api_key, reshape=reshape)
-            content_type = translate.EVENT_STREAM if reshape else response.content_type
+            content_type = translate.EVENT_STREAM if outbound.translated else response.content_type
             return Reply(response.status, content_type, events, call.request_id, streamed=True)
-        return self._complete(call, slot, started, answered, response, req, outbound, upstream.dialect)
+        return self._complete(call, slot, started, answered, response, req, outbound, upstream.dialect, rename)
 
     def _finish(self, call: calls.OpenCall, slot: Slot, started: float, outcome: calls.Outcome,
                 first_byte: Optional[float] = None) -> int:
@@ -393,7 +396,7 @@ class Gateway:
         return error
 
     def _complete(self, call, slot, started, answered: float, response, req: CallRequest, outbound: Outbound,
-                  dialect: str) -> Reply:
+                  dialect: str, rename: Optional[str] = None) -> Reply:
         try:
             raw = response.read(MAX_RESPONSE_BYTES)
         except UpstreamUnavailable as exc:
@@ -407,6 +410,8 @@ class Gateway:
         cost = self._finish(call, slot, started, calls.Outcome(status, usage, estimated, response.status), answered)
         if outbound.translated:
             return self._translated(call, outbound, raw, req.shape, cost)
+        if rename:
+            raw = translate.with_public_model(raw, rename)
         return Reply(response.status, response.content_type, raw, call.request_id, charge=cost)
 
     @staticmethod
@@ -417,6 +422,9 @@ class Gateway:
             document = json.loads(raw)
             body = outbound.translator.response(document) if isinstance(document, dict) else None
         except (ValueError, ApiError):
+            body = None
+        except Exception:  # a translation bug: the client still hears what happened, in its shape
+            log.exception("call %s: translating the answer failed", call.request_id)
             body = None
         if body is None:
             log.warning("call %s: a successful upstream answer that cannot be translated", call.request_id)

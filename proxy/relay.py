@@ -74,8 +74,9 @@ def relay(response, meter: StreamMeter, *, request_id: str, body_bytes: int, str
           reshape=None) -> Stream:
     """`client_disconnected`: the server's way to ask whether the client hung up (waitress's), if any.
     `secret`: the upstream's credential, removed from any error event before it is relayed.
-    `reshape`: a translated call's stream translation (proxy.translate.Reshaper): each upstream
-    event is metered as the upstream sent it, then goes to the client as what this makes of it."""
+    `reshape`: a translated call's stream translation (proxy.translate.Reshaper), or a native one's
+    small change (PublicModel): each upstream event is metered as the upstream sent it, then goes to
+    the client as what `reshape.feed(event, raw)` makes of it."""
     return Stream(_Relay(response, meter, request_id, body_bytes, strip_usage, error_shape, settle, drain_seconds,
                          client_disconnected, secret, reshape))
 
@@ -161,11 +162,16 @@ class _Relay:
         if self._untranslatable:
             return b""
         try:
-            return without_secret(self.reshape.feed(self._event), self._secret)
+            return without_secret(self.reshape.feed(self._event, raw), self._secret)
         except ApiError as exc:
             log.warning("call %s: the stream could not be translated: %s", self.request_id, exc.message)
             self._untranslatable = True
             return exc.sse_event(self.error_shape)
+        except Exception:  # a translation bug: end the client's stream with an error, meter on
+            log.exception("call %s: translating the stream failed", self.request_id)
+            self._untranslatable = True
+            return ApiError(502, _("The upstream's stream could not be translated; the call is charged what the "
+                                   "upstream reports.")).sse_event(self.error_shape)
 
     # -- relaying, on the server's thread --------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """Server-sent events: split a byte stream into whole events and read their name and data."""
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
 _SEPARATORS = (b"\r\n\r\n", b"\n\n", b"\r\r")
+_LINES = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class Splitter:
 def parse(raw: bytes) -> Event:
     name = None
     data = []
-    for line in raw.decode("utf-8", "replace").splitlines():
+    # Lines end at CR, LF or CRLF only (the SSE spec): str.splitlines() would also cut the data at
+    # U+2028, U+2029 and U+0085, which JSON carries unescaped inside strings.
+    for line in _LINES.split(raw.decode("utf-8", "replace")):
         if line.startswith("data:"):
             data.append(line[5:].removeprefix(" "))
         elif line.startswith("event:"):

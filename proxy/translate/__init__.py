@@ -13,6 +13,7 @@ before translating back); the client's route decides only the shape of what goes
 | /v1/messages/count_tokens | local estimate     | local estimate    | native                     |
 | /v1/embeddings        | native                 | native            | (none)                     |
 """
+import json
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
@@ -153,7 +154,9 @@ def translator(client_route: str, upstream: UpstreamInfo, call: Call):
     # The middle chat stream always carries its usage, which the Responses events need.
     if route == CHAT:
         return ResponsesOverChat(call)
-    middle = replace(call, dialect="openai", wants_usage=True)  # the chat in between is ours, in OpenAI's shape
+    # The chat in between is ours: its usage reports cache writes as OpenRouter does (cache_write_tokens),
+    # which that dialect's reader takes back.
+    middle = replace(call, dialect="openrouter", wants_usage=True)
     return Chained(ResponsesOverChat(middle), ChatOverMessages(middle))
 
 
@@ -168,7 +171,7 @@ class Reshaper:
     def __init__(self, events, client_route: str):
         self.events, self.named = events, named_events(client_route)
 
-    def feed(self, event: SseEvent) -> bytes:
+    def feed(self, event: SseEvent, raw: bytes = b"") -> bytes:
         data = DONE if event.data.strip() == DONE else event.json()
         if data is None:  # a comment or keep-alive: nothing to carry
             return b""
@@ -176,3 +179,36 @@ class Reshaper:
 
     def finish(self) -> bytes:
         return encode(self.events.finish(), named=self.named)
+
+
+class PublicModel:
+    """A native Anthropic stream as it is, but for the model id in `message_start`: the public id the
+    client asked for, not the upstream's name for it. Claude Code keeps a thinking block in its history
+    only when the answer names the model it called, and Anthropic refuses a tool round without it."""
+
+    def __init__(self, model: str):
+        self.model = model
+
+    def feed(self, event: SseEvent, raw: bytes) -> bytes:
+        if event.name != "message_start":
+            return raw
+        data = event.json()
+        if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
+            return raw
+        data["message"]["model"] = self.model
+        return encode([("message_start", data)], named=True)
+
+    def finish(self) -> bytes:
+        return b""
+
+
+def with_public_model(raw: bytes, model: str) -> bytes:
+    """A complete native Anthropic message with the public model id (see PublicModel); unreadable: as it is."""
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(document, dict) or document.get("model") in (None, model):
+        return raw
+    document["model"] = model
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()

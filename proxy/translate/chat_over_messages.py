@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any, Optional
 
-from ..errors import _
+from ..errors import _, _l
 from ..protocols import MESSAGES
 from .common import (DONE, Event, arguments_object, chat_usage, classes, items, need, new_id, now, refuse, text_of,
                      word)
@@ -28,7 +28,7 @@ _IGNORED = ("frequency_penalty", "presence_penalty", "seed", "logit_bias", "prom
 def _image(part: dict, where: str) -> dict:
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
-    need(isinstance(url, str), f"{where}.image_url.url", "a string", url)
+    need(isinstance(url, str), f"{where}.image_url.url", _l("a string"), url)
     found = _DATA_URL.fullmatch(url)
     if found:
         return {"type": "image", "source": {"type": "base64", "media_type": found[1], "data": found[2]}}
@@ -48,14 +48,14 @@ def _file(part: dict, where: str) -> dict:
 def _blocks(content: Any, where: str) -> list:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
-    need(isinstance(content, list), f"{where}.content", "a string or a list of parts", content)
+    need(isinstance(content, list), f"{where}.content", _l("a string or a list of parts"), content)
     blocks = []
     for index, part in enumerate(content):
         at = f"{where}.content[{index}]"
-        need(isinstance(part, dict), at, "a content part (an object)", part)
+        need(isinstance(part, dict), at, _l("a content part (an object)"), part)
         kind = part.get("type")
         if kind == "text":
-            need(isinstance(part.get("text"), str), f"{at}.text", "a string", part.get("text"))
+            need(isinstance(part.get("text"), str), f"{at}.text", _l("a string"), part.get("text"))
             if part["text"]:
                 blocks.append({"type": "text", "text": part["text"]})
         elif kind == "image_url":
@@ -82,11 +82,11 @@ def _append(out: list, role: str, blocks: list) -> None:
 
 def _messages(messages: Any) -> tuple[list, list]:
     """(system blocks, messages) of a chat conversation."""
-    need(isinstance(messages, list), "messages", "a list", messages)
+    need(isinstance(messages, list), "messages", _l("a list"), messages)
     system, out = [], []
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
-        need(isinstance(message, dict), where, "an object", message)
+        need(isinstance(message, dict), where, _l("an object"), message)
         role, content = message.get("role"), message.get("content")
         if role in ("system", "developer"):
             text = text_of(content, f"{where}.content")
@@ -99,17 +99,17 @@ def _messages(messages: Any) -> tuple[list, list]:
             if isinstance(message.get("refusal"), str) and message["refusal"]:
                 blocks.append({"type": "text", "text": message["refusal"]})
             calls = message.get("tool_calls") or []
-            need(isinstance(calls, list), f"{where}.tool_calls", "a list", calls)
+            need(isinstance(calls, list), f"{where}.tool_calls", _l("a list"), calls)
             for number, call in enumerate(calls):
                 at = f"{where}.tool_calls[{number}]"
                 function = call.get("function") if isinstance(call, dict) else None
                 need(isinstance(function, dict) and isinstance(function.get("name"), str)
-                     and isinstance(call.get("id"), str), at, "a function call with an id and a name", call)
+                     and isinstance(call.get("id"), str), at, _l("a function call with an id and a name"), call)
                 blocks.append({"type": "tool_use", "id": call["id"], "name": function["name"],
                                "input": arguments_object(function.get("arguments"), f"{at}.function.arguments")})
             _append(out, "assistant", blocks)
         elif role == "tool":
-            need(isinstance(message.get("tool_call_id"), str), f"{where}.tool_call_id", "a string",
+            need(isinstance(message.get("tool_call_id"), str), f"{where}.tool_call_id", _l("a string"),
                  message.get("tool_call_id"))
             _append(out, "user", [{"type": "tool_result", "tool_use_id": message["tool_call_id"],
                                    "content": text_of(content if content is not None else "", f"{where}.content")}])
@@ -120,16 +120,17 @@ def _messages(messages: Any) -> tuple[list, list]:
 
 
 def _tools(tools: Any) -> list:
-    need(isinstance(tools, list), "tools", "a list", tools)
+    need(isinstance(tools, list), "tools", _l("a list"), tools)
     out = []
     for index, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict):
             raise refuse(_("tools[%(index)s]: only function tools can be passed to this model's upstream.",
                            index=index))
-        need(isinstance(function.get("name"), str), f"tools[{index}].function.name", "a string", function.get("name"))
+        need(isinstance(function.get("name"), str), f"tools[{index}].function.name", _l("a string"),
+             function.get("name"))
         schema = function.get("parameters") or {"type": "object", "properties": {}}
-        need(isinstance(schema, dict), f"tools[{index}].function.parameters", "an object", schema)
+        need(isinstance(schema, dict), f"tools[{index}].function.parameters", _l("an object"), schema)
         converted = {"name": function["name"], "input_schema": schema}
         if isinstance(function.get("description"), str):
             converted["description"] = function["description"]
@@ -150,7 +151,7 @@ def _tool_choice(choice: Any) -> dict:
 
 def _json_schema(response_format: Any, messages: dict) -> Optional[str]:
     """Apply `response_format` to the Messages request; the forced tool's name when there is one."""
-    need(isinstance(response_format, dict), "response_format", "an object", response_format)
+    need(isinstance(response_format, dict), "response_format", _l("an object"), response_format)
     kind = response_format.get("type")
     if kind in (None, "text"):
         return None
@@ -161,7 +162,7 @@ def _json_schema(response_format: Any, messages: dict) -> Optional[str]:
         raise refuse(_("response_format.type must be \"text\", \"json_object\" or \"json_schema\"."))
     spec = response_format.get("json_schema")
     need(isinstance(spec, dict) and isinstance(spec.get("schema", {}), dict), "response_format.json_schema",
-         "an object with a `schema` object", spec)
+         _l("an object with a `schema` object"), spec)
     if messages.get("tools"):
         raise refuse(_("response_format with a JSON schema cannot be combined with tools for this model's "
                        "upstream; send one or the other."))
@@ -170,6 +171,14 @@ def _json_schema(response_format: Any, messages: dict) -> Optional[str]:
     messages["tools"] = [tool]
     messages["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
     return JSON_TOOL
+
+
+def _in_tool_round(messages: list) -> bool:
+    """Whether the conversation's last assistant turn called tools (their results follow it)."""
+    for message in reversed(messages):
+        if message["role"] == "assistant":
+            return any(block.get("type") == "tool_use" for block in message["content"])
+    return False
 
 
 def request(document: dict, *, max_output: int) -> tuple[dict, Optional[str]]:
@@ -204,9 +213,12 @@ def request(document: dict, *, max_output: int) -> tuple[dict, Optional[str]]:
     if stop:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else stop
     effort = document.get("reasoning_effort")
-    # Anthropic refuses thinking with a forced tool (tool_choice any or tool, as a JSON schema answer is).
+    # Anthropic refuses thinking with a forced tool (tool_choice any or tool, as a JSON schema answer is),
+    # and in a tool round whose last assistant turn does not start with its signed thinking block, which
+    # chat cannot carry back: such a round goes without thinking (docs/translation.md).
     forced = out.get("tool_choice", {}).get("type") in ("any", "tool")
-    if isinstance(effort, str) and effort in BUDGETS and max_output > MIN_BUDGET and not forced:
+    if isinstance(effort, str) and effort in BUDGETS and max_output > MIN_BUDGET and not forced \
+            and not _in_tool_round(messages):
         out["thinking"] = {"type": "enabled", "budget_tokens": min(BUDGETS[effort], max_output - 1)}
         out.pop("temperature", None)  # thinking takes the default temperature only
         out.pop("top_p", None)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 from portal.pricing import Usage
 
 from ..dialects import UsageRejected, read
-from ..errors import ApiError, _
+from ..errors import ApiError, _, _l
 
 DONE = "[DONE]"  # OpenAI chat's last stream event, as an event's data
 Event = tuple[Optional[str], Any]  # (event name or None, data: a JSON object, or DONE)
@@ -22,12 +22,19 @@ def refuse(message: str) -> ApiError:
     return ApiError(400, message, code="unsupported_by_upstream")
 
 
+# What a JSON value is, as a refusal says it: lazy strings, read in the language of the request refused.
+_KINDS = {dict: _l("an object"), list: _l("a list"), str: _l("a string"), bool: _l("true or false"),
+          type(None): _l("null")}
+_NUMBER = _l("a number")
+
+
 def kind_of(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "true or false", type(None): "null"}.get(
-        type(value), "a number")
+    return str(_KINDS.get(type(value), _NUMBER))
 
 
 def need(condition: bool, field: str, wanted: str, value: Any) -> None:
+    """Refuse a field that is not what the translation needs. `wanted` is a lazy string (`_l`): every
+    request passes many of these checks, and only a refusal reads its words in the reader's language."""
     if not condition:
         raise ApiError(400, _("%(field)s must be %(wanted)s, got %(got)s.", field=field, wanted=wanted,
                               got=kind_of(value)))
@@ -90,7 +97,7 @@ def items(value: Any) -> list:
 
 
 def word(value: Any) -> Optional[str]:
-    """An upstream's string (a finish reason, a name, an index key), or None for anything else."""
+    """An upstream's string (a finish reason, a tool's name or id), or None for anything else."""
     return value if isinstance(value, str) else None
 
 
@@ -106,11 +113,11 @@ def text_of(content: Any, field: str) -> str:
     """Plain text from a string or a list of text parts (any API's: text, input_text, output_text)."""
     if isinstance(content, str):
         return content
-    need(isinstance(content, list), field, "a string or a list of text parts", content)
+    need(isinstance(content, list), field, _l("a string or a list of text parts"), content)
     texts = []
     for part in content:
         need(isinstance(part, dict) and isinstance(part.get("text"), str), f"{field}[]",
-             "a text part (an object with a string `text`)", part)
+             _l("a text part (an object with a string `text`)"), part)
         texts.append(part["text"])
     return "\n".join(texts)
 

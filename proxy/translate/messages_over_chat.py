@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any, Optional
 
-from ..errors import _
+from ..errors import _, _l
 from ..protocols import CHAT
 from .common import (DONE, Event, anthropic_usage, arguments_object, classes, items, need, new_id, refuse, text_of,
                      word)
@@ -17,6 +17,10 @@ from .common import (DONE, Event, anthropic_usage, arguments_object, classes, it
 EFFORT_DIALECTS = ("openai", "openrouter", "xai", "generic-openai")
 # Dialects that take `max_completion_tokens` (OpenAI's reasoning models refuse `max_tokens`).
 COMPLETION_TOKENS_DIALECTS = ("openai", "openrouter")
+# Dialects that want an assistant turn's reasoning back as its `reasoning_content`: DeepSeek's thinking
+# mode refuses a tool-call turn without it (400 "Missing reasoning_content field in the assistant message";
+# api-docs.deepseek.com/guides/thinking_mode#tool-calls). Others refuse or ignore it: it stays behind.
+REASONING_BACK_DIALECTS = ("deepseek",)
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
                 "content_filter": "refusal"}
 
@@ -41,13 +45,13 @@ def effort(budget: int) -> str:
 
 
 def _image(source: Any, where: str) -> dict:
-    need(isinstance(source, dict), f"{where}.source", "an object", source)
+    need(isinstance(source, dict), f"{where}.source", _l("an object"), source)
     if source.get("type") == "base64":
         need(isinstance(source.get("data"), str) and isinstance(source.get("media_type"), str), f"{where}.source",
-             "base64 data with its media_type", source)
+             _l("base64 data with its media_type"), source)
         return {"type": "image_url", "image_url": {"url": f"data:{source['media_type']};base64,{source['data']}"}}
     if source.get("type") == "url":
-        need(isinstance(source.get("url"), str), f"{where}.source.url", "a string", source.get("url"))
+        need(isinstance(source.get("url"), str), f"{where}.source.url", _l("a string"), source.get("url"))
         return {"type": "image_url", "image_url": {"url": source["url"]}}
     raise refuse(_("%(where)s: an image by %(kind)s cannot be passed to this model's upstream; send it as base64 "
                    "data or a URL.", where=where, kind=str(source.get("type"))))
@@ -55,7 +59,7 @@ def _image(source: Any, where: str) -> dict:
 
 def _document(block: dict, where: str, dialect: str) -> dict:
     source = block.get("source")
-    need(isinstance(source, dict), f"{where}.source", "an object", source)
+    need(isinstance(source, dict), f"{where}.source", _l("an object"), source)
     if source.get("type") == "text" and isinstance(source.get("data"), str):
         title = block.get("title")
         return {"type": "text", "text": f"{title}\n\n{source['data']}" if isinstance(title, str) else source["data"]}
@@ -73,17 +77,18 @@ def _user_parts(blocks: list, where: str, dialect: str) -> tuple[list, list]:
     tools, parts = [], []
     for index, block in enumerate(blocks):
         at = f"{where}.content[{index}]"
-        need(isinstance(block, dict), at, "a content block (an object)", block)
+        need(isinstance(block, dict), at, _l("a content block (an object)"), block)
         kind = block.get("type")
         if kind == "text":
-            need(isinstance(block.get("text"), str), f"{at}.text", "a string", block.get("text"))
+            need(isinstance(block.get("text"), str), f"{at}.text", _l("a string"), block.get("text"))
             parts.append({"type": "text", "text": block["text"]})
         elif kind == "image":
             parts.append(_image(block.get("source"), at))
         elif kind == "document":
             parts.append(_document(block, at, dialect))
         elif kind == "tool_result":
-            need(isinstance(block.get("tool_use_id"), str), f"{at}.tool_use_id", "a string", block.get("tool_use_id"))
+            need(isinstance(block.get("tool_use_id"), str), f"{at}.tool_use_id", _l("a string"),
+                 block.get("tool_use_id"))
             text, images = _tool_result(block.get("content"), at)
             if block.get("is_error") is True:
                 text = f"Error: {text}" if text else "Error"
@@ -98,11 +103,11 @@ def _user_parts(blocks: list, where: str, dialect: str) -> tuple[list, list]:
 def _tool_result(content: Any, where: str) -> tuple[str, list]:
     if content is None or isinstance(content, str):
         return content or "", []
-    need(isinstance(content, list), f"{where}.content", "a string or a list of blocks", content)
+    need(isinstance(content, list), f"{where}.content", _l("a string or a list of blocks"), content)
     texts, images = [], []
     for index, block in enumerate(content):
         at = f"{where}.content[{index}]"
-        need(isinstance(block, dict), at, "a content block (an object)", block)
+        need(isinstance(block, dict), at, _l("a content block (an object)"), block)
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
         elif block.get("type") == "image":
@@ -113,33 +118,37 @@ def _tool_result(content: Any, where: str) -> tuple[str, list]:
     return "\n".join(texts), images
 
 
-def _assistant(blocks: Any, where: str) -> dict:
+def _assistant(blocks: Any, where: str, dialect: str) -> dict:
     if isinstance(blocks, str):
         return {"role": "assistant", "content": blocks}
-    texts, calls = [], []
+    texts, calls, thoughts = [], [], []
     for index, block in enumerate(blocks):
         at = f"{where}.content[{index}]"
-        need(isinstance(block, dict), at, "a content block (an object)", block)
+        need(isinstance(block, dict), at, _l("a content block (an object)"), block)
         kind = block.get("type")
         if kind == "text":
-            need(isinstance(block.get("text"), str), f"{at}.text", "a string", block.get("text"))
+            need(isinstance(block.get("text"), str), f"{at}.text", _l("a string"), block.get("text"))
             texts.append(block["text"])
         elif kind == "tool_use":
             need(isinstance(block.get("id"), str) and isinstance(block.get("name"), str), at,
-                 "a tool_use with a string id and name", block)
+                 _l("a tool_use with a string id and name"), block)
             tool_input = block.get("input", {})
-            need(isinstance(tool_input, dict), f"{at}.input", "an object", tool_input)
+            need(isinstance(tool_input, dict), f"{at}.input", _l("an object"), tool_input)
             calls.append({"id": block["id"], "type": "function",
                           "function": {"name": block["name"],
                                        "arguments": json.dumps(tool_input, ensure_ascii=False)}})
+        elif kind == "thinking" and isinstance(block.get("thinking"), str):
+            thoughts.append(block["thinking"])
         elif kind in ("thinking", "redacted_thinking"):
-            continue  # the upstream's own reasoning is not sent back (chat APIs refuse or ignore it)
+            continue  # nothing a chat upstream can read
         else:
             raise refuse(_("%(where)s: content of type %(kind)s cannot be passed to this model's upstream, which "
                            "speaks OpenAI's chat completions.", where=at, kind=json.dumps(kind)))
     message: dict = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         message["tool_calls"] = calls
+    if thoughts and dialect in REASONING_BACK_DIALECTS:
+        message["reasoning_content"] = "".join(thoughts)
     return message
 
 
@@ -151,14 +160,14 @@ def _messages(document: dict, dialect: str) -> list:
         if text:
             out.append({"role": "system", "content": text})
     messages = document.get("messages")
-    need(isinstance(messages, list), "messages", "a list", messages)
+    need(isinstance(messages, list), "messages", _l("a list"), messages)
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
-        need(isinstance(message, dict), where, "an object", message)
+        need(isinstance(message, dict), where, _l("an object"), message)
         role, content = message.get("role"), message.get("content")
-        need(isinstance(content, (str, list)), f"{where}.content", "a string or a list of blocks", content)
+        need(isinstance(content, (str, list)), f"{where}.content", _l("a string or a list of blocks"), content)
         if role == "assistant":
-            out.append(_assistant(content, where))
+            out.append(_assistant(content, where, dialect))
         elif role == "user":
             if isinstance(content, str):
                 out.append({"role": "user", "content": content})
@@ -181,17 +190,17 @@ def _messages(document: dict, dialect: str) -> list:
 
 
 def _tools(tools: Any) -> list:
-    need(isinstance(tools, list), "tools", "a list", tools)
+    need(isinstance(tools, list), "tools", _l("a list"), tools)
     out = []
     for index, tool in enumerate(tools):
-        need(isinstance(tool, dict), f"tools[{index}]", "an object", tool)
+        need(isinstance(tool, dict), f"tools[{index}]", _l("an object"), tool)
         kind = tool.get("type")
         if kind not in (None, "custom") or "input_schema" not in tool:
             raise refuse(_("tools[%(index)s]: %(kind)s is a tool that runs on Anthropic's servers; this model's "
                            "upstream cannot run it. Leave it out, or use a model served by Anthropic.",
                            index=index, kind=json.dumps(kind or tool.get("name"))))
-        need(isinstance(tool.get("name"), str), f"tools[{index}].name", "a string", tool.get("name"))
-        need(isinstance(tool["input_schema"], dict), f"tools[{index}].input_schema", "an object",
+        need(isinstance(tool.get("name"), str), f"tools[{index}].name", _l("a string"), tool.get("name"))
+        need(isinstance(tool["input_schema"], dict), f"tools[{index}].input_schema", _l("an object"),
              tool["input_schema"])
         function = {"name": tool["name"], "parameters": tool["input_schema"]}
         if isinstance(tool.get("description"), str):
@@ -201,7 +210,7 @@ def _tools(tools: Any) -> list:
 
 
 def _tool_choice(choice: Any, chat: dict) -> None:
-    need(isinstance(choice, dict), "tool_choice", "an object", choice)
+    need(isinstance(choice, dict), "tool_choice", _l("an object"), choice)
     kind = choice.get("type")
     if kind == "auto":
         chat["tool_choice"] = "auto"
@@ -210,7 +219,7 @@ def _tool_choice(choice: Any, chat: dict) -> None:
     elif kind == "none":
         chat["tool_choice"] = "none"
     elif kind == "tool":
-        need(isinstance(choice.get("name"), str), "tool_choice.name", "a string", choice.get("name"))
+        need(isinstance(choice.get("name"), str), "tool_choice.name", _l("a string"), choice.get("name"))
         chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
     else:
         raise refuse(_("tool_choice.type must be \"auto\", \"any\", \"tool\" or \"none\", got %(kind)s.",
@@ -220,7 +229,7 @@ def _tool_choice(choice: Any, chat: dict) -> None:
 
 
 def _thinking(thinking: Any, chat: dict, dialect: str) -> None:
-    need(isinstance(thinking, dict), "thinking", "an object", thinking)
+    need(isinstance(thinking, dict), "thinking", _l("an object"), thinking)
     if thinking.get("type") != "enabled":
         return
     budget = thinking.get("budget_tokens")
@@ -248,7 +257,7 @@ def request(document: dict, *, dialect: str, max_output: int) -> dict:
     stops = document.get("stop_sequences")
     if stops:
         need(isinstance(stops, list) and all(isinstance(s, str) for s in stops), "stop_sequences",
-             "a list of strings", stops)
+             _l("a list of strings"), stops)
         chat["stop"] = stops
     if document.get("thinking") is not None:
         _thinking(document["thinking"], chat, dialect)
@@ -257,7 +266,7 @@ def request(document: dict, *, dialect: str, max_output: int) -> dict:
         chat["user"] = end_user(metadata["user_id"])
     tier = document.get("service_tier")
     if tier is not None:
-        need(isinstance(tier, str), "service_tier", "a string", tier)
+        need(isinstance(tier, str), "service_tier", _l("a string"), tier)
         chat["service_tier"] = {"standard_only": "default"}.get(tier, tier)
     if document.get("stream") is True:
         chat["stream"] = True
@@ -383,8 +392,9 @@ class Events:
                 if self.open != "thinking":
                     events += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
                 events += self._delta({"type": "thinking_delta", "thinking": thought})
-            text = delta.get("content")
-            if isinstance(text, str) and text:
+            # a refusal streams as text, as a complete answer's does
+            text = "".join(part for part in (delta.get("content"), delta.get("refusal")) if isinstance(part, str))
+            if text:
                 if self.open != "text":
                     events += self._open("text", {"type": "text", "text": ""})
                 events += self._delta({"type": "text_delta", "text": text})

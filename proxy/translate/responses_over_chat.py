@@ -10,10 +10,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..errors import _
+from ..errors import _, _l
 from ..protocols import CHAT
 from .common import DONE, Event, classes, items, need, new_id, now, refuse, responses_usage, word
-from .messages_over_chat import COMPLETION_TOKENS_DIALECTS, EFFORT_DIALECTS
+from .messages_over_chat import COMPLETION_TOKENS_DIALECTS, EFFORT_DIALECTS, REASONING_BACK_DIALECTS
 
 STATUS = {"length": "incomplete", "content_filter": "incomplete"}
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -55,10 +55,10 @@ def _refuse_state(document: dict) -> None:
 
 
 def _part(part: Any, where: str, dialect: str) -> dict:
-    need(isinstance(part, dict), where, "a content part (an object)", part)
+    need(isinstance(part, dict), where, _l("a content part (an object)"), part)
     kind = part.get("type")
     if kind in _TEXT_PARTS:
-        need(isinstance(part.get("text"), str), f"{where}.text", "a string", part.get("text"))
+        need(isinstance(part.get("text"), str), f"{where}.text", _l("a string"), part.get("text"))
         return {"type": "text", "text": part["text"]}
     if kind == "refusal" and isinstance(part.get("refusal"), str):
         return {"type": "text", "text": part["refusal"]}
@@ -76,7 +76,7 @@ def _part(part: Any, where: str, dialect: str) -> dict:
 def _content(content: Any, where: str, dialect: str):
     if isinstance(content, str):
         return content
-    need(isinstance(content, list), f"{where}.content", "a string or a list of parts", content)
+    need(isinstance(content, list), f"{where}.content", _l("a string or a list of parts"), content)
     parts = [_part(part, f"{where}.content[{i}]", dialect) for i, part in enumerate(content)]
     if all(p["type"] == "text" for p in parts):
         return "".join(p["text"] for p in parts)
@@ -86,7 +86,7 @@ def _content(content: Any, where: str, dialect: str):
 def _output_text(output: Any, where: str) -> str:
     if isinstance(output, str):
         return output
-    need(isinstance(output, list), where, "a string or a list of parts", output)
+    need(isinstance(output, list), where, _l("a string or a list of parts"), output)
     return "".join(p["text"] for p in output if isinstance(p, dict) and isinstance(p.get("text"), str))
 
 
@@ -98,20 +98,33 @@ def _call_message(out: list) -> dict:
     return out[-1]
 
 
+def _thought(item: dict) -> str:
+    """A reasoning item's text: its reasoning_text content (as this gateway streams it), else its summary."""
+    texts = [[part["text"] for part in item.get(field) if isinstance(part, dict) and isinstance(part.get("text"), str)]
+             if isinstance(item.get(field), list) else [] for field in ("content", "summary")]
+    return "".join(texts[0]) or "\n".join(texts[1])
+
+
+def _reasoned(out: list) -> Optional[dict]:
+    """The assistant message a reasoning item began, while nothing else has joined it."""
+    last = out[-1] if out else {}
+    return last if "reasoning_content" in last and last["content"] == "" and "tool_calls" not in last else None
+
+
 def _input(document: dict, dialect: str) -> list:
     out = []
     instructions = document.get("instructions")
     if instructions is not None:
-        need(isinstance(instructions, str), "instructions", "a string", instructions)
+        need(isinstance(instructions, str), "instructions", _l("a string"), instructions)
         if instructions:
             out.append({"role": "system", "content": instructions})
     items = document.get("input")
     if isinstance(items, str):
         return out + [{"role": "user", "content": items}]
-    need(isinstance(items, list), "input", "a string or a list of items", items)
+    need(isinstance(items, list), "input", _l("a string or a list of items"), items)
     for index, item in enumerate(items):
         where = f"input[{index}]"
-        need(isinstance(item, dict), where, "an item (an object)", item)
+        need(isinstance(item, dict), where, _l("an item (an object)"), item)
         kind = item.get("type", "message")
         if kind == "message":
             role = item.get("role")
@@ -121,15 +134,18 @@ def _input(document: dict, dialect: str) -> list:
             content = _content(item.get("content"), where, dialect)
             if role == "assistant" and not isinstance(content, str):
                 content = "".join(p.get("text", "") for p in content)
+            if role == "assistant" and _reasoned(out) is not None:
+                out[-1]["content"] = content
+                continue
             out.append({"role": "system" if role == "developer" else role, "content": content})
         elif kind in ("function_call", "custom_tool_call"):
             need(isinstance(item.get("call_id"), str) and isinstance(item.get("name"), str), where,
-                 "a call with a string call_id and name", item)
+                 _l("a call with a string call_id and name"), item)
             if kind == "function_call":
                 arguments = item.get("arguments", "{}")
-                need(isinstance(arguments, str), f"{where}.arguments", "a string", arguments)
+                need(isinstance(arguments, str), f"{where}.arguments", _l("a string"), arguments)
             else:
-                need(isinstance(item.get("input"), str), f"{where}.input", "a string", item.get("input"))
+                need(isinstance(item.get("input"), str), f"{where}.input", _l("a string"), item.get("input"))
                 arguments = json.dumps({CUSTOM_INPUT: item["input"]}, ensure_ascii=False)
             namespace = item.get("namespace") if isinstance(item.get("namespace"), str) else None
             message = _call_message(out)
@@ -137,11 +153,15 @@ def _input(document: dict, dialect: str) -> list:
                 {"id": item["call_id"], "type": "function",
                  "function": {"name": Tools().flat(namespace, item["name"]), "arguments": arguments}})
         elif kind in ("function_call_output", "custom_tool_call_output"):
-            need(isinstance(item.get("call_id"), str), f"{where}.call_id", "a string", item.get("call_id"))
+            need(isinstance(item.get("call_id"), str), f"{where}.call_id", _l("a string"), item.get("call_id"))
             out.append({"role": "tool", "tool_call_id": item["call_id"],
                         "content": _output_text(item.get("output", ""), f"{where}.output")})
         elif kind == "reasoning":
-            continue  # the upstream's reasoning is its own; chat APIs take none back
+            # Back to the upstreams that want it (REASONING_BACK_DIALECTS), as the reasoning of the
+            # assistant message that follows; other chat APIs take none back.
+            thought = _thought(item)
+            if thought and dialect in REASONING_BACK_DIALECTS:
+                out.append({"role": "assistant", "content": "", "reasoning_content": thought})
         elif kind == "item_reference":
             raise refuse(_("%(where)s: item references need responses stored on the server, which this model's "
                            "upstream does not keep; send the items themselves.", where=where))
@@ -152,7 +172,7 @@ def _input(document: dict, dialect: str) -> list:
 
 
 def _function(tool: dict, where: str, name: str) -> dict:
-    need(isinstance(tool.get("name"), str), f"{where}.name", "a string", tool.get("name"))
+    need(isinstance(tool.get("name"), str), f"{where}.name", _l("a string"), tool.get("name"))
     function = {"name": name, "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
     if tool.get("strict") is not None:
         function["strict"] = tool["strict"]
@@ -162,7 +182,7 @@ def _function(tool: dict, where: str, name: str) -> dict:
 
 
 def _custom(tool: dict, where: str) -> dict:
-    need(isinstance(tool.get("name"), str), f"{where}.name", "a string", tool.get("name"))
+    need(isinstance(tool.get("name"), str), f"{where}.name", _l("a string"), tool.get("name"))
     grammar = tool.get("format")
     hint = ""
     if isinstance(grammar, dict) and isinstance(grammar.get("definition"), str):
@@ -177,11 +197,11 @@ def _custom(tool: dict, where: str) -> dict:
 
 def _tools(tools: Any) -> tuple[list, Tools]:
     """(chat tools, what the answer needs to know of them)."""
-    need(isinstance(tools, list), "tools", "a list", tools)
+    need(isinstance(tools, list), "tools", _l("a list"), tools)
     out, names = [], Tools()
     for index, tool in enumerate(tools):
         where = f"tools[{index}]"
-        need(isinstance(tool, dict), where, "an object", tool)
+        need(isinstance(tool, dict), where, _l("an object"), tool)
         kind = tool.get("type")
         if kind == "function":
             out.append(_function(tool, where, tool.get("name")))
@@ -190,10 +210,10 @@ def _tools(tools: Any) -> tuple[list, Tools]:
             names.custom.add(tool["name"])
         elif kind == "namespace":
             need(isinstance(tool.get("name"), str) and isinstance(tool.get("tools"), list), where,
-                 "a namespace with a name and a list of tools", tool)
+                 _l("a namespace with a name and a list of tools"), tool)
             for number, inner in enumerate(tool["tools"]):
                 at = f"{where}.tools[{number}]"
-                need(isinstance(inner, dict) and inner.get("type") == "function", at, "a function tool", inner)
+                need(isinstance(inner, dict) and inner.get("type") == "function", at, _l("a function tool"), inner)
                 flat = names.flat(tool["name"], str(inner.get("name")))
                 out.append(_function(inner, at, flat))
                 names.namespaced[flat] = (tool["name"], inner["name"])
@@ -218,11 +238,11 @@ def _tool_choice(choice: Any):
 
 
 def _text_format(text: Any) -> Optional[dict]:
-    need(isinstance(text, dict), "text", "an object", text)
+    need(isinstance(text, dict), "text", _l("an object"), text)
     spec = text.get("format")
     if spec is None or (isinstance(spec, dict) and spec.get("type") == "text"):
         return None
-    need(isinstance(spec, dict), "text.format", "an object", spec)
+    need(isinstance(spec, dict), "text.format", _l("an object"), spec)
     if spec.get("type") == "json_object":
         return {"type": "json_object"}
     if spec.get("type") == "json_schema":
@@ -300,8 +320,8 @@ def response(document: dict, *, model: str, dialect: str, custom: Tools, request
     if isinstance(thought, str) and thought:
         output.append({"id": new_id("rs_"), "type": "reasoning", "summary": [],
                        "content": [{"type": "reasoning_text", "text": thought}]})
-    text = message.get("content")
-    if isinstance(text, str) and text:
+    text = "".join(part for part in (message.get("content"), message.get("refusal")) if isinstance(part, str))
+    if text:
         output.append({"id": new_id("msg_"), "type": "message", "status": "completed", "role": "assistant",
                        "content": [{"type": "output_text", "text": text, "annotations": []}]})
     for call in items(message.get("tool_calls")):
@@ -436,8 +456,9 @@ class Events:
                 self.text += thought
                 events.append(self._event("response.reasoning_text.delta", **self._where(), content_index=0,
                                           delta=thought))
-            text = delta.get("content")
-            if isinstance(text, str) and text:
+            # a refusal is said as text (as messages_over_chat says it)
+            text = "".join(part for part in (delta.get("content"), delta.get("refusal")) if isinstance(part, str))
+            if text:
                 if self.item is None or self.item["type"] != "message":
                     events += self._open({"id": new_id("msg_"), "type": "message", "status": "in_progress",
                                           "role": "assistant"})

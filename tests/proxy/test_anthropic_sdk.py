@@ -80,3 +80,16 @@ def test_echo_model_speaks_anthropic(client, gateway, key):
 
 def test_models_list_in_anthropic_shape(client):
     assert sorted(m.id for m in client.models.list()) == ["claude-test", "echo-1", "gpt-test"]
+
+
+def test_answers_name_the_model_as_called(client, fake):
+    """claude-test is served as claude-upstream: the answer says claude-test, as Anthropic would (Claude Code
+    keeps a turn's thinking in its history only when the model matches the one it called)."""
+    fake.next(input=10, output=5)
+    assert client.messages.create(model="claude-test", max_tokens=50,
+                                  messages=[{"role": "user", "content": "hi"}]).model == "claude-test"
+    fake.next(input=10, output=5)
+    with client.messages.stream(model="claude-test", max_tokens=50,
+                                messages=[{"role": "user", "content": "hi"}]) as stream:
+        assert stream.get_final_message().model == "claude-test"
+    assert [received.json["model"] for received in fake.received] == ["claude-upstream", "claude-upstream"]
