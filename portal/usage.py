@@ -310,6 +310,10 @@ def as_json(r: Receipt) -> dict:
         "estimated": record.usage_estimated, "clamped": record.usage_clamped,
         "flags": [{"code": f.code, "message": f.message} for f in r.flags],
         "ledger_entry": entry, "hold_micro_usd": record.hold_amount,
+        # How each upstream attempt ended, and the API a translated one was carried in (not which
+        # upstream: that is the operator's business).
+        "attempts": [{key: attempt[key] for key in ("result", "translated_to") if key in attempt}
+                     for attempt in record.attempts or ()],
     }
 
 

@@ -207,7 +207,7 @@ def request(document: dict, *, max_output: int) -> tuple[dict, Optional[str]]:
     temperature = document.get("temperature")
     if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
         out["temperature"] = min(temperature, 1)  # OpenAI's range is 0-2, Anthropic's 0-1
-    if document.get("top_p") is not None:
+    if document.get("top_p") is not None and "temperature" not in out:  # newer Claude models take one of them
         out["top_p"] = document["top_p"]
     stop = document.get("stop")
     if stop:

@@ -226,6 +226,8 @@ def _tool_choice(choice: Any, chat: dict) -> None:
                        kind=json.dumps(kind)))
     if choice.get("disable_parallel_tool_use") is True and chat.get("tools"):
         chat["parallel_tool_calls"] = False
+    if not chat.get("tools"):  # OpenAI refuses a tool_choice without tools (the choice was checked all the same)
+        chat.pop("tool_choice")
 
 
 def _thinking(thinking: Any, chat: dict, dialect: str) -> None:

@@ -92,6 +92,7 @@ def test_generation_of_a_call_with_every_kind_of_charge(gateway, fake, key, sonn
         "units": {"web_search": 3}, "service_tier": "priority", "long_context": True,
         "exact_millionths_micro_usd": EXACT, "charge_micro_usd": COST, "charge_usd": "0.055831",
         "estimated": False, "clamped": False, "flags": [], "hold_micro_usd": record.hold_amount,
+        "attempts": [{"result": "ok"}],
     }
 
 

@@ -5,6 +5,7 @@ not), a failing first upstream fails over to the second, and the call is charged
 model's price, by the usage the upstream that served reported.
 """
 import pytest
+import requests
 from anthropic import Anthropic
 from openai import OpenAI
 
@@ -77,6 +78,13 @@ def test_a_failing_openai_upstream_fails_over_to_an_anthropic_one(gateway, key, 
     [record] = wait_for_records(1)
     assert [(a["upstream"], a["result"]) for a in record.attempts] == [("fake-openai", "status_500"),
                                                                       ("fake-claude", "ok")]
+    # The receipt names the API each attempt was carried in when it was not the client's own.
+    receipt = requests.get(f"{gateway}/v1/generations/{record.request_id}", timeout=10,
+                           headers={"Authorization": f"Bearer {key}"}).json()
+    carried = {"messages": ["/v1/chat/completions", None], "chat": [None, "/v1/messages"],
+               "responses": [None, "/v1/messages"]}[route]
+    assert [a.get("translated_to") for a in receipt["attempts"]] == carried
+    assert [a["result"] for a in receipt["attempts"]] == ["status_500", "ok"]
     assert record.upstream_id == catalog.find_upstream("fake-claude").id
     assert (record.status, record.route, record.streamed, record.cost) == ("ok", route, stream, expected)
     assert (record.input_tokens, record.cache_read_tokens, record.cache_write_5m_tokens, record.output_tokens) == (

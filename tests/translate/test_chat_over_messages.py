@@ -115,6 +115,13 @@ def test_temperature_is_clamped_to_anthropics_range(given, sent):
     assert hi(temperature=given)["temperature"] == sent
 
 
+def test_temperature_and_top_p_together_send_the_temperature_only():
+    """Newer Claude models refuse the two together; the temperature is the one most clients mean."""
+    both = hi(temperature=0.2, top_p=0.9)
+    assert both["temperature"] == 0.2 and "top_p" not in both
+    assert hi(top_p=0.9)["top_p"] == 0.9
+
+
 def test_stop_user_top_p_and_stream():
     out = hi(stop="END", user="user-1", top_p=0.5, stream=True, stream_options={"include_usage": True},
              frequency_penalty=0.5, seed=7)

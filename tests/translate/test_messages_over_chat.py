@@ -96,6 +96,15 @@ def test_tool_choice(choice, expected):
     assert single["parallel_tool_calls"] is False
 
 
+@pytest.mark.parametrize("choice", [{"type": "auto"}, {"type": "none"}, {"type": "any"},
+                                    {"type": "tool", "name": "get_weather"}])
+def test_a_tool_choice_without_tools_is_left_out(choice):
+    """OpenAI refuses tool_choice without tools; a wrong one is still refused."""
+    assert "tool_choice" not in chat({"messages": [user(text("hi"))], "tool_choice": choice})
+    with pytest.raises(ApiError):
+        chat({"messages": [user(text("hi"))], "tool_choice": {"type": "sometimes"}})
+
+
 def test_tool_use_and_tool_results_become_tool_calls_and_tool_messages():
     out = chat({"tools": [WEATHER], "messages": [
         user(text("Weather in Paris and Tokyo?")),

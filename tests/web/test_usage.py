@@ -112,3 +112,23 @@ def test_pricing_page(client):
         catalog.set_model("cheap", "echo", Price(input=75_000, output=300_000))
     html = client.get("/pricing").get_data(as_text=True)
     assert "<code>cheap</code>" in html and "$0.075" in html and "$0.30" in html and "Price since" in html
+
+
+def test_receipt_says_a_call_was_translated(client, auth):
+    """A call carried to its provider in another API's format (proxy/translate/) says so on its receipt."""
+    from dataclasses import replace
+    make_user(credit=5_000_000)
+    make_calls("person@example.com", 1)
+    with atomic():
+        _, plaintext = apikeys.issue(users.find_user("person@example.com"), "second")
+    caller = apikeys.authenticate(plaintext)
+    call = calls.open_call(calls.new_request_id(), caller, catalog.serving_model("claude-x"), Usage(input=10, output=5),
+                           calls.Bounds(input=100, output=50), client_ip=None, route="messages", streamed=True)
+    call = replace(call, attempts=({"upstream": "deepseek", "result": "ok", "ms": 40,
+                                    "translated_to": "/v1/chat/completions"},))
+    calls.close_call(call, calls.Outcome("ok", Usage(input=10, output=5), False, 200, duration_ms=40))
+    auth.login()
+    html = client.get(f"/usage/{call.request_id}").get_data(as_text=True)
+    assert "reached its provider as /v1/chat/completions" in html
+    plain = client.get(f"/usage/{make_calls('person@example.com', 1, key_name='third')[1][0]}").get_data(as_text=True)
+    assert "reached its provider as" not in plain
