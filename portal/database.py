@@ -11,10 +11,11 @@ Only `atomic()` opens write transactions. Plain reads (loading the logged-in use
 page) begin deferred, so they never hold the write lock while a request renders or streams.
 All writes therefore go through `atomic()`.
 """
+import collections
 import logging
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
@@ -81,10 +82,65 @@ def unavailable(exc: BaseException) -> bool:
     return "unable to open database file" in str(orig) or "database is locked" in str(orig)
 
 
+class _WriterTurn:
+    """This process's writers take their turn in order before asking SQLite for its write lock.
+
+    SQLite makes a writer that finds the lock taken sleep and retry (1, 2, 5, ... 100 ms), so under
+    load a waiter keeps losing to writers that arrive while it sleeps: at 16 clients some calls
+    waited over a second for their hold or settlement while the median waited 30 ms. Here waiters
+    queue first come, first served and each is woken the moment the one before it commits; only
+    writers of other processes still meet SQLite's retry (one per process at a time). A turn not
+    given within the busy timeout goes on to SQLite anyway, which then answers as before.
+    """
+
+    def __init__(self, timeout: float):
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._queue: collections.deque = collections.deque()
+        self._holder = None  # the thread whose turn it is
+
+    @contextmanager
+    def __call__(self):
+        me = threading.get_ident()
+        if self._holder == me:  # nested: the turn is already this thread's
+            yield
+            return
+        waiter = threading.Event()
+        with self._lock:
+            if self._holder is None:
+                self._holder = me
+                waiter.set()
+            else:
+                self._queue.append((me, waiter))
+        if not waiter.wait(self._timeout):
+            with self._lock:
+                if not waiter.is_set():  # (else the turn was handed over just now)
+                    self._queue.remove((me, waiter))
+            if not waiter.is_set():
+                yield  # no turn in time: SQLite's own lock and timeout decide, as without turns
+                return
+        try:
+            yield
+        finally:
+            with self._lock:  # hand the turn to the next writer in line, or free it
+                if self._queue:
+                    self._holder, following = self._queue.popleft()
+                    following.set()
+                else:
+                    self._holder = None
+
+
+def writer_turn(engine: Engine):
+    """A context manager: this process's turn to write to `engine` (SQLite), or nothing to wait for."""
+    turn = getattr(engine, "tollgate_writer_turn", None)
+    return turn() if turn is not None else nullcontext()
+
+
 def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
     """Install per-dialect connection settings on a freshly created engine."""
     if engine.dialect.name != "sqlite":
         return
+    engine.tollgate_writer_turn = _WriterTurn(busy_timeout_ms / 1000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -112,10 +168,11 @@ def atomic():
     session = db.session()
     if session.in_transaction():
         session.commit()
-    session.connection(execution_options={WRITE: True})
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    with writer_turn(db.engine):
+        session.connection(execution_options={WRITE: True})
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
