@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test setup dev-setup browser nginx clients clis migrate seed bench clean screenshots
+.PHONY: run test setup dev-setup browser nginx wrk clients clis migrate seed bench bench-quick bench-micro clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,9 +88,29 @@ clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
 # Benchmarks live here, never in the test suite: timings on a shared 2-core machine are noisy.
-BENCH_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
-bench: dev-setup
-	BENCH_POSTGRES_URL=$(BENCH_POSTGRES_URL) $(BIN)/python -m bench.ledger_bench
+# `make bench` loads the gateway as production serves it (bench/load_bench.py: wrk, nginx, an SSE
+# server, SQLite and Postgres) and writes its tables into docs/performance.md; `make bench-quick`
+# (under two minutes, SQLite only) prints them. BENCH_ARGS adds options (`--only latency,streams`,
+# `--json FILE`, `--seconds N`; see `python -m bench.load_bench --help`); WORKERS and SERVE_THREADS
+# from the environment reach the gateway. `make bench-micro` runs the older, narrower benches.
+# BENCH_DATABASE_URL names the Postgres server scratch databases are made on (and dropped);
+# BENCH_POSTGRES_URL is its older name; empty: SQLite only.
+BENCH_DATABASE_URL ?= $(or $(BENCH_POSTGRES_URL),postgresql://postgres@127.0.0.1:5432/postgres)
+
+# wrk, the load generator (Debian package `wrk`), installed like nginx: with apt as root.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) ; } || \
+		echo "wrk is not installed (Debian package wrk; install it as root): make bench cannot run without it"
+
+bench: dev-setup wrk nginx
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.load_bench $(BENCH_ARGS)
+
+bench-quick: dev-setup wrk nginx
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.load_bench --quick $(BENCH_ARGS)
+
+bench-micro: dev-setup
+	BENCH_POSTGRES_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.ledger_bench
 	$(BIN)/python -m bench.proxy_bench
-	BENCH_POSTGRES_URL=$(BENCH_POSTGRES_URL) $(BIN)/python -m bench.dashboard_bench
-	BENCH_POSTGRES_URL=$(BENCH_POSTGRES_URL) $(BIN)/python -m bench.ratelimit_bench
+	BENCH_POSTGRES_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.dashboard_bench
+	BENCH_POSTGRES_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.ratelimit_bench
