@@ -272,6 +272,12 @@ _POOLS = {
 }
 
 
+def guarded_pools(allow_private: bool = False) -> dict:
+    """urllib3's pool classes by scheme, whose every connection goes through the egress check (for a
+    PoolManager's `pool_classes_by_scheme`)."""
+    return dict(_POOLS[allow_private])
+
+
 class GuardedAdapter(HTTPAdapter):
     """A requests adapter whose every connection goes through the egress check.
 
@@ -285,7 +291,7 @@ class GuardedAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = dict(_POOLS[self.allow_private])
+        self.poolmanager.pool_classes_by_scheme = guarded_pools(self.allow_private)
 
     def proxy_manager_for(self, *args, **kwargs):  # pragma: no cover - sessions here never use proxies
         raise EgressRefused("the gateway does not connect to upstreams through proxies")

@@ -164,7 +164,7 @@ def _close_connections(app: Flask, after_fork: bool = False) -> None:
             engine.dispose(close=not after_fork)
     gateway = app.extensions.get("tollgate.gateway")
     if gateway is not None and not after_fork:
-        gateway.close()  # its sessions open new connections when next used
+        gateway.close()  # its pools open new connections when next used
 
 
 def _multiprocess_metrics(instance_path: str) -> None:

@@ -30,7 +30,7 @@ from .relay import LEFT, relay
 from .rewrite import Rewritten, parse_body, rewrite
 from .upstreams import Timeouts, UpstreamUnavailable
 from .upstreams.echo import EchoUpstream
-from .upstreams.http import HttpUpstream, make_session
+from .upstreams.http import HttpUpstream, make_pool
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,9 @@ class Gateway:
         catalog.on_change(self.models.clear)  # a model or price changed in this process: forget at once
         # Every upstream connection passes the egress check (portal/egress.py) as it is made; the
         # second pool is for upstreams the operator allowed a private host.
-        self.session = make_session(config["SERVE_THREADS"])
-        self.private_session = make_session(config["SERVE_THREADS"], allow_private=True)
-        self.http = HttpUpstream(self.session, self.private_session)
+        self.pool = make_pool(config["SERVE_THREADS"])
+        self.private_pool = make_pool(config["SERVE_THREADS"], allow_private=True)
+        self.http = HttpUpstream(self.pool, self.private_pool)
         self.echo = EchoUpstream()
         self.timeouts = Timeouts(config["UPSTREAM_CONNECT_TIMEOUT"], config["UPSTREAM_FIRST_BYTE_TIMEOUT"],
                                  config["UPSTREAM_IDLE_TIMEOUT"])
@@ -102,8 +102,8 @@ class Gateway:
 
     def close(self) -> None:
         """Close pooled upstream connections (the app is going away)."""
-        self.session.close()
-        self.private_session.close()
+        self.pool.clear()
+        self.private_pool.clear()
 
     # -- the call ---------------------------------------------------------------------------
 

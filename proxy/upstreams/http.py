@@ -1,18 +1,23 @@
-"""OpenAI- and Anthropic-style upstreams over HTTP, through one pooled `requests` session.
+"""OpenAI- and Anthropic-style upstreams over HTTP, through pooled urllib3 connections.
 
-Relaying reads `raw.read1()`: it returns whatever bytes have arrived, so each SSE event goes
-on as soon as the upstream sends it. (`iter_content(None)` holds back a close-delimited stream
-until it ends, and `iter_lines()` adds tens of milliseconds per event.)
+urllib3 directly, not requests: the proxy needs none of what requests adds per call (cookies,
+environment proxies and .netrc, redirects, hooks, its own header merging), and that cost about as
+much CPU as the upstream exchange itself (docs/performance.md). Every connection still passes the
+egress check as it is made (portal.egress's pool classes).
+
+Relaying reads `read1()`: it returns whatever bytes have arrived, so each SSE event goes on as
+soon as the upstream sends it.
 """
 import logging
 from typing import Iterator, Optional
 
-import requests
+import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from portal import secretbox
-from portal.egress import EgressRefused, GuardedAdapter
+from portal.egress import EgressRefused, guarded_pools
 
 from . import UpstreamUnavailable, query_suffix
 
@@ -26,31 +31,29 @@ ANTHROPIC_VERSION = "2023-06-01"
 READ_SIZE = 65536
 
 
-def make_session(pool_size: int, *, allow_private: bool = False) -> requests.Session:
-    """A pooled session whose every connection passes the egress check (portal/egress.py) at connect
-    time; `allow_private` for upstreams the operator allowed a private host."""
-    session = requests.Session()
-    session.trust_env = False  # no proxies or .netrc credentials picked up from the environment
-    adapter = GuardedAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0, allow_private=allow_private)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+def make_pool(pool_size: int, *, allow_private: bool = False) -> urllib3.PoolManager:
+    """Pooled connections whose every connection passes the egress check (portal/egress.py) at connect
+    time; `allow_private` for upstreams the operator allowed a private host. `pool_size` per host
+    (below the serving threads, urllib3 would discard the connections of calls beyond it)."""
+    manager = urllib3.PoolManager(num_pools=8, maxsize=pool_size, retries=False)
+    manager.pool_classes_by_scheme = guarded_pools(allow_private)
+    return manager
 
 
 class HttpResponse:
-    def __init__(self, response: requests.Response, idle: float):
+    def __init__(self, response: urllib3.BaseHTTPResponse, idle: float):
         self._response = response
-        self.status = response.status_code
+        self.status = response.status
         self.content_type = response.headers.get("Content-Type", "application/json")
         self.retry_after = response.headers.get("Retry-After")  # passed on with a 429 or 503 (proxy/errors.py)
         # Until the headers came, the read timeout was the time-to-first-byte budget; from now on
         # it bounds the silence between two reads.
-        connection = getattr(response.raw, "connection", None)
+        connection = getattr(response, "connection", None)
         if connection is not None and getattr(connection, "sock", None) is not None:
             connection.sock.settimeout(idle)
 
     def chunks(self) -> Iterator[bytes]:
-        raw = self._response.raw
+        raw = self._response
         try:
             while True:
                 chunk = raw.read1(READ_SIZE)
@@ -71,13 +74,16 @@ class HttpResponse:
         return bytes(body)
 
     def close(self) -> None:
+        """Done with the response: a connection read to its end is back in the pool already (urllib3
+        releases it then); one left mid-response is closed."""
         self._response.close()
+        self._response.release_conn()
 
     def shutdown(self) -> None:
         """Wake a read blocked on this response in another thread (the drain's deadline): close()
         would wait for that read to time out first."""
         try:
-            self._response.raw.shutdown()
+            self._response.shutdown()
         except (ValueError, RuntimeError, OSError):
             pass  # already released or closed
 
@@ -94,9 +100,9 @@ class HttpUpstream:
     allowed a private host; both check every connection's address as it is made.
     """
 
-    def __init__(self, session: requests.Session, private_session: Optional[requests.Session] = None):
-        self._session = session
-        self._private_session = private_session or session
+    def __init__(self, pool: urllib3.PoolManager, private_pool: Optional[urllib3.PoolManager] = None):
+        self._pool = pool
+        self._private_pool = private_pool or pool
 
     def send(self, *, protocol: str, base_url: str, api_key: Optional[str], path: str, query: Optional[str],
              body: bytes, client_headers: dict, timeouts, allow_private_host: bool = False,
@@ -116,17 +122,20 @@ class HttpUpstream:
             url = f"{base_url}{path}"
             if api_key:
                 headers["authorization"] = f"Bearer {api_key}"
-        session = self._private_session if allow_private_host else self._session
+        pool = self._private_pool if allow_private_host else self._pool
         try:
-            response = session.post(url + query_suffix(query), data=body, headers=headers, stream=True,
-                                    allow_redirects=False, timeout=(timeouts.connect, timeouts.first_byte))
+            response = pool.urlopen("POST", url + query_suffix(query), body=body, headers=headers, redirect=False,
+                                    retries=False, preload_content=False, decode_content=False,
+                                    timeout=urllib3.Timeout(connect=timeouts.connect, read=timeouts.first_byte))
         except EgressRefused as exc:
             # Checked at saving too; a name that now resolves elsewhere (DNS rebinding, a changed
             # record) ends here. The detail is for the operator, not the API client.
             log.warning("upstream %s: refused to connect: %s", upstream_name or base_url, exc)
             raise UpstreamUnavailable(REFUSED) from None
-        except requests.Timeout:
+        except NewConnectionError as exc:  # urllib3 makes it a ConnectTimeoutError too: refused is no timeout
+            raise UpstreamUnavailable(f"could not reach the upstream ({type(exc).__name__})") from None
+        except (Urllib3Timeout, TimeoutError):
             raise UpstreamUnavailable("the upstream did not answer in time", timeout=True) from None
-        except requests.RequestException as exc:
+        except (Urllib3Error, OSError) as exc:
             raise UpstreamUnavailable(f"could not reach the upstream ({type(exc).__name__})") from None
         return HttpResponse(response, timeouts.idle)
