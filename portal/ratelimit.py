@@ -31,7 +31,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from . import metrics
-from .database import WRITE, configure_engine
+from .database import WRITE, configure_engine, writer_turn
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ class DatabaseCounters:
         return self._engine.connect()
 
     def _run(self, sql: str, **params):
-        with self._connect() as conn:
+        # SQLite: this process's writers queue for their turn (database._WriterTurn), then BEGIN IMMEDIATE.
+        with self._connect() as conn, writer_turn(self._engine):
             conn = conn.execution_options(**{WRITE: True})  # SQLite: BEGIN IMMEDIATE, never a lost update
             with conn.begin():
                 result = conn.execute(text(sql), params)
