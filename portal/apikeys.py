@@ -16,6 +16,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, case, or_, select
 
+from . import database
 from .errors import (AccountNotVerified, AccountSuspended, InvalidInput, KeyExpired, KeyRevoked, NotFound,
                      SpendCapReached, UnknownKey)
 from .apilimits import Overrides
@@ -144,7 +145,7 @@ def authenticate(plaintext: Optional[str]) -> Caller:
 def reserve(key_id: int, amount: int, ip: Optional[str]) -> None:
     """Count a call's hold against the key's spend caps, or raise SpendCapReached naming the cap."""
     month = _month()  # once: the refusal must speak of the month the UPDATE checked
-    reserved = db.session.connection().execute(
+    reserved = database.connection().execute(
         _RESERVE, {"key_id": key_id, "amount": amount, "month": month, "now": utcnow(), "ip": ip}).rowcount
     if reserved != 1:
         raise _refusal(key_id, amount, month)
@@ -184,7 +185,7 @@ def _refusal(key_id: int, amount: int, month: str) -> Exception:
 
 def settle_spend(key_id: int, reserved: int, cost: int) -> None:
     """Replace a call's reservation with what it really cost (zero when it was released)."""
-    db.session.connection().execute(_SETTLE, {"key_id": key_id, "released": reserved, "cost": cost,
+    database.connection().execute(_SETTLE, {"key_id": key_id, "released": reserved, "cost": cost,
                                               "month": _month()})
 
 

@@ -13,7 +13,7 @@ from typing import Iterable, Mapping, Optional
 from flask import current_app
 from sqlalchemy import select
 
-from . import apikeys, autotopup, ledger, logs, metrics, notices, signals
+from . import apikeys, autotopup, database, ledger, logs, metrics, notices, signals
 from .catalog import ServingModel
 from .database import atomic
 from .extensions import db
@@ -183,7 +183,7 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
             entry = ledger.settle(call.hold_id, cost, memo=f"{call.public_id} {call.request_id}")
             entry_id, low_balance, auto_topup_due = entry.id, entry.low_balance, entry.auto_topup_due
         used = usage or Usage()
-        db.session.connection().execute(_INSERT_RECORD, dict(
+        database.connection().execute(_INSERT_RECORD, dict(
             request_id=call.request_id, account_id=call.account_id, api_key_id=call.api_key_id,
             model_id=call.model_id, upstream_id=call.upstream_id, price_id=call.price_id,
             hold_id=call.hold_id, hold_amount=call.hold_amount, ledger_entry_id=entry_id,

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
@@ -158,6 +159,20 @@ def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+# The connection of the write transaction `atomic()` has open in this context. Money statements run
+# on it directly: asking the session for its connection again costs each statement the session's
+# transaction bookkeeping (about 7% of a proxied call's interpreter time, docs/performance.md).
+_writing: ContextVar = ContextVar("tollgate_write_connection", default=None)
+
+
+def connection():
+    """The connection to run a statement on inside `atomic()` (its transaction's), else the session's."""
+    found = _writing.get()
+    if found is not None and not found.closed and found.in_transaction():
+        return found
+    return db.session.connection()  # outside atomic(), or its transaction ended early (a nested atomic)
+
+
 @contextmanager
 def atomic():
     """Run the block as one transaction: commit on success, roll back on any exception.
@@ -169,10 +184,12 @@ def atomic():
     if session.in_transaction():
         session.commit()
     with writer_turn(db.engine):
-        session.connection(execution_options={WRITE: True})
+        token = _writing.set(session.connection(execution_options={WRITE: True}))
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
+        finally:
+            _writing.reset(token)

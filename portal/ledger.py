@@ -34,6 +34,7 @@ from typing import Optional
 from sqlalchemy import bindparam, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from . import database
 from .errors import CreditsExpired, HoldNotOpen, InsufficientFunds, InvalidAmount, ReferenceConflict
 from .extensions import db
 from .models import Account, ApiKey, EntryKind, Hold, HoldStatus, LedgerEntry, utcnow
@@ -155,7 +156,7 @@ class Entry:
 
 def _run(statement, **params):
     # The session's connection, so the statement joins the caller's transaction.
-    return db.session.connection().execute(statement, params)
+    return database.connection().execute(statement, params)
 
 
 def _positive(amount: int) -> int:
