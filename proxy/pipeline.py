@@ -117,7 +117,7 @@ class Gateway:
                        model_max_output=model.max_output_tokens, priced_tiers=model.price.service_tiers,
                        unpriced_tier=model.unpriced_tier)
         plan = self._plan(req, route, model, body) if route.billed else None
-        outbounds = self._outbounds(req, route, model, body)  # a request the upstream cannot take: 400 now
+        outbounds = self._outbounds(route, model, body)  # a request the upstream cannot take: 400 now
         db.session.close()  # nothing below needs the database until the hold: give the connection back
         quota = rates.admit(caller, req.shape)  # 429 once a per-minute limit is used up
         slot = self.capacity.take(caller)
@@ -148,21 +148,21 @@ class Gateway:
     def _kind(upstream: catalog.UpstreamInfo) -> tuple:
         return upstream.protocol, upstream.chat_only, upstream.dialect
 
-    def _outbounds(self, req: CallRequest, route: Route, model, body: Rewritten) -> dict:
+    def _outbounds(self, route: Route, model, body: Rewritten) -> dict:
         """The call as each kind of upstream among the model's routes gets it (proxy/translate/), by
         `_kind`: translated once per kind, before any money moves, so a request that cannot be
-        carried to an upstream is refused with nothing held."""
+        carried to an upstream is refused with nothing held. None for a count made here."""
         outbounds: dict = {}
         for choice in model.routes:
             kind = self._kind(choice.upstream)
             if kind in outbounds:
                 continue
             name = translate.upstream_route(route.name, choice.upstream.protocol, choice.upstream.chat_only)
+            if name == route.name or name == translate.ESTIMATE:  # the client's own protocol: nothing to do
+                outbounds[kind] = Outbound(route, body) if name == route.name else None
+                continue
             call = translate.Call(model.public_id, choice.upstream.dialect, body.max_output, body.client_wants_usage)
             translator = translate.translator(route.name, choice.upstream, call)
-            if translator is None:
-                outbounds[kind] = Outbound(ROUTES[route.name], body, None) if name != translate.ESTIMATE else None
-                continue
             document = translator.request(body.document)
             sent = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
             outbounds[kind] = Outbound(ROUTES[translator.upstream_route], replace(body, body=sent, document=document),

@@ -109,6 +109,20 @@ def now() -> int:
     return int(time.time())
 
 
+def reasoning_of(message: dict) -> Optional[str]:
+    """The reasoning a chat message or delta carries: `reasoning_content` (DeepSeek, Qwen, Kimi, Grok)
+    or `reasoning` (OpenRouter)."""
+    for name in ("reasoning_content", "reasoning"):
+        if isinstance(message.get(name), str) and message[name]:
+            return message[name]
+    return None
+
+
+def said(message: dict) -> str:
+    """A chat message's or delta's text, a refusal included (it reads as text in the other APIs)."""
+    return "".join(part for part in (message.get("content"), message.get("refusal")) if isinstance(part, str))
+
+
 def text_of(content: Any, field: str) -> str:
     """Plain text from a string or a list of text parts (any API's: text, input_text, output_text)."""
     if isinstance(content, str):

@@ -9,8 +9,8 @@ from typing import Any, Optional
 
 from ..errors import _, _l
 from ..protocols import CHAT
-from .common import (DONE, Event, anthropic_usage, arguments_object, classes, items, need, new_id, refuse, text_of,
-                     word)
+from .common import (DONE, Event, anthropic_usage, arguments_object, classes, items, need, new_id, reasoning_of,
+                     refuse, said, text_of, word)
 
 # Dialects whose chat API takes OpenAI's `reasoning_effort`; others think by model (deepseek-reasoner)
 # or by a switch of their own (DashScope's enable_thinking).
@@ -276,14 +276,6 @@ def request(document: dict, *, dialect: str, max_output: int) -> dict:
     return chat
 
 
-def _reasoning(message: dict) -> Optional[str]:
-    """The reasoning a chat message carries: `reasoning_content` (DeepSeek, Qwen, Kimi, Grok) or
-    `reasoning` (OpenRouter)."""
-    for name in ("reasoning_content", "reasoning"):
-        if isinstance(message.get(name), str) and message[name]:
-            return message[name]
-    return None
-
 
 def response(document: dict, *, model: str, dialect: str) -> dict:
     """The Anthropic message for a complete chat completion."""
@@ -291,7 +283,7 @@ def response(document: dict, *, model: str, dialect: str) -> dict:
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     content = []
-    thought = _reasoning(message)
+    thought = reasoning_of(message)
     if thought:
         content.append({"type": "thinking", "thinking": thought, "signature": ""})
     text = message.get("content")
@@ -389,13 +381,13 @@ class Events:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-            thought = _reasoning(delta)
+            thought = reasoning_of(delta)
             if thought:
                 if self.open != "thinking":
                     events += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
                 events += self._delta({"type": "thinking_delta", "thinking": thought})
             # a refusal streams as text, as a complete answer's does
-            text = "".join(part for part in (delta.get("content"), delta.get("refusal")) if isinstance(part, str))
+            text = said(delta)
             if text:
                 if self.open != "text":
                     events += self._open("text", {"type": "text", "text": ""})

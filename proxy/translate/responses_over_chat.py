@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from ..errors import _, _l
 from ..protocols import CHAT
-from .common import DONE, Event, classes, items, need, new_id, now, refuse, responses_usage, word
+from .common import DONE, Event, classes, items, need, new_id, now, reasoning_of, refuse, responses_usage, said, word
 from .messages_over_chat import COMPLETION_TOKENS_DIALECTS, EFFORT_DIALECTS, REASONING_BACK_DIALECTS
 
 STATUS = {"length": "incomplete", "content_filter": "incomplete"}
@@ -316,11 +316,11 @@ def response(document: dict, *, model: str, dialect: str, custom: Tools, request
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     output = []
-    thought = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(thought, str) and thought:
+    thought = reasoning_of(message)
+    if thought:
         output.append({"id": new_id("rs_"), "type": "reasoning", "summary": [],
                        "content": [{"type": "reasoning_text", "text": thought}]})
-    text = "".join(part for part in (message.get("content"), message.get("refusal")) if isinstance(part, str))
+    text = said(message)
     if text:
         output.append({"id": new_id("msg_"), "type": "message", "status": "completed", "role": "assistant",
                        "content": [{"type": "output_text", "text": text, "annotations": []}]})
@@ -449,15 +449,15 @@ class Events:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-            thought = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(thought, str) and thought:
+            thought = reasoning_of(delta)
+            if thought:
                 if self.item is None or self.item["type"] != "reasoning":
                     events += self._open({"id": new_id("rs_"), "type": "reasoning", "summary": []})
                 self.text += thought
                 events.append(self._event("response.reasoning_text.delta", **self._where(), content_index=0,
                                           delta=thought))
             # a refusal is said as text (as messages_over_chat says it)
-            text = "".join(part for part in (delta.get("content"), delta.get("refusal")) if isinstance(part, str))
+            text = said(delta)
             if text:
                 if self.item is None or self.item["type"] != "message":
                     events += self._open({"id": new_id("msg_"), "type": "message", "status": "in_progress",
