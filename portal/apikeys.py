@@ -16,7 +16,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, case, or_, select
 
-from . import database
+from . import database, prepared
 from .errors import (AccountNotVerified, AccountSuspended, InvalidInput, KeyExpired, KeyRevoked, NotFound,
                      SpendCapReached, UnknownKey)
 from .apilimits import Overrides
@@ -108,6 +108,9 @@ _SETTLE = (
             spent_month=_this_month + bindparam("cost"), spent_month_key=bindparam("month"))
 )
 
+_CAPS = select(_key.c.held, _key.c.spent_total, _key.c.spent_month, _key.c.spent_month_key, _key.c.spend_cap_total,
+               _key.c.spend_cap_monthly).where(_key.c.id == bindparam("key_id"))
+
 
 def _month() -> str:
     return utcnow().strftime("%Y-%m")
@@ -124,7 +127,7 @@ def authenticate(plaintext: Optional[str]) -> Caller:
     # The messages reach the API's client, in the language it asked for (translated only on refusal).
     if not plaintext or not plaintext.startswith(PREFIX):
         raise UnknownKey(_("missing or malformed API key"))
-    row = db.session.connection().execute(_AUTHENTICATE, {"key_hash": hash_key(plaintext)}).first()
+    row = prepared.run(db.session.connection(), _AUTHENTICATE, {"key_hash": hash_key(plaintext)}).first()
     if row is None:
         raise UnknownKey(_("unknown API key"))
     if row.revoked_at is not None:
@@ -145,8 +148,8 @@ def authenticate(plaintext: Optional[str]) -> Caller:
 def reserve(key_id: int, amount: int, ip: Optional[str]) -> None:
     """Count a call's hold against the key's spend caps, or raise SpendCapReached naming the cap."""
     month = _month()  # once: the refusal must speak of the month the UPDATE checked
-    reserved = database.connection().execute(
-        _RESERVE, {"key_id": key_id, "amount": amount, "month": month, "now": utcnow(), "ip": ip}).rowcount
+    reserved = prepared.run(database.connection(), _RESERVE,
+                            {"key_id": key_id, "amount": amount, "month": month, "now": utcnow(), "ip": ip}).rowcount
     if reserved != 1:
         raise _refusal(key_id, amount, month)
 
@@ -157,7 +160,8 @@ def _refusal(key_id: int, amount: int, month: str) -> Exception:
     The read can disagree with what the UPDATE saw: on Postgres (READ COMMITTED) it sees calls
     that settled in between, so neither cap may refuse any more. Only a cap that exists is named.
     """
-    key = db.session.get(ApiKey, key_id, populate_existing=True)
+    # On the transaction's own connection (the proxy's hold runs outside the ORM session).
+    key = database.connection().execute(_CAPS, {"key_id": key_id}).first()
     if key is None:
         return UnknownKey("unknown API key")
     this_month = key.spent_month if key.spent_month_key == month else 0
@@ -185,8 +189,8 @@ def _refusal(key_id: int, amount: int, month: str) -> Exception:
 
 def settle_spend(key_id: int, reserved: int, cost: int) -> None:
     """Replace a call's reservation with what it really cost (zero when it was released)."""
-    database.connection().execute(_SETTLE, {"key_id": key_id, "released": reserved, "cost": cost,
-                                              "month": _month()})
+    prepared.run(database.connection(), _SETTLE, {"key_id": key_id, "released": reserved, "cost": cost,
+                                                    "month": _month()})
 
 
 def spent_this_month(key: ApiKey) -> int:

@@ -13,9 +13,9 @@ from typing import Iterable, Mapping, Optional
 from flask import current_app
 from sqlalchemy import select
 
-from . import apikeys, autotopup, database, ledger, logs, metrics, notices, signals
+from . import apikeys, autotopup, database, ledger, logs, metrics, notices, prepared, signals
 from .catalog import ServingModel
-from .database import atomic
+from .database import writing
 from .extensions import db
 from .errors import HoldNotOpen
 from .models import UsageRecord, utcnow
@@ -106,7 +106,7 @@ def open_call(request_id: str, caller: apikeys.Caller, model: ServingModel, wors
     tiers = tuple(tiers)
     amount = hold_amount(model.price, worst_case, tiers)
     worst_case = replace(worst_case, service_tier=_dearest_tier(model.price, worst_case, tiers))
-    with atomic():
+    with writing():
         apikeys.reserve(caller.key_id, amount, client_ip)
         hold_id = ledger.hold(caller.account_id, amount, memo=request_id, api_key_id=caller.key_id,
                               call_details={"model": model.id, "upstream": model.upstream.id, "price": model.price_id,
@@ -172,7 +172,7 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
     if noted:
         log.warning("call %s (%s): %s", call.request_id, call.public_id, "; ".join(noted))
     low_balance = auto_topup_due = False
-    with atomic():
+    with writing():
         # Rows are locked in the same order as open_call (key, then account): concurrent calls on
         # one key never wait for each other in a cycle (Postgres would abort one as a deadlock).
         apikeys.settle_spend(call.api_key_id, call.hold_amount, cost)
@@ -183,7 +183,7 @@ def close_call(call: OpenCall, outcome: Outcome) -> int:
             entry = ledger.settle(call.hold_id, cost, memo=f"{call.public_id} {call.request_id}")
             entry_id, low_balance, auto_topup_due = entry.id, entry.low_balance, entry.auto_topup_due
         used = usage or Usage()
-        database.connection().execute(_INSERT_RECORD, dict(
+        prepared.run(database.connection(), _INSERT_RECORD, dict(
             request_id=call.request_id, account_id=call.account_id, api_key_id=call.api_key_id,
             model_id=call.model_id, upstream_id=call.upstream_id, price_id=call.price_id,
             hold_id=call.hold_id, hold_amount=call.hold_amount, ledger_entry_id=entry_id,
@@ -223,7 +223,7 @@ def release_stale(older_than: datetime) -> list[int]:
     released = []
     for hold_id, api_key_id, amount in ledger.stale_holds(older_than):
         try:
-            with atomic():
+            with database.atomic():
                 if api_key_id is not None:
                     apikeys.settle_spend(api_key_id, amount, 0)
                 ledger.release(hold_id)

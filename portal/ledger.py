@@ -34,7 +34,7 @@ from typing import Optional
 from sqlalchemy import bindparam, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from . import database
+from . import database, prepared
 from .errors import CreditsExpired, HoldNotOpen, InsufficientFunds, InvalidAmount, ReferenceConflict
 from .extensions import db
 from .models import Account, ApiKey, EntryKind, Hold, HoldStatus, LedgerEntry, utcnow
@@ -155,8 +155,9 @@ class Entry:
 
 
 def _run(statement, **params):
-    # The session's connection, so the statement joins the caller's transaction.
-    return database.connection().execute(statement, params)
+    # On the transaction's own connection, so the statement joins the caller's transaction; straight
+    # to the driver (portal/prepared.py): these run twice or more in every billed call.
+    return prepared.run(database.connection(), statement, params)
 
 
 def _positive(amount: int) -> int:

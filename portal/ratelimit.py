@@ -30,7 +30,7 @@ from flask import Flask, current_app
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from . import metrics
+from . import metrics, prepared
 from .database import WRITE, configure_engine, writer_turn
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,17 @@ _CREATE_TABLE = ("CREATE TABLE IF NOT EXISTS rate_counter (name VARCHAR(200) NOT
 _PURGE_EVERY = 60.0  # seconds between deletions of ended windows, per process
 
 
+_statements: dict = {}
+
+
+def _statement(sql: str):
+    """The text() construct of one of this module's SQL strings, made once (Prepared keeps its compiled forms)."""
+    found = _statements.get(sql)
+    if found is None:
+        found = _statements[sql] = text(sql)
+    return found
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -154,12 +165,12 @@ class DatabaseCounters:
     def for_app(cls, app: Flask) -> "DatabaseCounters":
         url = app.config["SQLALCHEMY_DATABASE_URI"]
         sqlite = sqlite_counters_url(url)
-        if sqlite is None:
-            engine = create_engine(url, pool_size=2, max_overflow=max(4, app.config["SERVE_THREADS"] // 4),
-                                   pool_pre_ping=True)
-        else:
-            engine = create_engine(sqlite, pool_size=2, max_overflow=max(4, app.config["SERVE_THREADS"] // 4))
-            configure_engine(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+        # Postgres: a connection the server closed is replaced at checkout, without pool_pre_ping's
+        # round trip (database.configure_engine).
+        engine = create_engine(url if sqlite is None else sqlite, pool_size=2,
+                               max_overflow=max(4, app.config["SERVE_THREADS"] // 4),
+                               pool_pre_ping=not url.startswith(("sqlite", "postgresql")))
+        configure_engine(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
         weakref.finalize(app, engine.dispose)  # no connection outlives its app (tests make many)
         return cls(engine, create_table=sqlite is not None)
 
@@ -180,8 +191,8 @@ class DatabaseCounters:
         with self._connect() as conn, writer_turn(self._engine):
             conn = conn.execution_options(**{WRITE: True})  # SQLite: BEGIN IMMEDIATE, never a lost update
             with conn.begin():
-                result = conn.execute(text(sql), params)
-                return result.first() if result.returns_rows else None
+                # Straight to the driver (portal/prepared.py): a hit on every /v1 call with WORKERS > 1.
+                return prepared.run(conn, _statement(sql), params).first()
 
     def hit(self, key: str, window: int, amount: int = 1) -> int:
         now = _now_ms()

@@ -10,7 +10,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Optional, Union
 
-from flask import Flask
+from contextlib import nullcontext
+
+from flask import Flask, current_app, has_app_context
 
 from portal import calls, catalog, ledger, links, logs, metrics
 from portal.errors import CreditsExpired, InsufficientFunds, SpendCapReached
@@ -366,7 +368,7 @@ class Gateway:
             metrics.upstream_timing(call.attempts[-1]["upstream"], outcome.duration_ms / 1000,
                                     None if first_byte is None else outcome.first_byte_ms / 1000)
         try:
-            with self.app.app_context():
+            with self._context():
                 cost = calls.close_call(call, outcome)
                 rates.settled(slot.quota, outcome.usage, call.bounds)  # tokens per minute, as charged
                 return cost
@@ -375,6 +377,14 @@ class Gateway:
             raise
         finally:
             slot.release()
+
+    def _context(self):
+        """The request's own app context when there is one (a complete answer), else a new one (a
+        stream's end, after the request's context is gone): a context and a session made for
+        nothing cost a call about 5% of its time."""
+        if has_app_context() and current_app._get_current_object() is self.app:
+            return nullcontext()
+        return self.app.app_context()
 
     def _gone(self, call, slot, started, exc: UpstreamUnavailable, broken_status: str) -> ApiError:
         """Record a call whose upstream vanished before any output (nothing charged); the client's error."""

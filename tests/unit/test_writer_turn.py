@@ -97,3 +97,57 @@ def test_a_writer_not_given_its_turn_in_time_goes_on_and_leaves_the_line():
     release.set()
     holder.join(WAIT)
     assert turn._holder is None and not turn._queue
+
+
+def _hold_the_turn(turn: _WriterTurn, inside, go) -> None:
+    with turn():
+        inside.set()
+        go.wait(WAIT)
+
+
+def test_serving_processes_take_turns_through_the_lock_file(tmp_path):
+    """A forked worker holds the turn: the lock file is locked against every other open of it, and
+    free again (and no descriptor left open) once the worker lets go."""
+    import fcntl
+    import multiprocessing
+    import os
+
+    path = str(tmp_path / "portal.db.writers")
+    turn = _WriterTurn(timeout=WAIT, lock_path=path)
+    open_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):  # the parent takes turns before forking, as serve's parent may
+        with turn():
+            pass
+    assert len(os.listdir("/proc/self/fd")) == open_before, "a turn left its lock file open"
+    fork = multiprocessing.get_context("fork")
+    inside, go = fork.Event(), fork.Event()
+    worker = fork.Process(target=_hold_the_turn, args=(turn, inside, go))
+    worker.start()
+    try:
+        assert inside.wait(WAIT), "the worker never got its turn"
+        other = os.open(path, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+            else:
+                raise AssertionError("the lock file was free while a worker held the turn")
+        finally:
+            os.close(other)
+    finally:
+        go.set()
+        worker.join(WAIT)
+    assert worker.exitcode == 0
+    other = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once the worker let go
+    finally:
+        os.close(other)
+
+
+def test_without_a_lock_file_path_turns_stay_within_the_process():
+    turn = _WriterTurn(timeout=WAIT)
+    with turn():
+        assert turn._between_processes() is None and turn._holder is not None
+    assert turn._holder is None
