@@ -19,6 +19,9 @@ sharing the machine's cores. Scenarios (--only takes their names):
               written per billed call.
   held        1,000 streams (--held-streams) held open at once from a slow upstream; how many
               really stayed open, and the serving processes' resident memory.
+  cpu         processor time the gateway spends per billed call (user and system, from /proc), one
+              worker at 8 connections: unlike wall-clock figures it barely moves when other work
+              shares the cores, so it is the figure to judge a change to the hot path by.
 
 After each run the gateway is stopped and `flask ledger verify` run on its database: a run whose
 ledger is not clean is marked invalid and the harness exits 1. Postgres: the server named by
@@ -43,13 +46,13 @@ from . import report, wrk
 from .databases import Postgres, Sqlite, seed, written
 from .seed import UPSTREAM_KEY
 from .gateway import Gateway, base_env, effective, serving_settings
-from .procs import Processes, raise_open_files_limit, tail
+from .procs import Processes, family_pids, raise_open_files_limit, tail
 from .upstreams import Nginx, SseUpstream, nginx_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "performance.md"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
-SCENARIOS = ("latency", "streams", "throughput", "held")
+SCENARIOS = ("latency", "streams", "throughput", "held", "cpu")
 
 PROMPT = {"role": "user", "content": "Say hello to the benchmark. " * 8}
 MAX_TOKENS = 64
@@ -111,7 +114,8 @@ class Bench:
         self.logs.mkdir(parents=True)
         self.processes = Processes(self.logs)
         self.backends = []
-        self.results = {"runs": [], "latency": [], "streams": [], "throughput": [], "held": None, "written": []}
+        self.results = {"runs": [], "latency": [], "streams": [], "throughput": [], "held": None, "written": [],
+                        "cpu": None}
         self.wrk_log = self.logs / "wrk.log"
 
     # -- setting up ------------------------------------------------------------------------------
@@ -255,6 +259,34 @@ class Bench:
 
                 self.run_gateway(label, backend, {"WORKERS": workers}, body)
 
+    def cpu(self) -> None:
+        sqlite = self.backends[0]
+        connections = 8
+
+        def body(gateway: Gateway, url: str) -> None:
+            self.warm(gateway, sqlite, connections)
+            pids = family_pids(gateway.process.pid)
+            before = {pid: cpu_seconds(pid) for pid in pids}
+            nginx_before = cpu_seconds(self.nginx.process.pid, children=True)
+            result = wrk.run(gateway.url + "/v1/chat/completions", sqlite.lua, connections, self.plan.seconds,
+                             self.wrk_log)
+            time.sleep(0.5)  # calls cut short by wrk's stop finish
+            after = {pid: cpu_seconds(pid) for pid in pids}
+            nginx_after = cpu_seconds(self.nginx.process.pid, children=True)
+            calls = result.requests
+            user = sum(after[p][0] - before[p][0] for p in pids)
+            system = sum(after[p][1] - before[p][1] for p in pids)
+            upstream = sum(nginx_after) - sum(nginx_before)
+            record = {"connections": connections, "calls": calls, "rate": result.rate,
+                      "user_us": round(user / calls * 1e6, 1), "system_us": round(system / calls * 1e6, 1),
+                      "upstream_us": round(upstream / calls * 1e6, 1), "non_2xx": result.non_2xx}
+            self.results["cpu"] = record
+            self.say(f"cpu: {record['user_us'] + record['system_us']:.0f} us of processor time per billed call "
+                     f"(user {record['user_us']:.0f}, system {record['system_us']:.0f}; nginx "
+                     f"{record['upstream_us']:.0f}); {calls} calls, {result.rate:.0f} req/s, non-2xx {result.non_2xx}")
+
+        self.run_gateway("cpu", sqlite, {"WORKERS": 1}, body)
+
     def held(self) -> None:
         """Hold held_streams streams open at once through the gateway; count them and weigh the gateway."""
         plan = self.plan
@@ -359,6 +391,22 @@ class Lines:
             self.buffer += data
         line, self.buffer = self.buffer.split(b"\n", 1)
         return json.loads(line)
+
+
+def cpu_seconds(pid: int, children: bool = False) -> tuple[float, float]:
+    """(user, system) processor seconds of a process so far (with its reaped children's, or its live
+    children's too when `children`, as nginx's workers are)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = family_pids(pid) if children else [pid]
+    user = system = 0.0
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11]) / tick
+        system += int(fields[12]) / tick
+    return user, system
 
 
 def summary(values: list) -> dict:
@@ -466,6 +514,8 @@ def main(argv=None) -> int:
             bench.throughput()
         if "held" in scenarios:
             bench.held()
+        if "cpu" in scenarios:
+            bench.cpu()
     except KeyboardInterrupt:
         failed = "interrupted"
     except Exception as exc:

@@ -159,6 +159,16 @@ def render(results: dict) -> str:
                         "ended cleanly", "failed", "statuses", "RSS idle", "RSS held", "Pss held", "processes"],
                        rows) + [""]
 
+    cpu = results.get("cpu")
+    if cpu:
+        lines += [f"**Processor time per billed call**: one serving process (WORKERS=1, SQLite) at {cpu['connections']} "
+                  "wrk connections; user and system time from /proc over the run, divided by the calls answered. "
+                  "Less moved by other work on the machine than the wall-clock figures: the one to judge a change "
+                  "to the hot path by.", ""]
+        rows = [[f"{cpu['user_us'] + cpu['system_us']:,.0f} µs", f"{cpu['user_us']:,.0f} µs", f"{cpu['system_us']:,.0f} µs",
+                 f"{cpu['upstream_us']:,.0f} µs", f"{cpu['calls']:,}", f"{cpu['rate']:,.0f}", _count(cpu["non_2xx"])]]
+        lines += table(["gateway per call", "user", "system", "nginx per call", "calls", "req/s", "non-2xx"], rows) + [""]
+
     wrote = [w for w in results["written"] if w["calls"]]
     if wrote:
         lines += ["**Written per billed call** (the saturation runs; a billed call is one usage record; "
