@@ -157,11 +157,13 @@ def _close_connections(app: Flask, after_fork: bool = False) -> None:
     without closing the connections in it, which belong to the parent (SQLAlchemy's recipe for
     forking). Redis's client notices the new process id by itself.
     """
+    from . import sitesettings
     from .extensions import db
 
     with app.app_context():
         for engine in db.engines.values():
             engine.dispose(close=not after_fork)
+    sitesettings.dispose(app, close=not after_fork)
     gateway = app.extensions.get("tollgate.gateway")
     if gateway is not None and not after_fork:
         gateway.close()  # its pools open new connections when next used

@@ -10,19 +10,22 @@ the defaults (SITE_NAME, CONTACT_EMAIL, OPERATOR_NAME, OPERATOR_ADDRESS); a valu
 console wins; saving an empty value goes back to the configuration's.
 """
 import hashlib
+import os
 import re
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from flask import Flask, current_app, has_app_context
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import event, select
+from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session
 
 from .audit import Actor, record
+from .database import configure_engine
 from .errors import InvalidInput
 from .extensions import db
 from .models import SiteSetting, utcnow
@@ -53,8 +56,38 @@ class _Cache:
 
     def __init__(self):
         self.lock = threading.Lock()
+        self.refreshing = threading.Lock()  # held by the one thread reading the rows again
         self.values: Optional[dict[str, str]] = None
         self.expires = 0.0
+        self.generation = 0  # moves on each invalidation: a read begun before it is stale at once
+        self.engine = None  # (engine, process id): the reads' own small pool, made on first use
+
+
+def dispose(app: Flask, close: bool = True) -> None:
+    """Drop the settings reads' pooled connections (before a fork; `close=False` after it, as for
+    the app's own engines: the parent's connections are not the child's to close)."""
+    cache = _cache(app)
+    if cache.engine is not None:
+        cache.engine[0].dispose(close=close)
+
+
+def _engine(app: Flask, cache: _Cache):
+    """The engine the settings are read through: a small pool of its own, so a request that holds
+    one of the app's pooled connections never waits for a second from that pool (a burst of page
+    renders as the copy went stale took the whole pool, each waiting for another; the rate-limit
+    counters keep an engine of their own for the same reason). Made again in a forked process."""
+    found = cache.engine
+    if found is not None and found[1] == os.getpid():
+        return found[0]
+    with cache.lock:
+        if cache.engine is None or cache.engine[1] != os.getpid():
+            options = {k: v for k, v in app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}).items()
+                       if k not in ("pool_size", "max_overflow", "poolclass")}
+            engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"], pool_size=1, max_overflow=4, **options)
+            configure_engine(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+            weakref.finalize(app, engine.dispose)
+            cache.engine = (engine, os.getpid())
+    return cache.engine[0]
 
 
 def _cache(app: Flask) -> _Cache:
@@ -65,7 +98,7 @@ def invalidate(app: Optional[Flask] = None) -> None:
     """Forget this process's copy: the next read goes to the database."""
     cache = _cache(app or current_app)
     with cache.lock:
-        cache.values, cache.expires = None, 0.0
+        cache.expires, cache.generation = 0.0, cache.generation + 1
 
 
 def stored() -> dict[str, str]:
@@ -75,11 +108,30 @@ def stored() -> dict[str, str]:
     values = cache.values
     if values is not None and cache.expires > now:
         return values
+    # Once there is a copy, one thread reads the rows again and the others keep the copy meanwhile.
+    # Each reader takes a second pooled connection while its request may hold one: a burst of
+    # requests the moment the copy went stale could otherwise take the whole pool, each waiting for
+    # another. Before the first copy every thread reads for itself (waiting for one reader while
+    # holding a connection could wait for the pool just the same).
+    if values is None:
+        return _read(current_app._get_current_object(), cache)
+    if not cache.refreshing.acquire(blocking=False):
+        return values
+    try:
+        return _read(current_app._get_current_object(), cache)
+    finally:
+        cache.refreshing.release()
+
+
+def _read(app: Flask, cache: _Cache) -> dict[str, str]:
+    generation = cache.generation
     # A connection of its own: the read never joins (or is spoilt by) the session's transaction.
-    with db.engine.connect() as connection:
+    with _engine(app, cache).connect() as connection:
         values = {key: value for key, value in connection.execute(select(SiteSetting.key, SiteSetting.value))}
     with cache.lock:
-        cache.values, cache.expires = values, now + CACHE_SECONDS
+        cache.values = values
+        # A change committed while this read ran may be missing from it: read again next time.
+        cache.expires = time.monotonic() + CACHE_SECONDS if cache.generation == generation else 0.0
     return values
 
 

@@ -22,7 +22,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
-from portal import create_app, ledger, notices, serving
+from portal import create_app, ledger, notices, serving, sitesettings
 from portal.config import database_url
 from portal.extensions import db
 
@@ -273,6 +273,7 @@ def app(database, tmp_path, app_config, request):
         app.extensions["tollgate.gateway"].close()
         db.session.remove()
         db.engine.dispose()
+        sitesettings.dispose(app)
         forget_redis_keys(app)
 
 
