@@ -29,6 +29,10 @@ from sqlalchemy.engine import Engine
 from .extensions import db
 
 WRITE = "tollgate_write"  # execution option that marks a connection's transaction as a writer
+# WRITE's value for writes that may be taken back by a power loss (SQLite's synchronous=NORMAL): a
+# call's hold and settlement, rate-limit counters. Any other write (True) is synced before its
+# commit returns (synchronous=FULL): top-ups, refunds, grants, the portal's changes. docs/performance.md, "Durability".
+FAST = "fast"
 RETRY_AFTER_SECONDS = 5  # what a client is told to wait while the database is unreachable
 
 # Postgres error classes that mean "the server cannot be reached or will not take us now":
@@ -195,12 +199,13 @@ def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
     engine.tollgate_writer_turn = _WriterTurn(busy_timeout_ms / 1000, lock_path)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection, record):
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        record.info["synchronous"] = "NORMAL"
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
@@ -210,9 +215,17 @@ def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
         # On the driver's connection: through exec_driver_sql this BEGIN cost each call about 3% of
         # its time. Its failure (the write lock not had within the busy timeout) still reaches the
         # caller as SQLAlchemy's error, which `unavailable` reads.
+        pooled = connection.connection
         sql = "BEGIN IMMEDIATE" if write else "BEGIN"
         try:
-            connection.connection.dbapi_connection.execute(sql)
+            if write:
+                synchronous = "NORMAL" if write == FAST else "FULL"
+                if pooled.info.get("synchronous") != synchronous:  # (kept with the pooled connection)
+                    sql = f"PRAGMA synchronous = {synchronous}"
+                    pooled.dbapi_connection.execute(sql)
+                    pooled.info["synchronous"] = synchronous
+                    sql = "BEGIN IMMEDIATE"
+            pooled.dbapi_connection.execute(sql)
         except connection.dialect.loaded_dbapi.Error as exc:
             connection._handle_dbapi_exception(exc, sql, (), None, None)
 
@@ -243,7 +256,7 @@ def writing():
         return
     engine = db.engine
     with writer_turn(engine), engine.connect() as conn:
-        conn.execution_options(**{WRITE: True})
+        conn.execution_options(**{WRITE: FAST})
         conn.begin()
         token = _writing.set(conn)
         try:

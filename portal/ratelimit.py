@@ -31,7 +31,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from . import metrics, prepared
-from .database import WRITE, configure_engine, writer_turn
+from .database import FAST, WRITE, configure_engine, writer_turn
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class DatabaseCounters:
     def _run(self, sql: str, **params):
         # SQLite: this process's writers queue for their turn (database._WriterTurn), then BEGIN IMMEDIATE.
         with self._connect() as conn, writer_turn(self._engine):
-            conn = conn.execution_options(**{WRITE: True})  # SQLite: BEGIN IMMEDIATE, never a lost update
+            conn = conn.execution_options(**{WRITE: FAST})  # SQLite: BEGIN IMMEDIATE, never a lost update
             with conn.begin():
                 # Straight to the driver (portal/prepared.py): a hit on every /v1 call with WORKERS > 1.
                 return prepared.run(conn, _statement(sql), params).first()
