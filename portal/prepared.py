@@ -66,8 +66,8 @@ class _Form:
             self.defaults[column.key] = default
         self.fixed = {name: bind.value for name, bind in compiled.binds.items()
                       if not bind.required and bind.callable is None and name not in self.defaults}
-        self.required = [name for name, bind in compiled.binds.items()
-                         if bind.required and name not in self.defaults]
+        self.required = frozenset(name for name, bind in compiled.binds.items()
+                                  if bind.required and name not in self.defaults)
         columns = compiled._result_columns
         self.result = None
         if columns:
@@ -75,12 +75,12 @@ class _Form:
                            [c[3]._cached_result_processor(dialect, None) for c in columns])
 
     def parameters(self, given: dict):
-        values = {**self.fixed, **given}
+        values = {**self.fixed, **given} if self.fixed else dict(given)
         for name, default in self.defaults.items():
             if name not in values:
                 values[name] = default.arg(None) if default.is_callable else default.arg
-        missing = [name for name in self.required if name not in values]
-        if missing:
+        if not self.required <= values.keys():
+            missing = sorted(self.required - values.keys())
             raise KeyError(f"no value for bind parameter(s) {', '.join(missing)}")
         for name, process in self.processors.items():
             if name in values:
@@ -119,7 +119,7 @@ class Prepared:
             rows = list(result.all()) if result.returns_rows else []
             return Ran(result.rowcount, rows)
         dialect = connection.dialect
-        shape = (dialect.name, *sorted(params))
+        shape = (dialect.name, *params)  # (a call site passes its names in one order)
         form = self._forms.get(shape)
         if form is None:
             form = self._forms[shape] = _Form(self.statement, dialect, shape[1:])

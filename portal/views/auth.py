@@ -434,8 +434,9 @@ def require_consent():
     Not in the console: the operator publishes the terms rather than agreeing to them as a
     customer, and must reach the console right after publishing (their own portal pages still ask).
     """
-    if not current_user.is_authenticated or request.blueprint in (None, "proxy", "pages", "admin", "status", "health") \
-            or request.endpoint in ("auth.consent", "auth.logout", "static"):
+    # The blueprint first: asking who is logged in loads the login session, which an API call never has.
+    if request.blueprint in (None, "proxy", "pages", "admin", "status", "health") \
+            or request.endpoint in ("auth.consent", "auth.logout", "static") or not current_user.is_authenticated:
         return None
     if legal.needs_consent(current_user):
         if request.headers.get("HX-Request"):
