@@ -216,18 +216,18 @@ def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
         # its time. Its failure (the write lock not had within the busy timeout) still reaches the
         # caller as SQLAlchemy's error, which `unavailable` reads.
         pooled = connection.connection
-        sql = "BEGIN IMMEDIATE" if write else "BEGIN"
-        try:
-            if write:
-                synchronous = "NORMAL" if write == FAST else "FULL"
-                if pooled.info.get("synchronous") != synchronous:  # (kept with the pooled connection)
-                    sql = f"PRAGMA synchronous = {synchronous}"
-                    pooled.dbapi_connection.execute(sql)
-                    pooled.info["synchronous"] = synchronous
-                    sql = "BEGIN IMMEDIATE"
-            pooled.dbapi_connection.execute(sql)
-        except connection.dialect.loaded_dbapi.Error as exc:
-            connection._handle_dbapi_exception(exc, sql, (), None, None)
+        statements = []
+        synchronous = None if not write else "NORMAL" if write == FAST else "FULL"
+        if synchronous and pooled.info.get("synchronous") != synchronous:  # (kept with the pooled connection)
+            statements.append(f"PRAGMA synchronous = {synchronous}")
+        statements.append("BEGIN IMMEDIATE" if write else "BEGIN")
+        for sql in statements:
+            try:
+                pooled.dbapi_connection.execute(sql)
+            except connection.dialect.loaded_dbapi.Error as exc:
+                connection._handle_dbapi_exception(exc, sql, (), None, None)
+        if synchronous:
+            pooled.info["synchronous"] = synchronous
 
 
 # The connection of the write transaction `atomic()` has open in this context. Money statements run
@@ -236,12 +236,16 @@ def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
 _writing: ContextVar = ContextVar("tollgate_write_connection", default=None)
 
 
+def _open_writer():
+    """The connection of the write transaction open in this context, if it is still open."""
+    found = _writing.get()
+    return found if found is not None and not found.closed and found.in_transaction() else None
+
+
 def connection():
     """The connection to run a statement on inside `atomic()` (its transaction's), else the session's."""
-    found = _writing.get()
-    if found is not None and not found.closed and found.in_transaction():
-        return found
-    return db.session.connection()  # outside atomic(), or its transaction ended early (a nested atomic)
+    # Outside atomic(), or its transaction ended early (a nested atomic): the session's.
+    return _open_writer() or db.session.connection()
 
 
 @contextmanager
@@ -250,8 +254,8 @@ def writing():
     back on any exception. For the proxy's hold and settlement, which run Core statements only:
     the ORM session's transaction bookkeeping cost each call about 5% of its time. `connection()`
     inside the block is this transaction's. Code that needs ORM objects uses `atomic()`."""
-    outer = _writing.get()
-    if outer is not None and not outer.closed and outer.in_transaction():
+    outer = _open_writer()
+    if outer is not None:
         yield outer  # inside another write transaction: join it (a second writer would wait for it)
         return
     engine = db.engine

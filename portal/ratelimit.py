@@ -116,30 +116,22 @@ class RedisCounters:
 
 # One statement per hit: insert the counter, or add to it while its window lasts, or start a new
 # window. Both sides of each CASE read the row as it was (Postgres and SQLite alike).
-_UPSERT = """
+# Each a text() built once: Prepared (portal/prepared.py) keeps its compiled form.
+_UPSERT = text("""
 INSERT INTO rate_counter (name, expires, count) VALUES (:name, :expires, :amount)
 ON CONFLICT (name) DO UPDATE SET
   count = CASE WHEN rate_counter.expires > :now THEN rate_counter.count + :amount ELSE :amount END,
   expires = CASE WHEN rate_counter.expires > :now THEN rate_counter.expires ELSE :expires END
 RETURNING count
-"""
-_RELEASE_ROW = ("UPDATE rate_counter SET count = CASE WHEN count > :amount THEN count - :amount ELSE 0 END "
-                "WHERE name = :name AND expires > :now AND count > 0")
-_COUNT = "SELECT count, expires FROM rate_counter WHERE name = :name AND expires > :now"
+""")
+_RELEASE_ROW = text("UPDATE rate_counter SET count = CASE WHEN count > :amount THEN count - :amount ELSE 0 END "
+                    "WHERE name = :name AND expires > :now AND count > 0")
+_COUNT = text("SELECT count, expires FROM rate_counter WHERE name = :name AND expires > :now")
+_PURGE = text("DELETE FROM rate_counter WHERE expires <= :now")
+_RESET = text("DELETE FROM rate_counter WHERE name = :name")
 _CREATE_TABLE = ("CREATE TABLE IF NOT EXISTS rate_counter (name VARCHAR(200) NOT NULL PRIMARY KEY, "
                  "expires BIGINT NOT NULL, count BIGINT NOT NULL)")  # the model's table, for SQLite's own file
 _PURGE_EVERY = 60.0  # seconds between deletions of ended windows, per process
-
-
-_statements: dict = {}
-
-
-def _statement(sql: str):
-    """The text() construct of one of this module's SQL strings, made once (Prepared keeps its compiled forms)."""
-    found = _statements.get(sql)
-    if found is None:
-        found = _statements[sql] = text(sql)
-    return found
 
 
 def _now_ms() -> int:
@@ -186,19 +178,19 @@ class DatabaseCounters:
                     self._create_table = False
         return self._engine.connect()
 
-    def _run(self, sql: str, **params):
+    def _run(self, statement, **params):
         # SQLite: this process's writers queue for their turn (database._WriterTurn), then BEGIN IMMEDIATE.
         with self._connect() as conn, writer_turn(self._engine):
             conn = conn.execution_options(**{WRITE: FAST})  # SQLite: BEGIN IMMEDIATE, never a lost update
             with conn.begin():
                 # Straight to the driver (portal/prepared.py): a hit on every /v1 call with WORKERS > 1.
-                return prepared.run(conn, _statement(sql), params).first()
+                return prepared.run(conn, statement, params).first()
 
     def hit(self, key: str, window: int, amount: int = 1) -> int:
         now = _now_ms()
         if time.monotonic() - self._purged > _PURGE_EVERY:
             self._purged = time.monotonic()
-            self._run("DELETE FROM rate_counter WHERE expires <= :now", now=now)
+            self._run(_PURGE, now=now)
         return int(self._run(_UPSERT, name=key, expires=now + window * 1000, amount=amount, now=now)[0])
 
     def release(self, key: str, amount: int = 1) -> None:
@@ -214,7 +206,7 @@ class DatabaseCounters:
         return max(0, (int(row[1]) - now) // 1000 + 1) if row else 0
 
     def reset(self, key: str) -> None:
-        self._run("DELETE FROM rate_counter WHERE name = :name", name=key)
+        self._run(_RESET, name=key)
 
 
 def sqlite_counters_url(database_url: str) -> Optional[str]:

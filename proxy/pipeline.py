@@ -7,10 +7,9 @@ the upstream works).
 import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Optional, Union
-
-from contextlib import nullcontext
 
 from flask import Flask, current_app, has_app_context
 
