@@ -33,6 +33,17 @@ def phone_page(browser):
     assert not [e for e in errors if "Content Security Policy" in e], errors
 
 
+def reload(page):
+    """Reload the page once the navigation in front of it has loaded.
+
+    A click that posts a form returns when the next page has committed, not loaded; Chromium may still
+    be swapping that page's renderer then, and a reload at that moment fails with "Not attached to an
+    active page" (seen in CI on a loaded machine). Waiting for the load closes that window.
+    """
+    page.wait_for_load_state("load")
+    return page.reload()
+
+
 def log_in_admin(page, gateway: str, admin) -> None:
     """Log an admin in as a person does: the password, then the code from their authenticator."""
     from tests.factories import PASSWORD, totp_code

@@ -9,7 +9,7 @@ from portal import logins
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import User
-from tests.e2e.conftest import CHROMIUM, log_in_person
+from tests.e2e.conftest import CHROMIUM, log_in_person, reload
 from tests.factories import PASSWORD, make_user
 from tests.web.helpers import last_link, publish_terms
 
@@ -115,7 +115,7 @@ def test_account_forms_without_javascript(app, gateway, browser, size, lang):
         page.locator("#pw-new").fill("a brand new passphrase")
         page.get_by_role("button", name=words["change"]).click()
         assert page.url == f"{gateway}/account/"
-        page.reload()
+        reload(page)
         assert page.url == f"{gateway}/account/" and page.locator("#error-summary").count() == 0
 
         # The language, chosen on the account page.
@@ -141,6 +141,7 @@ def test_login_after_verifying_without_javascript(app, gateway, browser, lang):
         page.locator("#password").fill("correct horse battery")
         page.locator("#accept_terms").check()
         page.get_by_role("button", name=WORDS[lang]["sign_up"]).click()
+        page.wait_for_load_state("load")  # a navigation straight after a commit can miss the page (see reload)
         page.goto(last_link(app, "quiet@example.com").replace("http://localhost", gateway))
         assert page.url == f"{gateway}/login"
         assert page.locator("#email").input_value() == "quiet@example.com"

@@ -11,7 +11,7 @@ from portal import apikeys
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import ApiKey, User
-from tests.e2e.conftest import CHROMIUM, fits
+from tests.e2e.conftest import CHROMIUM, fits, reload
 from tests.factories import PASSWORD, make_model, make_user
 from tests.web.helpers import call_from
 
@@ -121,7 +121,7 @@ def test_a_flagged_key_is_rotated_from_its_page_on_a_phone(app, gateway, browser
     assert status == 200 and body["choices"][0]["message"]["content"] == "Echo: hello", body
 
     # Shown once: a reload lists both keys (the old one revoked) and shows no plaintext.
-    page.reload()
+    reload(page)
     page.get_by_role("heading", name="API keys").wait_for()
     assert new not in page.content() and old not in page.content()
     assert page.locator(f"#key-{key_id}").get_attribute("class") == "revoked"

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from portal.database import atomic
 from portal.extensions import db
 from portal.models import ApiKey, User
-from tests.e2e.conftest import CHROMIUM, fits, log_in_person
+from tests.e2e.conftest import CHROMIUM, fits, log_in_person, reload
 from tests.factories import make_model, make_user
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
@@ -61,7 +61,7 @@ def test_create_a_key_then_reload_and_a_refused_limits_form(app, gateway, browse
     assert key.name == "laptop"
 
     # A reload: the same one key, and no secret any more.
-    page.reload()
+    reload(page)
     page.locator(f"#key-{key.id}").wait_for()
     assert plaintext not in page.content() and page.get_by_test_id("new-key").count() == 0
     assert len(keys()) == 1

@@ -6,7 +6,7 @@ from portal import catalog
 from portal.database import atomic
 from portal.pricing import Price
 from portal.views.pages import PLACEHOLDER_KEY
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, reload
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser)")
 
@@ -69,5 +69,5 @@ def test_models_live_search(app, gateway, page):
     expect(rows.first).to_have_attribute("data-model", "claude-sonnet")
     assert "q=sonnet" in page.url  # the address says what is shown (a reload shows the same)
     assert page.evaluate("document.documentElement.scrollWidth") <= page.width
-    page.reload()
+    reload(page)
     expect(rows).to_have_count(1)

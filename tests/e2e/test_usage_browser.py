@@ -7,7 +7,7 @@ import pytest
 from portal import ledger, users
 from portal.database import atomic
 from portal.models import EntryKind
-from tests.e2e.conftest import CHROMIUM, fits, log_in_person
+from tests.e2e.conftest import CHROMIUM, fits, log_in_person, reload
 from tests.factories import make_user
 from tests.web.test_usage import make_calls
 
@@ -54,7 +54,7 @@ def test_see_your_money(app, gateway, browser, width, js, lang):
         make_calls(EMAIL, 3, "alpha", "model-a")
         make_calls(EMAIL, 2, "beta", "a-model-with-a-rather-long-name-that-will-not-fit-on-a-phone")
 
-        page.reload()
+        reload(page)
         daily = page.locator("svg#daily-spend")
         daily.wait_for()
         assert daily.locator("text.tick").count() >= 3 and daily.locator("text.label").count() >= 2
