@@ -1,4 +1,6 @@
 """Small helpers that make users, credit and models through the domain modules."""
+from datetime import datetime, timedelta
+
 from sqlalchemy import func, select
 
 from portal import catalog, ledger, users
@@ -100,3 +102,9 @@ def totp_code(user_id: int) -> str:
     with atomic():
         db.session.add(RecoveryCode(user_id=user_id, code_hash=twofactor._code_hash(code)))
     return code
+
+
+def earlier_today(now: datetime, minutes: int) -> datetime:
+    """`minutes` before `now`, but never before the start of now's UTC day: something done "a few
+    minutes ago" that a test then reads among today's figures would be yesterday's at 00:02."""
+    return max(now.replace(hour=0, minute=0, second=0, microsecond=0), now - timedelta(minutes=minutes))

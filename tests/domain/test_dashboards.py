@@ -12,7 +12,7 @@ from portal.extensions import db
 from portal.models import (EntryKind, Payment, PaymentSource, PaymentStatus, RollupDay, UsageDay, UsageRecord,
                            utcnow)
 from portal.pricing import Price
-from tests.factories import make_model, make_user
+from tests.factories import earlier_today, make_model, make_user
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
 HAS_UPSTREAM_COST = "upstream_cost" in UsageRecord.__table__.c
@@ -213,7 +213,7 @@ def test_revenue_per_day_counts_paid_topups_refunds_and_disputes(app):
     account_id = user.account.id
     with atomic():
         for n, (status, amount, paid_at) in enumerate([
-                (PaymentStatus.PAID, 20_000_000, now - timedelta(minutes=5)),
+                (PaymentStatus.PAID, 20_000_000, earlier_today(now, 5)),
                 (PaymentStatus.PAID, 5_000_000, now - timedelta(days=2)),
                 (PaymentStatus.PENDING, 7_000_000, None),
                 (PaymentStatus.PAID, 9_000_000, now - timedelta(days=40))]):

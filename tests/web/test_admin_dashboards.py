@@ -8,7 +8,7 @@ from portal import dashboards, ledger
 from portal.database import atomic
 from portal.models import utcnow
 from tests.domain.test_dashboards import Calls
-from tests.factories import make_model, make_user
+from tests.factories import earlier_today, make_model, make_user
 
 
 @pytest.fixture
@@ -16,12 +16,14 @@ def calls(app):
     return Calls()
 
 
-def test_the_console_home_shows_the_days_figures(client, auth, calls):
+def test_the_console_home_shows_the_days_figures(client, auth, calls, monkeypatch):
     auth.admin()
     model = make_model("sonnet-ish", upstream="anthropic-like")
     spender = make_user("big.spender@example.com", credit=5_000_000)
     now = utcnow()
-    calls.add(spender, model, now - timedelta(minutes=3), cost=1_234_567, duration_ms=900, first_byte_ms=150)
+    # The page's "today" is the day of this `now`, even when the test runs across midnight (it did in CI).
+    monkeypatch.setattr(dashboards, "utcnow", lambda: now)
+    calls.add(spender, model, earlier_today(now, 3), cost=1_234_567, duration_ms=900, first_byte_ms=150)
     calls.add(spender, model, now - timedelta(days=3), cost=1_000_000, status="upstream_error")
     with atomic():
         hold = ledger.hold(spender.account.id, 400_000)
