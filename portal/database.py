@@ -273,6 +273,23 @@ def writing():
             _writing.reset(token)
 
 
+def end_reads() -> None:
+    """Give the session's connection back after a transaction that only read, ending it with COMMIT
+    (a read-only transaction commits for the price of a rollback).
+
+    Not ROLLBACK, which is how `close()` ends it: at each ROLLBACK psycopg forgets the statements
+    it was counting towards preparing and deallocates those it prepared, so with the proxy's key
+    lookup ended that way Postgres parsed and planned every money statement of every call anew
+    (docs/performance.md). What the session loaded is expired and detached: for callers that kept
+    plain values only. A session with changes never flushed, or whose transaction failed, is rolled
+    back, as `close()` does."""
+    session = db.session()
+    transaction = session.get_transaction()
+    if transaction is not None and transaction.is_active and not (session.new or session.dirty or session.deleted):
+        session.commit()
+    session.close()
+
+
 @contextmanager
 def atomic():
     """Run the block as one transaction: commit on success, roll back on any exception.

@@ -13,9 +13,8 @@ from typing import Callable, Iterable, Optional, Union
 
 from flask import Flask, current_app, has_app_context
 
-from portal import calls, catalog, ledger, links, logs, metrics
+from portal import calls, catalog, database, ledger, links, logs, metrics
 from portal.errors import CreditsExpired, InsufficientFunds, SpendCapReached
-from portal.extensions import db
 from portal.i18n import language
 from portal.money import format_usd
 from portal.pricing import Usage
@@ -119,7 +118,7 @@ class Gateway:
                        unpriced_tier=model.unpriced_tier)
         plan = self._plan(req, route, model, body) if route.billed else None
         outbounds = self._outbounds(route, model, body)  # a request the upstream cannot take: 400 now
-        db.session.close()  # nothing below needs the database until the hold: give the connection back
+        database.end_reads()  # nothing below needs the database until the hold: give the connection back
         quota = rates.admit(caller, req.shape)  # 429 once a per-minute limit is used up
         slot = self.capacity.take(caller)
         slot.quota = quota  # its tokens are counted when the call settles (_finish)
