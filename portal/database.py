@@ -18,13 +18,15 @@ import os
 import select
 import threading
 import time
+import weakref
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Optional
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from .extensions import db
 
@@ -230,6 +232,20 @@ def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
             pooled.info["synchronous"] = synchronous
 
 
+def engine_beside(app, url: Optional[str] = None, *, pool_size: int, max_overflow: int) -> Engine:
+    """A small engine of its own beside the app's, for work that runs while a request may hold one of
+    the app's pooled connections (site settings, rate-limit counters): waiting there for a second
+    one could take the whole pool, each request waiting for another. Set up like the app's engine
+    (its options but the pool's size, `configure_engine`), and disposed with the app."""
+    options = {key: value for key, value in app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}).items()
+               if key not in ("pool_size", "max_overflow", "poolclass")}
+    engine = create_engine(url or app.config["SQLALCHEMY_DATABASE_URI"], pool_size=pool_size,
+                           max_overflow=max_overflow, **options)
+    configure_engine(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+    weakref.finalize(app, engine.dispose)  # no connection outlives its app (tests make many)
+    return engine
+
+
 # The connection of the write transaction `atomic()` has open in this context. Money statements run
 # on it directly: asking the session for its connection again costs each statement the session's
 # transaction bookkeeping (about 7% of a proxied call's interpreter time, docs/performance.md).
@@ -273,6 +289,22 @@ def writing():
             _writing.reset(token)
 
 
+# Set while a session's transaction holds a flush: its changes are then in the database's transaction,
+# out of sight of the session's new/dirty/deleted, and `end_reads` must not commit them.
+_FLUSHED = "tollgate_flushed"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flush(session, _context):
+    session.info[_FLUSHED] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_flush(session, transaction):
+    if transaction.parent is None:
+        session.info.pop(_FLUSHED, None)
+
+
 def end_reads() -> None:
     """Give the session's connection back after a transaction that only read, ending it with COMMIT
     (a read-only transaction commits for the price of a rollback).
@@ -281,11 +313,12 @@ def end_reads() -> None:
     it was counting towards preparing and deallocates those it prepared, so with the proxy's key
     lookup ended that way Postgres parsed and planned every money statement of every call anew
     (docs/performance.md). What the session loaded is expired and detached: for callers that kept
-    plain values only. A session with changes never flushed, or whose transaction failed, is rolled
-    back, as `close()` does."""
+    plain values only. A session with changes, flushed or not, or whose transaction failed, is
+    rolled back, as `close()` does: only a transaction that wrote nothing is committed."""
     session = db.session()
     transaction = session.get_transaction()
-    if transaction is not None and transaction.is_active and not (session.new or session.dirty or session.deleted):
+    if transaction is not None and transaction.is_active and not (
+            session.new or session.dirty or session.deleted or session.info.get(_FLUSHED)):
         session.commit()
     session.close()
 

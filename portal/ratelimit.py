@@ -21,17 +21,16 @@ import logging
 import os
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from flask import Flask, current_app
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from . import metrics, prepared
-from .database import FAST, WRITE, configure_engine, writer_turn
+from .database import FAST, WRITE, engine_beside, writer_turn
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +156,8 @@ class DatabaseCounters:
     def for_app(cls, app: Flask) -> "DatabaseCounters":
         url = app.config["SQLALCHEMY_DATABASE_URI"]
         sqlite = sqlite_counters_url(url)
-        # Postgres: a connection the server closed is replaced at checkout, without pool_pre_ping's
-        # round trip (database.configure_engine).
-        engine = create_engine(url if sqlite is None else sqlite, pool_size=2,
-                               max_overflow=max(4, app.config["SERVE_THREADS"] // 4),
-                               pool_pre_ping=not url.startswith(("sqlite", "postgresql")))
-        configure_engine(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
-        weakref.finalize(app, engine.dispose)  # no connection outlives its app (tests make many)
+        engine = engine_beside(app, url if sqlite is None else sqlite, pool_size=2,
+                               max_overflow=max(4, app.config["SERVE_THREADS"] // 4))
         return cls(engine, create_table=sqlite is not None)
 
     def _connect(self):

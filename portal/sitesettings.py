@@ -14,18 +14,17 @@ import os
 import re
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from flask import Flask, current_app, has_app_context
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from .audit import Actor, record
-from .database import configure_engine
+from .database import engine_beside
 from .errors import InvalidInput
 from .extensions import db
 from .models import SiteSetting, utcnow
@@ -72,21 +71,15 @@ def dispose(app: Flask, close: bool = True) -> None:
 
 
 def _engine(app: Flask, cache: _Cache):
-    """The engine the settings are read through: a small pool of its own, so a request that holds
-    one of the app's pooled connections never waits for a second from that pool (a burst of page
-    renders as the copy went stale took the whole pool, each waiting for another; the rate-limit
-    counters keep an engine of their own for the same reason). Made again in a forked process."""
+    """The engine the settings are read through, beside the app's (a burst of page renders as the
+    copy went stale took the app's whole pool, each waiting for another). Made again in a forked
+    process."""
     found = cache.engine
     if found is not None and found[1] == os.getpid():
         return found[0]
     with cache.lock:
         if cache.engine is None or cache.engine[1] != os.getpid():
-            options = {k: v for k, v in app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}).items()
-                       if k not in ("pool_size", "max_overflow", "poolclass")}
-            engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"], pool_size=1, max_overflow=4, **options)
-            configure_engine(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
-            weakref.finalize(app, engine.dispose)
-            cache.engine = (engine, os.getpid())
+            cache.engine = (engine_beside(app, pool_size=1, max_overflow=4), os.getpid())
     return cache.engine[0]
 
 
