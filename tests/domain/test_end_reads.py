@@ -42,6 +42,30 @@ def test_a_change_never_flushed_is_rolled_back_not_written(app):
     assert db.session.scalar(select(User.email).where(User.id == user_id)) == "keep@example.com"
 
 
+def test_a_flushed_change_is_rolled_back_not_written(app):
+    user_id = make_user("flushed@example.com").id
+    db.session.close()
+
+    def change():
+        db.session.get(User, user_id).email = "changed@example.com"
+        db.session.flush()  # in the database's transaction now, no longer in the session's dirty set
+        database.end_reads()
+    assert ends(app, change) == ["rollback"]
+    assert db.session.scalar(select(User.email).where(User.id == user_id)) == "flushed@example.com"
+
+
+def test_after_a_committed_write_a_read_still_commits(app):
+    user_id = make_user("writer@example.com").id
+    db.session.close()
+
+    def write_then_read():
+        with database.atomic():
+            db.session.get(User, user_id).email = "written@example.com"
+        assert db.session.scalar(select(User.email).where(User.id == user_id)) == "written@example.com"
+        database.end_reads()
+    assert ends(app, write_then_read) == ["commit", "commit"]
+
+
 def test_a_new_object_is_rolled_back_not_written(app):
     make_user("one@example.com")
     db.session.close()
